@@ -1,0 +1,205 @@
+"""Exact amounts and quantities.
+
+Money is a ``Decimal`` with a currency; a ``float`` is refused everywhere except
+at the one named boundary, :func:`money_from_float` (and its twin
+:func:`quantity_from_float`), which rounds explicitly. Arithmetic between two
+currencies raises :class:`CurrencyMismatchError`.
+
+The ledger keeps amounts to a fixed number of decimal places (its ``scale``,
+8 by default): enough that a float research engine and the exact books agree to
+float precision on cash of any realistic size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Union
+
+from cival.core.errors import CivalError
+
+DEFAULT_SCALE = 8
+"""Decimal places the ledger keeps for amounts (1e-8 of a currency unit)."""
+
+DEFAULT_QTY_STEP = Decimal("1e-8")
+"""Smallest tradable increment of a quantity unless an instrument says otherwise."""
+
+Amountlike = Union[Decimal, int, str]
+
+
+class CurrencyMismatchError(CivalError):
+    """Two amounts in different currencies were combined."""
+
+
+class AmountError(CivalError):
+    """An amount or quantity is not an exact, finite number of the expected precision."""
+
+
+def to_decimal(value: Amountlike, *, what: str = "amount") -> Decimal:
+    """Convert an exact value (Decimal, int or numeric string) to a finite Decimal.
+
+    Floats are refused: they cannot represent most decimal amounts exactly.
+    Use :func:`money_from_float` / :func:`quantity_from_float` to round one on purpose.
+    """
+    if isinstance(value, bool):
+        raise AmountError(f"{what}: a boolean is not an amount")
+    if isinstance(value, float):
+        raise AmountError(
+            f"{what}: got the float {value!r}; floats are not exact. "
+            "Pass a Decimal, an int or a string, or convert with money_from_float()/quantity_from_float()."
+        )
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, int):
+        d = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            d = Decimal(value.strip())
+        except InvalidOperation:
+            raise AmountError(f"{what}: {value!r} is not a number") from None
+    else:
+        raise AmountError(f"{what}: expected a Decimal, int or numeric string, got {type(value).__name__}")
+    if not d.is_finite():
+        raise AmountError(f"{what}: {value!r} is not a finite number")
+    return d
+
+
+def quantum(scale: int) -> Decimal:
+    """The smallest step at ``scale`` decimal places: ``quantum(2) == Decimal('0.01')``."""
+    return Decimal(1).scaleb(-scale)
+
+
+def is_quantized(value: Decimal, step: Decimal) -> bool:
+    """True when ``value`` is a whole multiple of ``step``."""
+    return (value % step) == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount of one currency.
+
+    ``Money("12.50", "USD")`` or ``Money(Decimal("12.5"), "USD")``; a float raises.
+    Adding or comparing amounts in different currencies raises CurrencyMismatchError.
+    """
+
+    amount: Decimal
+    currency: str
+
+    def __init__(self, amount: Amountlike, currency: str) -> None:
+        if not isinstance(currency, str) or not currency.strip():
+            raise AmountError("currency: must be a non-empty code such as 'USD'")
+        object.__setattr__(self, "amount", to_decimal(amount))
+        object.__setattr__(self, "currency", currency.strip().upper())
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(Decimal(0), currency)
+
+    def _check(self, other: object) -> Money:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise CurrencyMismatchError(
+                f"cannot combine {self.currency} with {other.currency}; convert one of them first"
+            )
+        return other
+
+    def __add__(self, other: Money) -> Money:
+        return Money(self.amount + self._check(other).amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        return Money(self.amount - self._check(other).amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __abs__(self) -> Money:
+        return Money(abs(self.amount), self.currency)
+
+    def __mul__(self, factor: Amountlike) -> Money:
+        return Money(self.amount * to_decimal(factor, what="factor"), self.currency)
+
+    __rmul__ = __mul__
+
+    def __lt__(self, other: Money) -> bool:
+        return self.amount < self._check(other).amount
+
+    def __le__(self, other: Money) -> bool:
+        return self.amount <= self._check(other).amount
+
+    def __gt__(self, other: Money) -> bool:
+        return self.amount > self._check(other).amount
+
+    def __ge__(self, other: Money) -> bool:
+        return self.amount >= self._check(other).amount
+
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    def quantize(self, scale: int = DEFAULT_SCALE, rounding: str = ROUND_HALF_EVEN) -> Money:
+        return Money(self.amount.quantize(quantum(scale), rounding=rounding), self.currency)
+
+    def __str__(self) -> str:
+        return f"{format_amount(self.amount)} {self.currency}"
+
+    def __repr__(self) -> str:
+        return f"Money('{self.amount}', '{self.currency}')"
+
+
+def format_amount(amount: Decimal, places: int = 2) -> str:
+    """Human display: thousands separators, at least ``places`` decimals, no precision lost."""
+    shown = amount.normalize() if amount != 0 else Decimal(0)
+    exponent = shown.as_tuple().exponent
+    decimals = max(places, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+    return f"{amount:,.{decimals}f}"
+
+
+def money_from_float(
+    value: float, currency: str, *, scale: int = DEFAULT_SCALE, rounding: str = ROUND_HALF_EVEN
+) -> Money:
+    """The float boundary for amounts: round ``value`` to ``scale`` places with ``rounding``.
+
+    The float is read through its shortest round-trip representation (``repr``), so
+    ``0.1`` becomes exactly ``0.1`` before rounding rather than 0.1000000000000000055....
+    NaN and infinities raise AmountError.
+    """
+    if not isinstance(value, (float, int)) or isinstance(value, bool) or not math.isfinite(value):
+        raise AmountError(f"money_from_float: {value!r} is not a finite number")
+    return Money(Decimal(repr(float(value))).quantize(quantum(scale), rounding=rounding), currency)
+
+
+def quantity_from_float(value: float, step: Decimal = DEFAULT_QTY_STEP) -> Decimal:
+    """The float boundary for quantities: round ``value`` *down* to a multiple of ``step``.
+
+    Rounding down means an order sized from available cash never exceeds it.
+    NaN, infinities and negative values raise AmountError.
+    """
+    if not isinstance(value, (float, int)) or isinstance(value, bool) or not math.isfinite(value):
+        raise AmountError(f"quantity_from_float: {value!r} is not a finite number")
+    if value < 0:
+        raise AmountError(f"quantity_from_float: {value!r} is negative")
+    return quantize_quantity(Decimal(repr(float(value))), step)
+
+
+def quantize_quantity(value: Decimal, step: Decimal = DEFAULT_QTY_STEP) -> Decimal:
+    """Round an exact quantity down to a whole multiple of ``step`` (step > 0)."""
+    if step <= 0:
+        raise AmountError(f"quantity step must be > 0, got {step}")
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+__all__ = [
+    "DEFAULT_QTY_STEP",
+    "DEFAULT_SCALE",
+    "AmountError",
+    "CurrencyMismatchError",
+    "Money",
+    "format_amount",
+    "is_quantized",
+    "money_from_float",
+    "quantity_from_float",
+    "quantize_quantity",
+    "quantum",
+    "to_decimal",
+]

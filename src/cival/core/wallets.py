@@ -1,0 +1,539 @@
+"""The wallet hierarchy: one master wallet funds farms, each farm funds its agents.
+
+A small pure model over :class:`~cival.core.ledger.Ledger`. Every operation is one
+or more ledger transactions under the caller's idempotency key, so repeating a call
+with the same key (a message delivered twice) returns the original booking and moves
+nothing. Refused operations raise and leave every balance as it was.
+
+Entities are addressed by reference: ``master``, ``farm:<name>``, ``agent:<name>``.
+Each has a cash account; agents also have, per symbol, a position account at cost,
+plus ``fees`` and ``realized_pnl`` accounts.
+
+Rounding rule for amounts derived from price x quantity: the ledger's scale is
+applied *against the account holder*: a purchase's cost and every fee round up, a
+sale's proceeds round down, so the books never credit money that was not there.
+Cost relieved by a partial sale is the average cost of the units sold, rounded half
+to even; closing a position relieves all of its remaining cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from enum import StrEnum
+
+from cival.core.errors import CivalError
+from cival.core.ledger import (
+    EXTERNAL,
+    ZERO,
+    AccountKind,
+    IdempotencyConflictError,
+    Ledger,
+    Posting,
+    Transaction,
+    TxDraft,
+    TxType,
+)
+from cival.core.money import DEFAULT_SCALE, Amountlike, Money, to_decimal
+
+MASTER = "master"
+PERCENT_PLACES = Decimal("0.0001")
+
+
+class WalletError(CivalError):
+    """A wallet operation was refused (unknown entity, wrong direction, bad amount)."""
+
+
+class EntityKind(StrEnum):
+    MASTER = "master"
+    FARM = "farm"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    ref: str
+    kind: EntityKind
+    name: str
+    parent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationRecord:
+    """One allocation, as in the ``fund_allocations`` table."""
+
+    idempotency_key: str
+    source: str
+    target_type: EntityKind
+    target: str
+    """The target's name (its reference is ``f"{target_type}:{target}"``)."""
+    amount: Money
+    percentage_of_parent: Decimal
+    """The amount as a percentage of the parent's cash just before it, to 4 places."""
+    at: datetime
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FillBooking:
+    """What booking a fill posted: the trade, the fee (if any) and the realised P&L of a sale."""
+
+    trade: Transaction
+    fee: Transaction | None
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    symbol: str
+    quantity: Decimal
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class WalletRow:
+    """One line of the wallet tree (amounts in the ledger's currency)."""
+
+    depth: int
+    ref: str
+    kind: EntityKind
+    name: str
+    cash: Decimal
+    positions_at_cost: Decimal
+    equity: Decimal
+    """Own cash plus own positions (at mark where a mark is given, else at cost)."""
+    total_equity: Decimal
+    """Equity of the entity and everything below it."""
+    realized_pnl: Decimal
+    fees: Decimal
+
+
+def farm_ref(name: str) -> str:
+    return f"farm:{name}"
+
+
+def agent_ref(name: str) -> str:
+    return f"agent:{name}"
+
+
+def cash_account(ref: str) -> str:
+    return f"{ref}/cash"
+
+
+def position_account(ref: str, symbol: str) -> str:
+    return f"{ref}/position/{symbol}"
+
+
+class WalletTree:
+    """Master wallet, farms and agents over one ledger."""
+
+    def __init__(self, master_name: str = MASTER, currency: str = "USD", scale: int = DEFAULT_SCALE) -> None:
+        self.ledger = Ledger(currency=currency, scale=scale)
+        self.master_name = master_name
+        self._entities: dict[str, Entity] = {}
+        self._children: dict[str, list[str]] = {}
+        self._allocations: list[AllocationRecord] = []
+        self._allocation_by_key: dict[str, AllocationRecord] = {}
+        self._add(Entity(MASTER, EntityKind.MASTER, master_name, None))
+
+    @property
+    def currency(self) -> str:
+        return self.ledger.currency
+
+    # -- structure ------------------------------------------------------------------
+
+    def _add(self, entity: Entity) -> Entity:
+        existing = self._entities.get(entity.ref)
+        if existing is not None:
+            if existing != entity:
+                raise WalletError(f"{entity.ref} already exists under {existing.parent}")
+            return existing
+        self._entities[entity.ref] = entity
+        self._children[entity.ref] = []
+        if entity.parent is not None:
+            self._children[entity.parent].append(entity.ref)
+        self.ledger.open_account(cash_account(entity.ref), AccountKind.CASH, owner=entity.ref)
+        if entity.kind is EntityKind.AGENT:
+            self.ledger.open_account(f"{entity.ref}/fees", AccountKind.FEES, owner=entity.ref)
+            self.ledger.open_account(f"{entity.ref}/realized_pnl", AccountKind.REALIZED_PNL, owner=entity.ref)
+        return entity
+
+    def add_farm(self, name: str) -> Entity:
+        _check_name(name, "farm")
+        return self._add(Entity(farm_ref(name), EntityKind.FARM, name, MASTER))
+
+    def add_agent(self, farm: str, name: str) -> Entity:
+        _check_name(name, "agent")
+        parent = self.entity(farm_ref(farm) if ":" not in farm else farm)
+        if parent.kind is not EntityKind.FARM:
+            raise WalletError(f"agent {name!r} must belong to a farm, not to {parent.ref}")
+        return self._add(Entity(agent_ref(name), EntityKind.AGENT, name, parent.ref))
+
+    def entity(self, ref: str) -> Entity:
+        try:
+            return self._entities[ref]
+        except KeyError:
+            known = ", ".join(self._entities) or "none"
+            raise WalletError(f"unknown wallet {ref!r}; known wallets: {known}") from None
+
+    def entities(self) -> list[Entity]:
+        return list(self._entities.values())
+
+    def children(self, ref: str) -> list[Entity]:
+        self.entity(ref)
+        return [self._entities[c] for c in self._children[ref]]
+
+    # -- balances -------------------------------------------------------------------
+
+    def cash(self, ref: str) -> Money:
+        self.entity(ref)
+        return self.ledger.money(cash_account(ref))
+
+    def positions(self, ref: str) -> list[PositionView]:
+        self.entity(ref)
+        return [
+            PositionView(a.symbol or "", self.ledger.quantity(a.key), self.ledger.balance(a.key))
+            for a in self.ledger.accounts(ref, AccountKind.POSITION)
+            if self.ledger.quantity(a.key) != 0
+        ]
+
+    def realized_pnl(self, ref: str) -> Money:
+        self.entity(ref)
+        return Money(self.ledger.realized_pnl(ref), self.currency)
+
+    def fees(self, ref: str) -> Money:
+        self.entity(ref)
+        return Money(self.ledger.fees(ref), self.currency)
+
+    def equity(self, ref: str, marks: dict[str, Decimal] | None = None) -> Money:
+        """Own cash plus own positions, valued at ``marks[symbol]`` where given, else at cost."""
+        total = self.cash(ref).amount
+        for pos in self.positions(ref):
+            mark = (marks or {}).get(pos.symbol)
+            total += pos.cost if mark is None else pos.quantity * to_decimal(mark, what=f"mark for {pos.symbol}")
+        return Money(total, self.currency)
+
+    def total_equity(self, ref: str, marks: dict[str, Decimal] | None = None) -> Money:
+        """Equity of ``ref`` and every wallet below it."""
+        total = self.equity(ref, marks)
+        for child in self._children[ref]:
+            total = total + self.total_equity(child, marks)
+        return total
+
+    @property
+    def allocations(self) -> list[AllocationRecord]:
+        return list(self._allocations)
+
+    def tree(self, marks: dict[str, Decimal] | None = None) -> list[WalletRow]:
+        """The hierarchy, depth first, one row per wallet."""
+        rows: list[WalletRow] = []
+
+        def walk(ref: str, depth: int) -> None:
+            e = self._entities[ref]
+            cost = sum((p.cost for p in self.positions(ref)), ZERO)
+            rows.append(
+                WalletRow(
+                    depth=depth,
+                    ref=ref,
+                    kind=e.kind,
+                    name=e.name,
+                    cash=self.cash(ref).amount,
+                    positions_at_cost=cost,
+                    equity=self.equity(ref, marks).amount,
+                    total_equity=self.total_equity(ref, marks).amount,
+                    realized_pnl=self._subtree_sum(ref, self.ledger.realized_pnl),
+                    fees=self._subtree_sum(ref, self.ledger.fees),
+                )
+            )
+            for child in self._children[ref]:
+                walk(child, depth + 1)
+
+        walk(MASTER, 0)
+        return rows
+
+    def _subtree_sum(self, ref: str, figure) -> Decimal:  # type: ignore[no-untyped-def]
+        return figure(ref) + sum((self._subtree_sum(c, figure) for c in self._children[ref]), ZERO)
+
+    # -- movements ------------------------------------------------------------------
+
+    def _amount(self, amount: Amountlike | Money, what: str) -> Decimal:
+        if isinstance(amount, Money):
+            Money.zero(self.currency)._check(amount)
+            value = amount.amount
+        else:
+            value = to_decimal(amount, what=what)
+        if value <= 0:
+            raise WalletError(f"{what} must be positive, got {value}")
+        if value % self.ledger.quantum != 0:
+            raise WalletError(
+                f"{what} {value} has more than {self.ledger.scale} decimal places; round it first"
+            )
+        return value
+
+    def deposit(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
+        """External money into the master wallet."""
+        value = self._amount(amount, "deposit")
+        return self.ledger.post(
+            TxType.DEPOSIT,
+            (Posting(cash_account(MASTER), value), Posting(EXTERNAL, -value)),
+            key,
+            at,
+            memo=f"deposit into {self.master_name}",
+        )
+
+    def withdraw(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
+        """Money out of the master wallet to the outside world."""
+        value = self._amount(amount, "withdrawal")
+        return self.ledger.post(
+            TxType.WITHDRAWAL,
+            (Posting(cash_account(MASTER), -value), Posting(EXTERNAL, value)),
+            key,
+            at,
+            memo=f"withdrawal from {self.master_name}",
+        )
+
+    def allocate(
+        self, target: str, amount: Amountlike | Money, key: str, at: datetime | None = None
+    ) -> AllocationRecord:
+        """Move cash from a wallet's parent down to it (master -> farm, farm -> agent)."""
+        child = self.entity(target)
+        if child.parent is None:
+            raise WalletError(f"{target} has no parent to be funded from; deposit into it instead")
+        value = self._amount(amount, f"allocation to {target}")
+        parent_cash = self.ledger.balance(cash_account(child.parent))
+        tx = self.ledger.post(
+            TxType.ALLOCATION,
+            (Posting(cash_account(child.parent), -value), Posting(cash_account(target), value)),
+            key,
+            at,
+            memo=f"allocate {child.parent} -> {target}",
+        )
+        prior = self._allocation_by_key.get(key)
+        if prior is not None:  # the ledger found the same allocation under this key: a replay
+            return prior
+        record = AllocationRecord(
+            idempotency_key=key,
+            source=child.parent,
+            target_type=child.kind,
+            target=child.name,
+            amount=Money(value, self.currency),
+            percentage_of_parent=(value * 100 / parent_cash).quantize(PERCENT_PLACES, ROUND_HALF_EVEN),
+            at=tx.at,
+            seq=tx.seq,
+        )
+        self._allocations.append(record)
+        self._allocation_by_key[key] = record
+        return record
+
+    def collect(
+        self, source: str, amount: Amountlike | Money | None, key: str, at: datetime | None = None
+    ) -> Transaction | None:
+        """Move cash from a wallet back up to its parent; ``amount=None`` collects all its cash.
+
+        Collecting all from an empty wallet posts nothing and returns None.
+        """
+        child = self.entity(source)
+        if child.parent is None:
+            raise WalletError(f"{source} has no parent to collect into; withdraw from it instead")
+        if amount is None:
+            # "All" depends on the current balance, so a replay is recognised by its key.
+            prior = self.ledger.find(key)
+            if prior is not None:
+                if prior.type is not TxType.COLLECTION or prior.amount_of(cash_account(source)) >= 0:
+                    raise IdempotencyConflictError(
+                        f"idempotency key {key!r} was already used for a different movement"
+                    )
+                return prior
+            value = self.ledger.balance(cash_account(source))
+            if value == 0:
+                return None
+        else:
+            value = self._amount(amount, f"collection from {source}")
+        return self.ledger.post(
+            TxType.COLLECTION,
+            (Posting(cash_account(source), -value), Posting(cash_account(child.parent), value)),
+            key,
+            at,
+            memo=f"collect {source} -> {child.parent}",
+        )
+
+    def transfer(
+        self,
+        source: str,
+        target: str,
+        amount: Amountlike | Money,
+        key: str,
+        at: datetime | None = None,
+        type: TxType = TxType.REBALANCE,
+    ) -> Transaction:
+        """Move cash between any two wallets (a rebalance, by default)."""
+        self.entity(source)
+        self.entity(target)
+        if source == target:
+            raise WalletError(f"cannot transfer from {source} to itself")
+        if TxType(type) not in (TxType.REBALANCE, TxType.ALLOCATION, TxType.COLLECTION):
+            raise WalletError(f"a transfer is a rebalance, allocation or collection, not {type}")
+        value = self._amount(amount, f"transfer {source} -> {target}")
+        return self.ledger.post(
+            TxType(type),
+            (Posting(cash_account(source), -value), Posting(cash_account(target), value)),
+            key,
+            at,
+            memo=f"{TxType(type).value} {source} -> {target}",
+        )
+
+    def buy(
+        self,
+        agent: str,
+        symbol: str,
+        quantity: Amountlike,
+        price: Amountlike,
+        fee: Amountlike,
+        key: str,
+        at: datetime | None = None,
+    ) -> FillBooking:
+        """Book a buy fill: cash pays quantity x price (rounded up) into the position at cost, plus the fee."""
+        ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
+        prior = self._replayed_fill(key, TxType.TRADE_BUY, ref, symbol, qty)
+        if prior is not None:
+            return prior
+        cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP)
+        pos = self._position_account(ref, symbol)
+        drafts = [
+            TxDraft(
+                TxType.TRADE_BUY,
+                f"{key}/trade",
+                (Posting(cash_account(ref), -cost), Posting(pos, cost, qty)),
+                at,
+                f"buy {qty} {symbol} @ {px}",
+            )
+        ]
+        drafts += self._fee_draft(ref, fee_amount, key, at)
+        posted = self.ledger.post_all(drafts)
+        return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, ZERO)
+
+    def sell(
+        self,
+        agent: str,
+        symbol: str,
+        quantity: Amountlike,
+        price: Amountlike,
+        fee: Amountlike,
+        key: str,
+        at: datetime | None = None,
+    ) -> FillBooking:
+        """Book a sell fill: proceeds (rounded down) to cash, average cost out of the position, the difference to realised P&L."""
+        ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
+        # A sale's postings depend on the position at the time, so a replay is
+        # recognised by its key (and checked to be the same fill) before anything else.
+        prior = self._replayed_fill(key, TxType.TRADE_SELL, ref, symbol, -qty)
+        if prior is not None:
+            return prior
+        pos = self._position_account(ref, symbol)
+        held = self.ledger.quantity(pos)
+        if qty > held:
+            raise WalletError(
+                f"sell refused: {ref} holds {held} {symbol}, cannot sell {qty}. Sell at most what is held."
+            )
+        held_cost = self.ledger.balance(pos)
+        relieved = (
+            held_cost
+            if qty == held
+            else (held_cost * qty / held).quantize(self.ledger.quantum, ROUND_HALF_EVEN)
+        )
+        proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN)
+        pnl = proceeds - relieved
+        drafts = [
+            TxDraft(
+                TxType.TRADE_SELL,
+                f"{key}/trade",
+                (
+                    Posting(cash_account(ref), proceeds),
+                    Posting(pos, -relieved, -qty),
+                    Posting(f"{ref}/realized_pnl", -pnl),
+                ),
+                at,
+                f"sell {qty} {symbol} @ {px}",
+            )
+        ]
+        drafts += self._fee_draft(ref, fee_amount, key, at)
+        posted = self.ledger.post_all(drafts)
+        return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, pnl)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _fill_args(
+        self, agent: str, symbol: str, quantity: Amountlike, price: Amountlike, fee: Amountlike
+    ) -> tuple[str, Decimal, Decimal, Decimal]:
+        ref = agent if ":" in agent else agent_ref(agent)
+        if self.entity(ref).kind is not EntityKind.AGENT:
+            raise WalletError(f"only agents trade; {ref} is a {self.entity(ref).kind.value}")
+        if not symbol or "/" in symbol:
+            raise WalletError(f"symbol {symbol!r} must be non-empty and contain no '/'")
+        qty = to_decimal(quantity, what="fill quantity")
+        px = to_decimal(price, what="fill price")
+        fee_value = to_decimal(fee, what="fill fee")
+        if qty <= 0:
+            raise WalletError(f"fill quantity must be positive, got {qty}")
+        if px <= 0:
+            raise WalletError(f"fill price must be positive, got {px}")
+        if fee_value < 0:
+            raise WalletError(f"fee must not be negative, got {fee_value}")
+        return ref, qty, px, fee_value.quantize(self.ledger.quantum, ROUND_UP)
+
+    def _position_account(self, ref: str, symbol: str) -> str:
+        key = position_account(ref, symbol)
+        self.ledger.open_account(key, AccountKind.POSITION, owner=ref, symbol=symbol)
+        return key
+
+    def _fee_draft(self, ref: str, fee: Decimal, key: str, at: datetime | None) -> list[TxDraft]:
+        if fee == 0:
+            return []
+        return [
+            TxDraft(
+                TxType.FEE,
+                f"{key}/fee",
+                (Posting(cash_account(ref), -fee), Posting(f"{ref}/fees", fee)),
+                at,
+                "fee",
+            )
+        ]
+
+    def _replayed_fill(
+        self, key: str, tx_type: TxType, ref: str, symbol: str, qty: Decimal
+    ) -> FillBooking | None:
+        trade = self.ledger.find(f"{key}/trade")
+        if trade is None:
+            return None
+        legs = [p for p in trade.postings if p.account == position_account(ref, symbol)]
+        if trade.type is not tx_type or len(legs) != 1 or legs[0].quantity != qty:
+            raise IdempotencyConflictError(
+                f"fill key {key!r} was already booked as a different fill (#{trade.seq} {trade.memo}); "
+                "a retried fill must be identical, a new fill needs a new key"
+            )
+        fee = self.ledger.find(f"{key}/fee")
+        pnl = ZERO - trade.amount_of(f"{ref}/realized_pnl")
+        return FillBooking(trade, fee, pnl)
+
+
+def _check_name(name: str, what: str) -> None:
+    if not isinstance(name, str) or not name or any(c in name for c in ":/ "):
+        raise WalletError(f"{what} name {name!r} must be non-empty with no spaces, ':' or '/'")
+
+
+__all__ = [
+    "MASTER",
+    "AllocationRecord",
+    "Entity",
+    "EntityKind",
+    "FillBooking",
+    "PositionView",
+    "WalletError",
+    "WalletRow",
+    "WalletTree",
+    "agent_ref",
+    "cash_account",
+    "farm_ref",
+    "position_account",
+]
