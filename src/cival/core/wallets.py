@@ -70,7 +70,8 @@ class AllocationRecord:
     """The target's name (its reference is ``f"{target_type}:{target}"``)."""
     amount: Money
     percentage_of_parent: Decimal
-    """The amount as a percentage of the parent's cash just before it, to 4 places."""
+    """The amount as a percentage of the parent's total funds just before it (its own cash and
+    positions at cost plus everything below it), to 4 places."""
     at: datetime
     seq: int
 
@@ -301,7 +302,7 @@ class WalletTree:
         if child.parent is None:
             raise WalletError(f"{target} has no parent to be funded from; deposit into it instead")
         value = self._amount(amount, f"allocation to {target}")
-        parent_cash = self.ledger.balance(cash_account(child.parent))
+        parent_funds = self.total_equity(child.parent).amount
         tx = self.ledger.post(
             TxType.ALLOCATION,
             (Posting(cash_account(child.parent), -value), Posting(cash_account(target), value)),
@@ -318,7 +319,7 @@ class WalletTree:
             target_type=child.kind,
             target=child.name,
             amount=Money(value, self.currency),
-            percentage_of_parent=(value * 100 / parent_cash).quantize(PERCENT_PLACES, ROUND_HALF_EVEN),
+            percentage_of_parent=(value * 100 / parent_funds).quantize(PERCENT_PLACES, ROUND_HALF_EVEN),
             at=tx.at,
             seq=tx.seq,
         )

@@ -1,0 +1,234 @@
+"""The ``cival`` command.
+
+Exit codes: 0 success; 1 a problem with the user's input (bad config, refused
+operation), printed as a message without a traceback; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cival import __version__
+from cival.core.errors import CivalError
+
+
+def demo_config_path() -> Path:
+    """The demo config: the copy inside the installed package, else the source checkout's."""
+    packaged = resources.files("cival").joinpath("configs", "demo.yaml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    if checkout.is_file():
+        return checkout
+    raise CivalError("the demo config is missing from this installation; reinstall cival or pass --config FILE")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"cival {__version__}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from cival.config import ConfigError, load_config
+
+    failed = 0
+    for path in args.configs:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            failed += 1
+            print(str(exc), file=sys.stderr)
+            continue
+        agents = len(config.agents())
+        print(
+            f"{path}: OK (cluster {config.name!r}: {len(config.farms)} farms, {agents} agents, "
+            f"{len(config.goals)} goals)"
+        )
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cival.config import load_config
+    from cival.runtime import build_wallets, fund
+
+    path = Path(args.config) if args.config else demo_config_path()
+    config = load_config(path)
+    tree = build_wallets(config)
+    report = fund(tree, config)
+    posted = len(tree.ledger)
+    # Deliver every funding message a second time, as a retrying network would:
+    # the idempotency keys must make this a no-op.
+    fund(tree, config)
+    replayed_new = len(tree.ledger) - posted
+    audit = tree.ledger.audit()
+
+    strategies = {a.name: a.strategy for _, a in config.agents()}
+    farm_types = {f.name: f.type for f in config.farms}
+    shares = {(r.target_type.value, r.target): r.percentage_of_parent for r in report.allocations}
+    rows = tree.tree()
+
+    if args.json:
+        out: dict[str, Any] = {
+            "cluster": config.name,
+            "config": str(path),
+            "currency": tree.currency,
+            "wallets": [
+                {
+                    "ref": r.ref,
+                    "kind": r.kind.value,
+                    "name": r.name,
+                    "depth": r.depth,
+                    "cash": str(r.cash),
+                    "total_equity": str(r.total_equity),
+                    "percentage_of_parent": _opt_str(shares.get((r.kind.value, r.name))),
+                }
+                for r in rows
+            ],
+            "transactions": posted,
+            "replayed_new_transactions": replayed_new,
+            "audit": {"ok": audit.ok, "residual": str(audit.residual), "problems": list(audit.problems)},
+        }
+        print(json.dumps(out, indent=2))
+        return 0 if audit.ok else 1
+
+    cur = tree.currency
+    print(f"Cival demo: cluster {config.name!r} from {path}")
+    print(
+        f"Deposited {_fmt(config.master.initial_deposit)} {cur} into {config.master.name!r}, "
+        f"then allocated down the tree by each level's policy.\n"
+    )
+    width = max(len(_label(r, rows, i)) for i, r in enumerate(rows)) + 2
+    header = f"{'wallet':<{width}}{'cash':>16}{'subtree equity':>18}{'of parent':>11}  role"
+    print(header)
+    print("-" * len(header))
+    for i, r in enumerate(rows):
+        share = shares.get((r.kind.value, r.name))
+        role = {
+            "master": f"master wallet ({config.master.allocation.policy}, reserve {_fmt_pct(config.master.allocation.reserve_pct)})",
+            "farm": f"{farm_types.get(r.name, '')} farm",
+            "agent": f"agent: {strategies.get(r.name, '')}",
+        }[r.kind.value]
+        if r.kind.value == "farm":
+            farm_cfg = next(f for f in config.farms if f.name == r.name)
+            role += f" ({farm_cfg.allocation.policy}, reserve {_fmt_pct(farm_cfg.allocation.reserve_pct)})"
+        print(
+            f"{_label(r, rows, i):<{width}}{_fmt(r.cash):>16}{_fmt(r.total_equity):>18}"
+            f"{(_fmt_pct(share) if share is not None else ''):>11}  {role}"
+        )
+    print()
+    print(f"Ledger: {posted} transactions ({', '.join(_count_types(tree))}).")
+    print(f"Delivered every funding message twice: {replayed_new} new transactions, balances unchanged.")
+    print(f"Audit {'OK' if audit.ok else 'FAILED'}: cash + positions at cost {_fmt(audit.cash + audit.positions_at_cost)} {cur}"
+          f" = deposits - withdrawals + realised P&L - fees; residual {audit.residual.normalize():f}.")
+    for problem in audit.problems:
+        print(f"  problem: {problem}")
+    return 0 if audit.ok else 1
+
+
+# -- formatting helpers -----------------------------------------------------------------
+
+
+def _fmt(amount: Decimal) -> str:
+    return f"{amount:,.2f}"
+
+
+def _fmt_pct(value: Decimal) -> str:
+    return f"{value.normalize():f} %"
+
+
+def _opt_str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _label(row: Any, rows: Sequence[Any], index: int) -> str:
+    """Tree-drawing prefix: '├─ ' for a middle child, '└─ ' for the last one."""
+    if row.depth == 0:
+        return row.name
+    prefix = ""
+    for depth in range(1, row.depth):
+        prefix += "   " if _is_last_at(rows, index, depth) else "│  "
+    return prefix + ("└─ " if _is_last_at(rows, index, row.depth) else "├─ ") + row.name
+
+
+def _is_last_at(rows: Sequence[Any], index: int, depth: int) -> bool:
+    """True when the ancestor of rows[index] at ``depth`` has no later sibling."""
+    for later in rows[index + 1 :]:
+        if later.depth < depth:
+            return True
+        if later.depth == depth:
+            return False
+    return True
+
+
+def _count_types(tree: Any) -> list[str]:
+    counts: dict[str, int] = {}
+    for tx in tree.ledger.journal:
+        counts[tx.type.value] = counts.get(tx.type.value, 0) + 1
+    return [f"{n} {name}" for name, n in counts.items()]
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cival",
+        description="Multi-agent paper trading and backtesting with exact books.",
+    )
+    parser.add_argument("--version", action="version", version=f"cival {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("version", help="print the installed version", description="Print the installed version.")
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser(
+        "validate",
+        help="check cluster config files",
+        description="Check cluster config files. Prints every error with its path; exits 1 if any file is invalid.",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML config file(s)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "demo",
+        help="fund the demo cluster's wallets through the ledger and print the tree",
+        description=(
+            "Load the demo config (or --config), deposit the initial capital, allocate it to farms "
+            "and agents by their policies through the double-entry ledger, and print the wallet tree "
+            "with the ledger audit. Needs no database, message broker or data files."
+        ),
+    )
+    p.add_argument("--config", metavar="FILE", help="a cluster config instead of the bundled demo.yaml")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except CivalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,625 @@
+"""Cluster configuration: pydantic models, a strict YAML loader and readable errors.
+
+A config describes one cluster: the master wallet, its farms and their agents, the
+goals, risk limits, where bars come from, and where results go. Unknown keys and
+duplicate keys are errors, never ignored. :func:`load_config` returns a validated
+:class:`ClusterConfig` or raises :class:`ConfigError` listing *every* problem it
+found, each with its path (``farms[1].agents[0].params.jaw_period: must be > 0``).
+
+Amounts are exact Decimals. A YAML number such as ``100000.50`` is read through its
+shortest decimal representation, so it means exactly what was written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from cival.core.errors import CivalError
+from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE
+from cival.strategies import PARAMS_BY_STRATEGY
+
+# -- errors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(CivalError):
+    """A config could not be read or is invalid; ``issues`` lists every problem."""
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue]):
+        self.source = source
+        self.issues = list(issues)
+        n = len(self.issues)
+        body = "\n".join(f"  {issue}" for issue in self.issues)
+        super().__init__(f"{source}: {n} error{'s' if n != 1 else ''}\n{body}")
+
+
+# -- field types ------------------------------------------------------------------------
+
+
+def _exact_number(value: Any) -> Any:
+    """Let YAML floats through as the decimal they were written as; refuse booleans."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return Decimal(repr(value))
+    return value
+
+
+Amount = Annotated[Decimal, BeforeValidator(_exact_number)]
+PositiveAmount = Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0)]
+Percent = Annotated[Decimal, BeforeValidator(_exact_number), Field(ge=0, lt=100)]
+Fraction = Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=1)]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_RULE = "must start with a letter or digit and hold only letters, digits, '_', '.' or '-' (at most 64)"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Symbol = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- allocation -------------------------------------------------------------------------
+
+
+class EqualPolicy(StrictModel):
+    """Split the parent's cash equally among its children, after keeping ``reserve_pct`` back."""
+
+    policy: Literal["equal"]
+    reserve_pct: Percent = Decimal(0)
+
+
+class FixedPolicy(StrictModel):
+    """Split by fixed relative weights (one per child, by name), after keeping ``reserve_pct`` back."""
+
+    policy: Literal["fixed"]
+    weights: dict[Name, PositiveAmount] = Field(min_length=1)
+    reserve_pct: Percent = Decimal(0)
+
+
+AllocationPolicy = Annotated[Union[EqualPolicy, FixedPolicy], Field(discriminator="policy")]
+
+
+# -- agents and farms -------------------------------------------------------------------
+
+
+class SizingConfig(StrictModel):
+    """How an agent sizes an entry: ``fraction`` of its cash, quantities in steps of ``qty_step``."""
+
+    fraction: Fraction = Decimal(1)
+    qty_step: PositiveAmount = DEFAULT_QTY_STEP
+
+
+class _AgentBase(StrictModel):
+    name: Name
+    symbol: Symbol | None = None
+    """The instrument traded; defaults to the data source's symbol."""
+    sizing: SizingConfig = Field(default_factory=SizingConfig)
+
+
+def _agent_model(strategy: str, params: type[BaseModel]) -> type[_AgentBase]:
+    return create_model(  # type: ignore[call-overload, no-any-return]
+        f"{strategy.title()}Agent",
+        __base__=_AgentBase,
+        strategy=(Literal[strategy], ...),
+        params=(params, Field(default_factory=params)),
+    )
+
+
+AGENT_MODELS = {name: _agent_model(name, params) for name, params in PARAMS_BY_STRATEGY.items()}
+AgentConfig = Annotated[Union[tuple(AGENT_MODELS.values())], Field(discriminator="strategy")]  # type: ignore[valid-type]
+
+FarmType = Literal["trend_following", "breakout", "price_action"]
+
+
+class FarmConfig(StrictModel):
+    name: Name
+    type: FarmType
+    allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
+    agents: list[AgentConfig] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+class MasterConfig(StrictModel):
+    name: Name = "master"
+    base_currency: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{2,9}$")] = "USD"
+    initial_deposit: PositiveAmount
+    allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
+
+    @field_validator("base_currency", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+# -- goals ------------------------------------------------------------------------------
+
+
+class Assignment(StrictModel):
+    """A goal's link to one farm or one agent, with the weight of its contribution."""
+
+    farm: Name | None = None
+    agent: Name | None = None
+    weight: Fraction = Decimal(1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Assignment:
+        if (self.farm is None) == (self.agent is None):
+            raise ValueError("name exactly one of 'farm' or 'agent'")
+        return self
+
+
+class Deadline(StrictModel):
+    """After this many bars, or at this time, an unmet goal has failed."""
+
+    bars: int | None = Field(None, gt=0)
+    time: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Deadline:
+        if (self.bars is None) == (self.time is None):
+            raise ValueError("give exactly one of 'bars' or 'time'")
+        if self.time is not None and self.time.tzinfo is None:
+            raise ValueError("time needs a time zone, e.g. 2025-06-30T00:00:00Z")
+        return self
+
+
+class TradeVolumeTarget(StrictModel):
+    """``trades`` closed trades, each (if set) with at least ``min_profit_per_trade`` profit."""
+
+    trades: int = Field(gt=0)
+    min_profit_per_trade: PositiveAmount | None = None
+
+
+class ProfitTarget(StrictModel):
+    """Realised P&L of at least ``profit``."""
+
+    profit: PositiveAmount
+
+
+class PerformanceTarget(StrictModel):
+    """Sharpe ratio and/or win rate reached after at least ``min_trades`` closed trades."""
+
+    min_sharpe: float | None = None
+    min_win_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    min_trades: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> PerformanceTarget:
+        if self.min_sharpe is None and self.min_win_rate is None:
+            raise ValueError("give min_sharpe, min_win_rate or both")
+        return self
+
+
+class _GoalBase(StrictModel):
+    name: Name
+    assign: list[Assignment] = Field(min_length=1)
+    on_complete: Literal["collect_profit", "collect_all", "none"] = "collect_profit"
+    deadline: Deadline | None = None
+
+
+class TradeVolumeGoal(_GoalBase):
+    type: Literal["trade_volume"]
+    target: TradeVolumeTarget
+
+
+class ProfitTargetGoal(_GoalBase):
+    type: Literal["profit_target"]
+    target: ProfitTarget
+
+
+class StrategyPerformanceGoal(_GoalBase):
+    type: Literal["strategy_performance"]
+    target: PerformanceTarget
+
+
+GoalConfig = Annotated[
+    Union[TradeVolumeGoal, ProfitTargetGoal, StrategyPerformanceGoal], Field(discriminator="type")
+]
+
+
+# -- risk, data, infrastructure ---------------------------------------------------------
+
+
+class RiskConfig(StrictModel):
+    max_position_fraction: Fraction = Decimal(1)
+    """Largest share of an agent's equity one position may take."""
+    stop_loss_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, lt=100)] | None = None
+    farm_max_drawdown_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=100)] | None = None
+    master_daily_loss_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=100)] | None = None
+
+
+Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
+
+
+class FileData(StrictModel):
+    """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file."""
+
+    source: Literal["file"]
+    path: str = Field(min_length=1)
+    symbol: Symbol | None = None
+    """Defaults to the file's name without extension."""
+    timeframe: Timeframe | None = None
+
+
+class SyntheticData(StrictModel):
+    """Seeded synthetic bars, for demos and tests with no data at hand."""
+
+    source: Literal["synthetic"]
+    symbol: Symbol = "SYN"
+    bars: int = Field(5000, gt=0)
+    seed: int = 7
+    timeframe: Timeframe = "1h"
+    start_price: PositiveAmount = Decimal(100)
+
+
+DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (or be left out for embedded)")
+    if parts.password:
+        raise ValueError(f"holds a password; keep secrets out of files and set {env} in the environment instead")
+    return value
+
+
+class StorageConfig(StrictModel):
+    """Where results are persisted. No URL (the default): the embedded store."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL")
+
+
+class StreamsConfig(StrictModel):
+    """Where events are streamed. No URL (the default): the in-process bus."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss"), "REDIS_URL")
+
+
+class ClusterConfig(StrictModel):
+    """A whole cluster: master wallet, farms, agents, goals, risk, data and infrastructure."""
+
+    version: Literal[1] = 1
+    name: Name
+    master: MasterConfig
+    farms: list[FarmConfig] = Field(min_length=1)
+    goals: list[GoalConfig] = Field(default_factory=list)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    data: DataConfig
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was read from, if any."""
+        return self._source
+
+    def agents(self) -> list[tuple[FarmConfig, Any]]:
+        """Every (farm, agent) pair, in config order."""
+        return [(farm, agent) for farm in self.farms for agent in farm.agents]
+
+    def data_path(self) -> Path | None:
+        """The data file, resolved against the config file's folder (None for synthetic data)."""
+        if not isinstance(self.data, FileData):
+            return None
+        path = Path(self.data.path).expanduser()
+        if not path.is_absolute() and self._source is not None:
+            path = self._source.parent / path
+        return path
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            first = seen[key]
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first at line {first.line + 1}); each key may appear once",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; syntax errors and duplicate keys raise ConfigError with the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
+        problem = exc.problem or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"YAML error at {where}: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [ConfigIssue("", f"YAML error: {exc}")]) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
+    """Read and validate a cluster config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [ConfigIssue("", "file not found; check the path")]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, [ConfigIssue("", "is a folder; give the path of a .yaml file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read: {exc}")]) from None
+    return config_from_dict(parse_yaml(text, source), source=source, base=path.resolve())
+
+
+def config_from_dict(data: Any, source: str = "<config>", base: Path | None = None) -> ClusterConfig:
+    """Validate already-parsed config data; ``base`` is the config file (for relative paths)."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(source, [ConfigIssue("", f"the file is {kind}; expected a mapping with master, farms, data...")])
+    try:
+        config = ClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_issue(err, data) for err in exc.errors()]) from None
+    config._source = base
+    issues = list(_cross_checks(config))
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+# -- checks across fields ---------------------------------------------------------------
+
+
+def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigIssue]:
+    first: dict[str, str] = {}
+    for path, name in names:
+        if name in first:
+            yield ConfigIssue(path, f"duplicate {what} name {name!r} (also at {first[name]}); names must be unique")
+        else:
+            first[name] = path
+
+
+def _weights(path: str, policy: Any, children: list[str], what: str) -> Iterable[ConfigIssue]:
+    if not isinstance(policy, FixedPolicy):
+        return
+    for name in policy.weights:
+        if name not in children:
+            hint = difflib.get_close_matches(name, children, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; {what}s here: {', '.join(children)}"
+            yield ConfigIssue(f"{path}.weights.{name}", f"no {what} named {name!r}{suggestion}")
+    for name in children:
+        if name not in policy.weights:
+            yield ConfigIssue(f"{path}.weights", f"no weight for {what} {name!r}; give every {what} a weight")
+
+
+def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
+    farm_names = [f.name for f in config.farms]
+    agent_names = [a.name for _, a in config.agents()]
+    yield from _duplicates(((f"farms[{i}].name", f.name) for i, f in enumerate(config.farms)), "farm")
+    yield from _duplicates(
+        (
+            (f"farms[{i}].agents[{j}].name", a.name)
+            for i, f in enumerate(config.farms)
+            for j, a in enumerate(f.agents)
+        ),
+        "agent",
+    )
+    yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
+
+    if config.master.initial_deposit.as_tuple().exponent < -DEFAULT_SCALE:  # type: ignore[operator]
+        yield ConfigIssue("master.initial_deposit", f"has more than {DEFAULT_SCALE} decimal places")
+    yield from _weights("master.allocation", config.master.allocation, farm_names, "farm")
+    for i, farm in enumerate(config.farms):
+        yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent")
+
+    for i, goal in enumerate(config.goals):
+        for j, assignment in enumerate(goal.assign):
+            if assignment.farm is not None and assignment.farm not in farm_names:
+                yield ConfigIssue(f"goals[{i}].assign[{j}].farm", _unknown("farm", assignment.farm, farm_names))
+            if assignment.agent is not None and assignment.agent not in agent_names:
+                yield ConfigIssue(f"goals[{i}].assign[{j}].agent", _unknown("agent", assignment.agent, agent_names))
+
+    data_path = config.data_path()
+    if data_path is not None and not data_path.is_file():
+        yield ConfigIssue("data.path", f"file not found: {data_path} (a relative path is read from the config's folder)")
+
+
+def _unknown(what: str, name: str, known: list[str]) -> str:
+    hint = difflib.get_close_matches(name, known, n=1)
+    return f"no {what} named {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; {what}s: {', '.join(known)}")
+
+
+# -- turning pydantic errors into paths and sentences ------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _members(tp: Any) -> list[Any]:
+    tp = _unwrap(tp)
+    if get_origin(tp) is Union:
+        return [_unwrap(t) for t in get_args(tp)]
+    return [tp]
+
+
+def _tag_member(tp: Any, element: Any) -> Any:
+    """If ``element`` is the tag of one member of a discriminated union ``tp``, that member."""
+    members = [m for m in _members(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
+    if len(members) < 2 or not isinstance(element, str):
+        return None
+    for member in members:
+        for field in member.model_fields.values():
+            if get_origin(field.annotation) is Literal and element in get_args(field.annotation):
+                return member
+    return None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """Render a pydantic error location as ``a.b[0].c``, dropping union tags; also return the
+    model class that holds the last element (for suggesting field names), if known."""
+    tp: Any = ClusterConfig
+    holder: Any = None
+    path = ""
+    for element in loc:
+        member = _tag_member(tp, element)
+        if member is not None:
+            tp = member
+            continue
+        candidates = [m for m in _members(tp) if m is not type(None)]
+        tp = candidates[0] if len(candidates) == 1 else None
+        origin = get_origin(tp)
+        if isinstance(element, int):
+            path += f"[{element}]"
+            tp = get_args(tp)[0] if origin is list and get_args(tp) else None
+            holder = None
+            continue
+        path += f".{element}" if path else str(element)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            holder = tp
+            field = tp.model_fields.get(element)
+            tp = field.annotation if field is not None else None
+        elif origin is dict:
+            holder = None
+            tp = get_args(tp)[1]
+        else:
+            holder = None
+            tp = None
+    return path, holder
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _issue(err: Any, data: Any) -> ConfigIssue:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    path, holder = _walk(loc)
+    got = f" (got {_shown(value)})"
+    if kind == "extra_forbidden":
+        known = list(holder.model_fields) if holder is not None else []
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        suggestion = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed: {', '.join(known)}" if known else "")
+        return ConfigIssue(path, f"unknown field{suggestion}")
+    if kind == "missing":
+        return ConfigIssue(path, "required field is missing")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "?")
+        return ConfigIssue(path, f"must be {op} {bound}{got}")
+    if kind == "literal_error":
+        return ConfigIssue(path, f"must be one of {ctx.get('expected', '?')}{got}")
+    if kind == "union_tag_invalid":
+        field = str(ctx.get("discriminator", "")).strip("'")
+        return ConfigIssue(
+            f"{path}.{field}" if path else field,
+            f"unknown {field} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}",
+        )
+    if kind == "union_tag_not_found":
+        field = str(ctx.get("discriminator", "")).strip("'")
+        return ConfigIssue(f"{path}.{field}" if path else field, "required field is missing")
+    if kind == "string_pattern_mismatch":
+        rule = NAME_RULE if ctx.get("pattern") == NAME_PATTERN else f"must match {ctx.get('pattern')}"
+        return ConfigIssue(path, f"{rule}{got}")
+    if kind in ("too_short", "too_long"):
+        return ConfigIssue(path, f"{err.get('msg', '').lower()}")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return ConfigIssue(path, f"must be a mapping of fields{got}")
+    if kind == "list_type":
+        return ConfigIssue(path, f"must be a list{got}")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return ConfigIssue(path, f"must be a whole number{got}")
+    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type", "finite_number"):
+        return ConfigIssue(path, f"must be a number{got}")
+    if kind in ("string_type",):
+        return ConfigIssue(path, f"must be text{got}")
+    message = str(err.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return ConfigIssue(path, message[:1].lower() + message[1:] + ("" if kind == "value_error" else got))
+
+
+__all__ = [
+    "AGENT_MODELS",
+    "Assignment",
+    "ClusterConfig",
+    "ConfigError",
+    "ConfigIssue",
+    "Deadline",
+    "EqualPolicy",
+    "FarmConfig",
+    "FileData",
+    "FixedPolicy",
+    "MasterConfig",
+    "RiskConfig",
+    "SizingConfig",
+    "StorageConfig",
+    "StreamsConfig",
+    "SyntheticData",
+    "config_from_dict",
+    "load_config",
+    "parse_yaml",
+]

@@ -1,0 +1,24 @@
+"""Williams Alligator: three smoothed moving averages of the median price, shifted forward.
+
+``jaw[t] = SMMA(m, jaw_period)[t - jaw_shift]`` and likewise for teeth and lips, with
+``m = (high + low) / 2``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FAMILY = "trend_following"
+
+
+class AlligatorParams(BaseModel):
+    """Periods and forward shifts of the jaw, teeth and lips lines (in bars)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jaw_period: int = Field(13, gt=0)
+    jaw_shift: int = Field(8, ge=0)
+    teeth_period: int = Field(8, gt=0)
+    teeth_shift: int = Field(5, ge=0)
+    lips_period: int = Field(5, gt=0)
+    lips_shift: int = Field(3, ge=0)
