@@ -329,10 +329,11 @@ class WalletTree:
 
     def collect(
         self, source: str, amount: Amountlike | Money | None, key: str, at: datetime | None = None
-    ) -> Transaction | None:
+    ) -> Transaction:
         """Move cash from a wallet back up to its parent; ``amount=None`` collects all its cash.
 
-        Collecting all from an empty wallet posts nothing and returns None.
+        Collecting all from an empty wallet still books a (zero) collection under ``key``,
+        so that the same message delivered later, after cash has arrived, moves nothing.
         """
         child = self.entity(source)
         if child.parent is None:
@@ -341,14 +342,12 @@ class WalletTree:
             # "All" depends on the current balance, so a replay is recognised by its key.
             prior = self.ledger.find(key)
             if prior is not None:
-                if prior.type is not TxType.COLLECTION or prior.amount_of(cash_account(source)) >= 0:
+                if prior.type is not TxType.COLLECTION or prior.amount_of(cash_account(source)) > 0:
                     raise IdempotencyConflictError(
                         f"idempotency key {key!r} was already used for a different movement"
                     )
                 return prior
             value = self.ledger.balance(cash_account(source))
-            if value == 0:
-                return None
         else:
             value = self._amount(amount, f"collection from {source}")
         return self.ledger.post(
