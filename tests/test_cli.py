@@ -351,7 +351,6 @@ def test_demo_with_missing_config(cival_cli):
     assert_no_traceback(result)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a complex (unhashable) YAML key crashes validate with a traceback")
 def test_bug_validate_complex_yaml_key_has_no_traceback(cival_cli, tmp_path):
     (tmp_path / "complex.yaml").write_text("? [a, b]\n: 1\n", encoding="utf-8")
     result = cival_cli("validate", "complex.yaml")

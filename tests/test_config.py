@@ -146,7 +146,7 @@ BROKEN = [
     ("nested-typo-leaves-agents-missing", _rename(("farms", 0), "agents", "agnets"), "farms[0].agents", "required"),
     ("negative-deposit", _set(("master", "initial_deposit"), "-5.00"), "master.initial_deposit", "must be > 0"),
     ("zero-deposit", _set(("master", "initial_deposit"), 0), "master.initial_deposit", "must be > 0"),
-    ("boolean-deposit", _set(("master", "initial_deposit"), True), "master.initial_deposit", "not true/false"),
+    ("boolean-deposit", _set(("master", "initial_deposit"), True), "master.initial_deposit", "must be a number, not true"),
     ("text-deposit", _set(("master", "initial_deposit"), "lots"), "master.initial_deposit", "must be a number"),
     ("deposit-9-places", _set(("master", "initial_deposit"), "1.123456789"), "master.initial_deposit",
      "more than 8 decimal places"),
@@ -521,10 +521,9 @@ def test_unknown_key_is_refused_at_every_level(demo_dict, where):
     assert issues[0].message.startswith("unknown field")
 
 
-# -- known bugs (see the report); strict xfail so a fix shows up ----------------------------
+# -- regressions: bugs found in the loader, now fixed --------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG: unhashable YAML key crashes the duplicate-key check")
 def test_bug_unhashable_yaml_key_is_a_config_error(tmp_path):
     path = tmp_path / "complex-key.yaml"
     path.write_text("? [a, b]\n: 1\n", encoding="utf-8")
@@ -532,25 +531,35 @@ def test_bug_unhashable_yaml_key_is_a_config_error(tmp_path):
         load_config(path)
 
 
-@pytest.mark.xfail(strict=True, raises=ConfigError, reason="BUG: YAML merge keys (<<) are refused by the strict loader")
 def test_bug_yaml_merge_keys_work():
     data = parse_yaml("base: &b {jaw_period: 21}\nparams: {<<: *b, lips_period: 4}\n", "merge.yaml")
     assert data["params"] == {"jaw_period": 21, "lips_period": 4}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: booleans are accepted as whole numbers (jaw_period: true -> 1)")
 def test_bug_boolean_integer_param_is_refused(demo_dict):
     demo_dict["farms"][0]["agents"][0]["params"]["jaw_period"] = True
-    find_issue(issues_of(demo_dict), "farms[0].agents[0].params.jaw_period", "")
+    demo_dict["data"]["bars"] = False
+    demo_dict["goals"][2]["target"] = {"min_win_rate": True}
+    issues = issues_of(demo_dict)
+    find_issue(issues, "farms[0].agents[0].params.jaw_period", "must be a number, not true")
+    find_issue(issues, "data.bars", "must be a number, not false")
+    find_issue(issues, "goals[2].target.min_win_rate", "must be a number, not true")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NaN is accepted for float criteria such as min_sharpe")
 def test_bug_nan_min_sharpe_is_refused(demo_dict):
     demo_dict["goals"][2]["target"] = {"min_sharpe": float("nan")}
-    find_issue(issues_of(demo_dict), "goals[2].target.min_sharpe", "")
+    demo_dict["farms"][2]["agents"][0]["params"]["target_ext"] = float("inf")
+    issues = issues_of(demo_dict)
+    find_issue(issues, "goals[2].target.min_sharpe", "must be a number")
+    find_issue(issues, "farms[2].agents[0].params.target_ext", "must be a number")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: no 'did you mean' under optional (X | None) sections such as deadline")
 def test_bug_typo_inside_optional_section_gets_a_suggestion(demo_dict):
     demo_dict["goals"][2]["deadline"] = {"bar": 2000}
     find_issue(issues_of(demo_dict), "goals[2].deadline.bar", "did you mean 'bars'")
+
+
+def test_bad_weight_name_is_reported_at_its_key(demo_dict):
+    demo_dict["master"]["allocation"]["weights"]["bad name"] = 1
+    issue = find_issue(issues_of(demo_dict), "master.allocation.weights.bad name", "must start with a letter")
+    assert "[key]" not in issue.path

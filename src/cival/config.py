@@ -13,20 +13,19 @@ shortest decimal representation, so it means exactly what was written.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -37,6 +36,7 @@ from pydantic import (
 )
 
 from cival.core.errors import CivalError
+from cival.core.fields import ExactDecimal, FiniteFloat, WholeNumber
 from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE
 from cival.strategies import PARAMS_BY_STRATEGY
 
@@ -66,21 +66,10 @@ class ConfigError(CivalError):
 # -- field types ------------------------------------------------------------------------
 
 
-def _exact_number(value: Any) -> Any:
-    """Let YAML floats through as the decimal they were written as; refuse booleans."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return Decimal(repr(value))
-    return value
-
-
-Amount = Annotated[Decimal, BeforeValidator(_exact_number)]
-PositiveAmount = Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0)]
-Percent = Annotated[Decimal, BeforeValidator(_exact_number), Field(ge=0, lt=100)]
-Fraction = Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=1)]
+PositiveAmount = Annotated[ExactDecimal, Field(gt=0)]
+Percent = Annotated[ExactDecimal, Field(ge=0, lt=100)]
+Fraction = Annotated[ExactDecimal, Field(gt=0, le=1)]
+PercentLimit = Annotated[ExactDecimal, Field(gt=0, le=100)]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_RULE = "must start with a letter or digit and hold only letters, digits, '_', '.' or '-' (at most 64)"
@@ -107,6 +96,7 @@ class FixedPolicy(StrictModel):
 
     policy: Literal["fixed"]
     weights: dict[Name, PositiveAmount] = Field(min_length=1)
+    """Child name -> relative weight (they need not sum to 1)."""
     reserve_pct: Percent = Decimal(0)
 
 
@@ -184,7 +174,7 @@ class Assignment(StrictModel):
 class Deadline(StrictModel):
     """After this many bars, or at this time, an unmet goal has failed."""
 
-    bars: int | None = Field(None, gt=0)
+    bars: WholeNumber | None = Field(None, gt=0)
     time: datetime | None = None
 
     @model_validator(mode="after")
@@ -199,7 +189,7 @@ class Deadline(StrictModel):
 class TradeVolumeTarget(StrictModel):
     """``trades`` closed trades, each (if set) with at least ``min_profit_per_trade`` profit."""
 
-    trades: int = Field(gt=0)
+    trades: WholeNumber = Field(gt=0)
     min_profit_per_trade: PositiveAmount | None = None
 
 
@@ -212,9 +202,9 @@ class ProfitTarget(StrictModel):
 class PerformanceTarget(StrictModel):
     """Sharpe ratio and/or win rate reached after at least ``min_trades`` closed trades."""
 
-    min_sharpe: float | None = None
-    min_win_rate: Annotated[float, Field(gt=0, le=1)] | None = None
-    min_trades: int = Field(1, gt=0)
+    min_sharpe: FiniteFloat | None = None
+    min_win_rate: Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
+    min_trades: WholeNumber = Field(1, gt=0)
 
     @model_validator(mode="after")
     def _some_criterion(self) -> PerformanceTarget:
@@ -256,9 +246,9 @@ GoalConfig = Annotated[
 class RiskConfig(StrictModel):
     max_position_fraction: Fraction = Decimal(1)
     """Largest share of an agent's equity one position may take."""
-    stop_loss_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, lt=100)] | None = None
-    farm_max_drawdown_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=100)] | None = None
-    master_daily_loss_pct: Annotated[Decimal, BeforeValidator(_exact_number), Field(gt=0, le=100)] | None = None
+    stop_loss_pct: Annotated[ExactDecimal, Field(gt=0, lt=100)] | None = None
+    farm_max_drawdown_pct: PercentLimit | None = None
+    master_daily_loss_pct: PercentLimit | None = None
 
 
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
@@ -279,8 +269,8 @@ class SyntheticData(StrictModel):
 
     source: Literal["synthetic"]
     symbol: Symbol = "SYN"
-    bars: int = Field(5000, gt=0)
-    seed: int = 7
+    bars: WholeNumber = Field(5000, gt=0)
+    seed: WholeNumber = Field(7, ge=0)
     timeframe: Timeframe = "1h"
     start_price: PositiveAmount = Decimal(100)
 
@@ -365,7 +355,15 @@ class _StrictLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, yaml.Mark] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges are resolved (and may be overridden) by the base loader
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain name, not a list or mapping", key_node.start_mark
+            ) from None
         if key in seen:
             first = seen[key]
             raise yaml.constructor.ConstructorError(
@@ -498,7 +496,7 @@ def _unwrap(tp: Any) -> Any:
 
 def _members(tp: Any) -> list[Any]:
     tp = _unwrap(tp)
-    if get_origin(tp) is Union:
+    if get_origin(tp) in (Union, UnionType):
         return [_unwrap(t) for t in get_args(tp)]
     return [tp]
 
@@ -522,6 +520,8 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, Any]:
     holder: Any = None
     path = ""
     for element in loc:
+        if element == "[key]":  # pydantic's marker for an invalid mapping key: the key is already in the path
+            continue
         member = _tag_member(tp, element)
         if member is not None:
             tp = member
@@ -529,9 +529,9 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, Any]:
         candidates = [m for m in _members(tp) if m is not type(None)]
         tp = candidates[0] if len(candidates) == 1 else None
         origin = get_origin(tp)
-        if isinstance(element, int):
+        if isinstance(element, int) and origin in (list, tuple):
             path += f"[{element}]"
-            tp = get_args(tp)[0] if origin is list and get_args(tp) else None
+            tp = get_args(tp)[0] if get_args(tp) else None
             holder = None
             continue
         path += f".{element}" if path else str(element)
@@ -589,7 +589,7 @@ def _issue(err: Any, data: Any) -> ConfigIssue:
         return ConfigIssue(path, f"{err.get('msg', '').lower()}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return ConfigIssue(path, f"must be a mapping of fields{got}")
-    if kind == "list_type":
+    if kind in ("list_type", "tuple_type"):
         return ConfigIssue(path, f"must be a list{got}")
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return ConfigIssue(path, f"must be a whole number{got}")

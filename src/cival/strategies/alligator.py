@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cival.core.fields import WholeNumber
+
 FAMILY = "trend_following"
 
 
@@ -16,9 +18,9 @@ class AlligatorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    jaw_period: int = Field(13, gt=0)
-    jaw_shift: int = Field(8, ge=0)
-    teeth_period: int = Field(8, gt=0)
-    teeth_shift: int = Field(5, ge=0)
-    lips_period: int = Field(5, gt=0)
-    lips_shift: int = Field(3, ge=0)
+    jaw_period: WholeNumber = Field(13, gt=0)
+    jaw_shift: WholeNumber = Field(8, ge=0)
+    teeth_period: WholeNumber = Field(8, gt=0)
+    teeth_shift: WholeNumber = Field(5, ge=0)
+    lips_period: WholeNumber = Field(5, gt=0)
+    lips_shift: WholeNumber = Field(3, ge=0)

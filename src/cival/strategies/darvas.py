@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cival.core.fields import WholeNumber
+
 FAMILY = "breakout"
 
 
@@ -13,5 +15,5 @@ class DarvasParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lookback: int = Field(20, gt=0)
-    confirm: int = Field(3, gt=0)
+    lookback: WholeNumber = Field(20, gt=0)
+    confirm: WholeNumber = Field(3, gt=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cival.core.fields import FiniteFloat
+
 FAMILY = "price_action"
 
 
@@ -12,10 +14,10 @@ class ElliottParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    zigzag_pct: float = Field(5.0, gt=0, lt=100)
-    min_retrace: float = Field(0.382, gt=0, lt=1)
-    max_retrace: float = Field(0.786, gt=0, lt=1)
-    target_ext: float = Field(1.618, gt=0)
+    zigzag_pct: FiniteFloat = Field(5.0, gt=0, lt=100)
+    min_retrace: FiniteFloat = Field(0.382, gt=0, lt=1)
+    max_retrace: FiniteFloat = Field(0.786, gt=0, lt=1)
+    target_ext: FiniteFloat = Field(1.618, gt=0)
 
     @model_validator(mode="after")
     def _retrace_range(self) -> ElliottParams:
