@@ -179,6 +179,7 @@ def test_selling_more_than_held_is_refused(tree):
         (("gator", "", D(1), D(1), D(0)), "symbol"),
         (("gator", "BTC", D(0), D(1), D(0)), "quantity must be positive"),
         (("gator", "BTC", D(1), D(-1), D(0)), "price must be positive"),
+        (("gator", "BTC", D("0.000000001"), D(1), D(0)), "not a multiple of the quantity step 1E-8"),
         (("gator", "BTC", D(1), D(1), D(-1)), "fee must not be negative"),
     ],
 )
@@ -198,6 +199,20 @@ def test_equity_at_marks_and_the_tree(tree):
     assert rows["farm:trend"].total_equity == D(10000) + D(51980)
     assert rows["master"].total_equity == D(100000) - D(20) + D(2000)
     assert rows["master"].fees == D(20) and rows["agent:gator"].positions_at_cost == D(20000)
+
+
+def test_quantity_step_is_per_tree():
+    t = WalletTree(qty_step=D("0.001"))
+    t.add_farm("f")
+    t.add_agent("f", "a")
+    t.deposit("100", "d")
+    t.allocate("farm:f", "100", "af")
+    t.allocate("agent:a", "100", "aa")
+    t.buy("a", "ETH", D("0.015"), D(2000), D(0), "ok")
+    with pytest.raises(WalletError, match="0.0155 is not a multiple of the quantity step 0.001"):
+        t.buy("a", "ETH", D("0.0155"), D(2000), D(0), "off-step")
+    with pytest.raises(WalletError, match="qty_step must be positive"):
+        WalletTree(qty_step=D(0))
 
 
 def test_names_are_checked_and_structure_is_stable():

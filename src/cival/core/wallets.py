@@ -35,7 +35,7 @@ from cival.core.ledger import (
     TxDraft,
     TxType,
 )
-from cival.core.money import DEFAULT_SCALE, Amountlike, Money, to_decimal
+from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE, Amountlike, Money, to_decimal
 
 MASTER = "master"
 PERCENT_PLACES = Decimal("0.0001")
@@ -129,8 +129,18 @@ def position_account(ref: str, symbol: str) -> str:
 class WalletTree:
     """Master wallet, farms and agents over one ledger."""
 
-    def __init__(self, master_name: str = MASTER, currency: str = "USD", scale: int = DEFAULT_SCALE) -> None:
+    def __init__(
+        self,
+        master_name: str = MASTER,
+        currency: str = "USD",
+        scale: int = DEFAULT_SCALE,
+        qty_step: Decimal = DEFAULT_QTY_STEP,
+    ) -> None:
+        if qty_step <= 0:
+            raise WalletError(f"qty_step must be positive, got {qty_step}")
         self.ledger = Ledger(currency=currency, scale=scale)
+        self.qty_step = qty_step
+        """Fill quantities must be whole multiples of this step."""
         self.master_name = master_name
         self._entities: dict[str, Entity] = {}
         self._children: dict[str, list[str]] = {}
@@ -476,6 +486,11 @@ class WalletTree:
         fee_value = to_decimal(fee, what="fill fee")
         if qty <= 0:
             raise WalletError(f"fill quantity must be positive, got {qty}")
+        if qty % self.qty_step != 0:
+            raise WalletError(
+                f"fill quantity {qty} is not a multiple of the quantity step {self.qty_step}; "
+                "round it down with quantize_quantity() before booking"
+            )
         if px <= 0:
             raise WalletError(f"fill price must be positive, got {px}")
         if fee_value < 0:
