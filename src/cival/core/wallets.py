@@ -285,24 +285,12 @@ class WalletTree:
     def deposit(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
         """External money into the master wallet."""
         value = self._amount(amount, "deposit")
-        return self.ledger.post(
-            TxType.DEPOSIT,
-            (Posting(cash_account(MASTER), value), Posting(EXTERNAL, -value)),
-            key,
-            at,
-            memo=f"deposit into {self.master_name}",
-        )
+        return self._move(TxType.DEPOSIT, EXTERNAL, cash_account(MASTER), value, key, at)
 
     def withdraw(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
         """Money out of the master wallet to the outside world."""
         value = self._amount(amount, "withdrawal")
-        return self.ledger.post(
-            TxType.WITHDRAWAL,
-            (Posting(cash_account(MASTER), -value), Posting(EXTERNAL, value)),
-            key,
-            at,
-            memo=f"withdrawal from {self.master_name}",
-        )
+        return self._move(TxType.WITHDRAWAL, cash_account(MASTER), EXTERNAL, value, key, at)
 
     def allocate(
         self, target: str, amount: Amountlike | Money, key: str, at: datetime | None = None
@@ -313,13 +301,7 @@ class WalletTree:
             raise WalletError(f"{target} has no parent to be funded from; deposit into it instead")
         value = self._amount(amount, f"allocation to {target}")
         parent_funds = self.total_equity(child.parent).amount
-        tx = self.ledger.post(
-            TxType.ALLOCATION,
-            (Posting(cash_account(child.parent), -value), Posting(cash_account(target), value)),
-            key,
-            at,
-            memo=f"allocate {child.parent} -> {target}",
-        )
+        tx = self._move(TxType.ALLOCATION, cash_account(child.parent), cash_account(target), value, key, at)
         prior = self._allocation_by_key.get(key)
         if prior is not None:  # the ledger found the same allocation under this key: a replay
             return prior
@@ -360,13 +342,7 @@ class WalletTree:
             value = self.ledger.balance(cash_account(source))
         else:
             value = self._amount(amount, f"collection from {source}")
-        return self.ledger.post(
-            TxType.COLLECTION,
-            (Posting(cash_account(source), -value), Posting(cash_account(child.parent), value)),
-            key,
-            at,
-            memo=f"collect {source} -> {child.parent}",
-        )
+        return self._move(TxType.COLLECTION, cash_account(source), cash_account(child.parent), value, key, at)
 
     def transfer(
         self,
@@ -385,13 +361,7 @@ class WalletTree:
         if TxType(type) not in (TxType.REBALANCE, TxType.ALLOCATION, TxType.COLLECTION):
             raise WalletError(f"a transfer is a rebalance, allocation or collection, not {type}")
         value = self._amount(amount, f"transfer {source} -> {target}")
-        return self.ledger.post(
-            TxType(type),
-            (Posting(cash_account(source), -value), Posting(cash_account(target), value)),
-            key,
-            at,
-            memo=f"{TxType(type).value} {source} -> {target}",
-        )
+        return self._move(TxType(type), cash_account(source), cash_account(target), value, key, at)
 
     def buy(
         self,
@@ -410,18 +380,14 @@ class WalletTree:
             return prior
         cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP)
         pos = self._position_account(ref, symbol)
-        drafts = [
-            TxDraft(
-                TxType.TRADE_BUY,
-                f"{key}/trade",
-                (Posting(cash_account(ref), -cost), Posting(pos, cost, qty)),
-                at,
-                f"buy {qty} {symbol} @ {px}",
-            )
-        ]
-        drafts += self._fee_draft(ref, fee_amount, key, at)
-        posted = self.ledger.post_all(drafts)
-        return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, ZERO)
+        trade = TxDraft(
+            TxType.TRADE_BUY,
+            f"{key}/trade",
+            (Posting(cash_account(ref), -cost), Posting(pos, cost, qty)),
+            at,
+            f"buy {qty} {symbol} @ {px}",
+        )
+        return self._book_fill(trade, ref, fee_amount, key, at, ZERO)
 
     def sell(
         self,
@@ -454,22 +420,18 @@ class WalletTree:
         )
         proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN)
         pnl = proceeds - relieved
-        drafts = [
-            TxDraft(
-                TxType.TRADE_SELL,
-                f"{key}/trade",
-                (
-                    Posting(cash_account(ref), proceeds),
-                    Posting(pos, -relieved, -qty),
-                    Posting(f"{ref}/realized_pnl", -pnl),
-                ),
-                at,
-                f"sell {qty} {symbol} @ {px}",
-            )
-        ]
-        drafts += self._fee_draft(ref, fee_amount, key, at)
-        posted = self.ledger.post_all(drafts)
-        return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, pnl)
+        trade = TxDraft(
+            TxType.TRADE_SELL,
+            f"{key}/trade",
+            (
+                Posting(cash_account(ref), proceeds),
+                Posting(pos, -relieved, -qty),
+                Posting(f"{ref}/realized_pnl", -pnl),
+            ),
+            at,
+            f"sell {qty} {symbol} @ {px}",
+        )
+        return self._book_fill(trade, ref, fee_amount, key, at, pnl)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -502,18 +464,29 @@ class WalletTree:
         self.ledger.open_account(key, AccountKind.POSITION, owner=ref, symbol=symbol)
         return key
 
-    def _fee_draft(self, ref: str, fee: Decimal, key: str, at: datetime | None) -> list[TxDraft]:
-        if fee == 0:
-            return []
-        return [
-            TxDraft(
-                TxType.FEE,
-                f"{key}/fee",
-                (Posting(cash_account(ref), -fee), Posting(f"{ref}/fees", fee)),
-                at,
-                "fee",
+    def _move(
+        self, tx_type: TxType, source: str, target: str, value: Decimal, key: str, at: datetime | None
+    ) -> Transaction:
+        """Post ``value`` from account ``source`` to account ``target`` as one transaction."""
+        return self.ledger.post(
+            tx_type,
+            (Posting(source, -value), Posting(target, value)),
+            key,
+            at,
+            memo=f"{tx_type.value} {source.removesuffix('/cash')} -> {target.removesuffix('/cash')}",
+        )
+
+    def _book_fill(
+        self, trade: TxDraft, ref: str, fee: Decimal, key: str, at: datetime | None, pnl: Decimal
+    ) -> FillBooking:
+        """Post a fill's trade and (if any) its fee atomically: both or neither."""
+        drafts = [trade]
+        if fee != 0:
+            drafts.append(
+                TxDraft(TxType.FEE, f"{key}/fee", (Posting(cash_account(ref), -fee), Posting(f"{ref}/fees", fee)), at, "fee")
             )
-        ]
+        posted = self.ledger.post_all(drafts)
+        return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, pnl)
 
     def _replayed_fill(
         self, key: str, tx_type: TxType, ref: str, symbol: str, qty: Decimal
