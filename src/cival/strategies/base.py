@@ -1,0 +1,153 @@
+"""What a strategy is, and the two ways to run one.
+
+A strategy's rule lives in exactly one place: a numba *step kernel* that takes the
+strategy's state and one bar, updates the state and writes that bar's output row:
+
+    step(state: float64[:], buf: float64[:, :], o, h, l, c, p: float64[:], out: float64[:])
+
+``state`` holds scalars, ``buf`` ring buffers (bounded windows of past values), ``p``
+the numeric parameters and ``out`` the row (booleans as 0.0/1.0). Both forms call it:
+
+* :meth:`Strategy.signals` (vectorised): a compiled loop runs the kernel over every bar;
+* :meth:`Strategy.live` (incremental): a :class:`LiveSignals` keeps the state between
+  bars and runs the same kernel on each new bar.
+
+So the live row for a bar is the vectorised row for that bar, computed by the same
+floating-point operations in the same order. Both are causal: the row for bar t is
+written when bar t is seen, from bars <= t only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from cival.core.errors import CivalError
+
+OHLC = ("open", "high", "low", "close")
+
+
+class StrategyError(CivalError):
+    """Unknown strategy, bad parameters or unusable bars."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: its parameters, output columns and compiled kernels."""
+
+    name: str
+    family: str
+    """The farm type it belongs to: trend_following, breakout or price_action."""
+    params_model: type[BaseModel]
+    columns: tuple[str, ...]
+    """Output columns in kernel order; ``entry`` and ``exit`` are among them."""
+    bool_columns: tuple[str, ...]
+    make_state: Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    """params -> (state, buf, p): fresh state, ring buffers and the packed parameters."""
+    run: Callable[..., np.ndarray]
+    """Compiled loop: run(o, h, l, c, state, buf, p, ncols) -> float64[n, ncols]."""
+    step: Callable[..., None]
+    """The compiled step kernel (see module docstring)."""
+    description: str = ""
+
+    def parse_params(self, params: BaseModel | Mapping[str, Any] | None = None) -> BaseModel:
+        """Validate parameters (a model, a mapping or None for the defaults)."""
+        if isinstance(params, self.params_model):
+            return params
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        try:
+            return self.params_model.model_validate(dict(params or {}))
+        except ValidationError as exc:
+            raise StrategyError(f"{self.name}: {describe_param_errors(exc, self.params_model)}") from None
+
+    def signals(self, bars: pd.DataFrame, params: BaseModel | Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Vectorised signals: a frame indexed like ``bars`` with :attr:`columns`.
+
+        ``bars`` needs float ``open, high, low, close`` columns. ``entry``/``exit`` are
+        booleans; indicator columns are floats, NaN while not yet defined. Causal.
+        """
+        model = self.parse_params(params)
+        o, h, l, c = _ohlc_arrays(bars, self.name)
+        state, buf, p = self.make_state(model)
+        out = self.run(o, h, l, c, state, buf, p, len(self.columns))
+        frame = pd.DataFrame(out, index=bars.index, columns=list(self.columns))
+        for column in self.bool_columns:
+            frame[column] = frame[column].to_numpy() != 0.0
+        return frame
+
+    def live(self, params: BaseModel | Mapping[str, Any] | None = None) -> LiveSignals:
+        """Incremental signals, one bar at a time (identical rows to :meth:`signals`)."""
+        return LiveSignals(self, self.parse_params(params))
+
+
+class LiveSignals:
+    """Feeds bars one at a time through a strategy's step kernel, keeping its state."""
+
+    def __init__(self, strategy: Strategy, params: BaseModel) -> None:
+        self.strategy = strategy
+        self.params = params
+        self._state, self._buf, self._p = strategy.make_state(params)
+        self._out = np.empty(len(strategy.columns))
+        self.bars_seen = 0
+
+    def update(self, open: float, high: float, low: float, close: float) -> dict[str, float | bool]:
+        """Process the next bar (it must follow the previous one) and return its row."""
+        self.strategy.step(
+            self._state, self._buf, float(open), float(high), float(low), float(close), self._p, self._out
+        )
+        self.bars_seen += 1
+        bools = self.strategy.bool_columns
+        return {
+            name: (bool(value != 0.0) if name in bools else float(value))
+            for name, value in zip(self.strategy.columns, self._out, strict=True)
+        }
+
+    def update_bar(self, bar: Mapping[str, float] | pd.Series) -> dict[str, float | bool]:
+        return self.update(bar["open"], bar["high"], bar["low"], bar["close"])
+
+
+def _ohlc_arrays(bars: pd.DataFrame, name: str) -> tuple[np.ndarray, ...]:
+    missing = [c for c in OHLC if c not in bars.columns]
+    if missing:
+        raise StrategyError(f"{name}: bars lack the column(s) {', '.join(missing)}; load them with cival.data.load_bars")
+    arrays = tuple(np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in OHLC)
+    for column, values in zip(OHLC, arrays, strict=True):
+        if np.isnan(values).any():
+            row = int(np.flatnonzero(np.isnan(values))[0])
+            raise StrategyError(f"{name}: column {column} has a missing value at row {row + 1}; validate the bars first")
+    return arrays
+
+
+def describe_param_errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line per bad parameter, naming it, what is wrong and its bounds."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "parameters"
+        info = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+        bounds = _bounds(info) if info is not None else ""
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(model.model_fields)
+            lines.append(f"unknown parameter {field!r}; parameters are: {allowed}")
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"parameter {field}: {message[:1].lower() + message[1:]} (got {err.get('input')!r}){bounds}")
+    return "; ".join(lines)
+
+
+def _bounds(info: Any) -> str:
+    parts = []
+    for meta in info.metadata:
+        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{sym} {value}")
+    return f"; must be {' and '.join(parts)}" if parts else ""
+
+
+__all__ = ["OHLC", "LiveSignals", "Strategy", "StrategyError", "describe_param_errors"]
