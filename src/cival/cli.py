@@ -135,6 +135,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if audit.ok else 1
 
 
+def parse_param_args(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``["jaw_period=21", "zigzag_pct=2.5"]`` -> ``{"jaw_period": 21, "zigzag_pct": 2.5}``."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CivalError(f"--param {pair!r}: write it as NAME=VALUE, e.g. --param jaw_period=21")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        params[key.strip()] = value
+    return params
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    from cival.data import load_bars
+    from cival.strategies import get_strategy
+
+    strategy = get_strategy(args.strategy)
+    params = strategy.parse_params(parse_param_args(args.param))
+    bars = load_bars(args.data, drop_bad_rows=args.drop_bad_rows)
+    signals = strategy.signals(bars, params)
+
+    out = signals.copy()
+    for column in strategy.bool_columns:
+        out[column] = out[column].astype("int8")
+    out.index = bars.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index.name = "timestamp"
+    if args.out == "-":
+        out.to_csv(sys.stdout)
+    else:
+        try:
+            out.to_csv(args.out)
+        except OSError as exc:
+            raise CivalError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    dropped = bars.attrs.get("dropped_rows", 0)
+    summary = (
+        f"{strategy.name} {dict(params.model_dump())} on {args.data}: {len(bars)} bars"
+        + (f" ({dropped} bad rows dropped)" if dropped else "")
+        + f", {int(signals['entry'].sum())} entry and {int(signals['exit'].sum())} exit signals"
+        + ("" if args.out == "-" else f" -> {args.out}")
+    )
+    print(summary, file=sys.stderr if args.out == "-" else sys.stdout)
+    return 0
+
+
 # -- formatting helpers -----------------------------------------------------------------
 
 
@@ -211,6 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="a cluster config instead of the bundled demo.yaml")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "signals",
+        help="compute a strategy's signals on a data file",
+        description=(
+            "Compute a strategy's indicator columns and entry/exit signals on a CSV or Parquet "
+            "file of bars and write them as CSV: timestamp (ISO 8601, UTC), then the strategy's "
+            "columns, booleans as 0/1. Strategies: alligator, darvas, elliott."
+        ),
+    )
+    p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
+    p.add_argument("--data", required=True, metavar="FILE", help="bars: CSV or Parquet with a timestamp and OHLC(V)")
+    p.add_argument(
+        "--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable), e.g. jaw_period=21"
+    )
+    p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the signals ('-' for stdout)")
+    p.set_defaults(func=cmd_signals)
     return parser
 
 
