@@ -14,6 +14,9 @@ the line number is the one an editor shows. In a Parquet file or an in-memory fr
 
 from __future__ import annotations
 
+import csv
+import gzip
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,14 @@ EPOCH_MS_ABOVE = 1e11
 
 1e11 seconds is the year 5138 and 1e11 milliseconds is March 1973, so no real bar is
 ambiguous. Likewise above 1e14 they are microseconds and above 1e17 nanoseconds.
+"""
+
+FLOAT_NOISE = 1e-12
+"""Relative distance by which a file's high may fall below max(open, close) (or its low rise
+above min(open, close)) and still count as float noise, not a defect. Adjusted prices carry
+such noise (pandasta_SPY_adjusted.csv misses by about 1e-16); a real tick is 1e-8 or more.
+load_bars sets such a high or low to the open/close it missed, so every bar it returns is
+exactly consistent; validate_bars allows no tolerance.
 """
 
 CSV_SUFFIXES = (".csv", ".txt", ".csv.gz", ".txt.gz")
@@ -218,7 +229,9 @@ def infer_timeframe(index: pd.DatetimeIndex | pd.DataFrame) -> pd.Timedelta:
     if isinstance(index, pd.DataFrame):
         index = index.index
     if not isinstance(index, pd.DatetimeIndex):
-        raise DataError(f"infer_timeframe needs a DatetimeIndex, not {type(index).__name__}; load the bars with load_bars")
+        raise DataError(
+            f"infer_timeframe needs a DatetimeIndex, not {type(index).__name__}; load the bars with load_bars"
+        )
     if len(index) < 2:
         raise DataError(f"cannot infer a timeframe from {len(index)} bar(s); at least 2 are needed")
     steps = np.diff(index.asi8)
@@ -247,8 +260,9 @@ def load_bars(path: str | Path, *, drop_bad_rows: bool = False) -> pd.DataFrame:
     (``Adj Close``) are ignored. Without a volume column, volume is 0.0.
 
     Returns the standard frame (see the module docstring) with ``attrs``: ``source`` (the
-    path), ``dropped_rows`` (rows dropped) and ``dropped`` ({defect: rows with it}; a row with
-    two defects counts under both).
+    path), ``dropped_rows`` (rows dropped), ``dropped`` ({defect: rows with it}; a row with
+    two defects counts under both) and ``snapped`` (rows whose high or low missed the open or
+    close by float noise and was set to it; see FLOAT_NOISE). Other values are as written.
 
     A file with bad rows raises DataError naming, for every defect kind, its first row (row,
     line, timestamp) and how many rows have it. With ``drop_bad_rows=True`` those rows are
@@ -295,6 +309,7 @@ def load_bars(path: str | Path, *, drop_bad_rows: bool = False) -> pd.DataFrame:
             n = len(frame)
             values[col], missing[col], non_numeric[col] = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
             raw_text[col] = values[col]
+    snapped = _snap_float_noise(values)
     rows = _Rows(stamps, values, missing, non_numeric, stamp_missing, stamp_unparseable, raw_stamps)
     found = _defects(rows, row_numbers, raw_text)
 
@@ -315,8 +330,21 @@ def load_bars(path: str | Path, *, drop_bad_rows: bool = False) -> pd.DataFrame:
         "source": source,
         "dropped_rows": int((~keep).sum()),
         "dropped": {d.label: int(d.mask.sum()) for d in found},
+        "snapped": int(snapped[keep].sum()),
     }
     return bars
+
+
+def _snap_float_noise(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Move a high or low that misses the body by float noise onto it; which rows were moved."""
+    top = np.maximum(values["open"], values["close"])
+    bottom = np.minimum(values["open"], values["close"])
+    with np.errstate(invalid="ignore"):
+        high = (bottom > 0) & (values["high"] < top) & (values["high"] >= top * (1 - FLOAT_NOISE))
+        low = (bottom > 0) & (values["low"] > bottom) & (values["low"] <= bottom * (1 + FLOAT_NOISE))
+    values["high"] = np.where(high, top, values["high"])
+    values["low"] = np.where(low, bottom, values["low"])
+    return high | low
 
 
 def _file_kind(path: Path) -> str:
@@ -332,16 +360,37 @@ def _file_kind(path: Path) -> str:
 def _read(path: Path, kind: str, source: str) -> pd.DataFrame:
     try:
         if kind == "csv":
-            # index_col=False: a trailing comma on every line must not turn the dates into the index.
-            return pd.read_csv(path, skip_blank_lines=False, index_col=False, low_memory=False)
+            with warnings.catch_warnings():
+                # index_col=False keeps pandas from shifting every column when data rows are
+                # longer than the header; it then cuts them short with a warning: refuse instead.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(path, skip_blank_lines=False, index_col=False, low_memory=False)
         frame = pd.read_parquet(path)
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{source}: {_first_long_line(path)} has more fields than the header; "
+            "fix the delimiters or quote the values"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{source}: the file is empty; it needs a header row and at least one bar") from None
     except (OSError, ValueError) as exc:  # parser errors, bad gzip, bad Parquet, permissions
-        raise DataError(f"{source}: cannot read the file ({exc}); check that it is a valid {kind} file") from None
+        reason = str(exc).strip()
+        raise DataError(f"{source}: cannot read the file ({reason}); check that it is a valid {kind} file") from None
     if not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index()  # a frame saved with its index (e.g. our own bars) keeps it there
     return frame
+
+
+def _first_long_line(path: Path) -> str:
+    """'line N' of the first CSV row longer than the header (only called on that error)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        reader = csv.reader(f)
+        width = len(next(reader, []))
+        for row in reader:
+            if len(row) > width:
+                return f"line {reader.line_num}"
+    return "a line"
 
 
 def _find_columns(frame: pd.DataFrame, source: str) -> tuple[str, dict[str, str]]:
