@@ -5,14 +5,22 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_example_prints_what_it_claims():
-    text = README.read_text(encoding="utf-8")
-    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_readme_has_python_examples():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.splitlines()[0][:40])
+def test_readme_python_example_prints_what_it_claims(block):
     claimed = re.search(r"print\(.*\)\s+#\s*(.+)$", block, flags=re.M)
-    assert claimed, "the example should end with a print and a comment giving its output"
+    assert claimed, "each example should end with a print and a comment giving its output"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(block, str(README), "exec"), {})
