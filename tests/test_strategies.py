@@ -264,6 +264,25 @@ def test_bad_parameters_name_the_parameter_and_its_bounds(name, params, message)
         get_strategy(name).parse_params(params)
 
 
+def test_live_form_refuses_out_of_order_and_missing_bars():
+    high, low, close = zip(*DARVAS_BARS, strict=True)
+    bars = frame(high, low, close)
+    params = dict(lookback=3, confirm=2)
+    live = get_strategy("darvas").live(params)
+    rows = []
+    for t in range(len(bars)):
+        rows.append(live.update_bar(bars.iloc[t]))
+        if t == 8:
+            with pytest.raises(StrategyError, match="does not follow the previous bar"):
+                live.update_bar(bars.iloc[t])  # the same bar delivered twice
+            with pytest.raises(StrategyError, match="missing price"):
+                live.update(12.0, float("nan"), 11.0, 11.5)
+    assert live.bars_seen == len(bars)
+    # The refused bars left no trace: every row equals the vectorised one.
+    expected = get_strategy("darvas").signals(bars, params)
+    assert_frames_identical(pd.DataFrame(rows, index=bars.index), expected)
+
+
 def test_signals_refuse_bars_without_prices():
     bars = frame([2.0, 2.0], [1.0, 1.0], [1.5, 1.5]).drop(columns=["close"])
     with pytest.raises(StrategyError, match="lack the column"):

@@ -95,11 +95,30 @@ class LiveSignals:
         self._state, self._buf, self._p = strategy.make_state(params)
         self._out = np.empty(len(strategy.columns))
         self.bars_seen = 0
+        self.last_timestamp: pd.Timestamp | None = None
 
-    def update(self, open: float, high: float, low: float, close: float) -> dict[str, float | bool]:
-        """Process the next bar (it must follow the previous one) and return its row."""
+    def update(
+        self, open: float, high: float, low: float, close: float, timestamp: pd.Timestamp | None = None
+    ) -> dict[str, float | bool]:
+        """Process the next bar and return its row.
+
+        Bars must arrive in time order: with ``timestamp`` given, a bar not later than the
+        previous one is refused (StrategyError) and the state is left as it was. Missing
+        prices are refused the same way.
+        """
+        prices = (float(open), float(high), float(low), float(close))
+        if any(p != p for p in prices):  # NaN
+            raise StrategyError(f"{self.strategy.name}: bar {self.bars_seen + 1} has a missing price {prices}")
+        if timestamp is not None:
+            timestamp = pd.Timestamp(timestamp)
+            if self.last_timestamp is not None and timestamp <= self.last_timestamp:
+                raise StrategyError(
+                    f"{self.strategy.name}: bar at {timestamp} does not follow the previous bar at "
+                    f"{self.last_timestamp}; feed bars once each, in time order"
+                )
+            self.last_timestamp = timestamp
         self.strategy.step(
-            self._state, self._buf, float(open), float(high), float(low), float(close), self._p, self._out
+            self._state, self._buf, *prices, self._p, self._out
         )
         self.bars_seen += 1
         bools = self.strategy.bool_columns
@@ -108,8 +127,11 @@ class LiveSignals:
             for name, value in zip(self.strategy.columns, self._out, strict=True)
         }
 
-    def update_bar(self, bar: Mapping[str, float] | pd.Series) -> dict[str, float | bool]:
-        return self.update(bar["open"], bar["high"], bar["low"], bar["close"])
+    def update_bar(self, bar: Mapping[str, float] | pd.Series, timestamp: pd.Timestamp | None = None) -> dict[str, float | bool]:
+        """:meth:`update` from a mapping or a row of a bars frame (its name is the timestamp)."""
+        if timestamp is None and isinstance(bar, pd.Series) and isinstance(bar.name, pd.Timestamp):
+            timestamp = bar.name
+        return self.update(bar["open"], bar["high"], bar["low"], bar["close"], timestamp)
 
 
 def _ohlc_arrays(bars: pd.DataFrame, name: str) -> tuple[np.ndarray, ...]:
