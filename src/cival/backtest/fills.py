@@ -1,0 +1,139 @@
+"""The fill model: how a signal becomes a fill. Written once; the backtester's engines and
+paper trading all use it.
+
+Rules:
+
+* A signal at bar t (known at t's close) becomes a market order filled at the **open of
+  bar t + 1**. An entry is taken only when flat and ``exit[t]`` is false; an exit only when
+  in a position. A signal on the last bar is never filled.
+* Slippage is adverse, in basis points of price: buys fill at
+  ``open * (1 + slippage_bps / 1e4)``, sells at ``open * (1 - slippage_bps / 1e4)``.
+* Fees are ``fee_bps / 1e4`` of the notional, paid in cash, on both sides.
+* Sizing: an entry invests the fraction ``fraction`` of cash:
+  ``qty = cash * fraction / (price * (1 + fee))`` rounded down to ``qty_step``.
+* A position still open at the end is marked to the last close and reported as open,
+  not as a trade.
+
+Quantities are counted in whole *units* of ``qty_step`` (a float holding an integer, exact
+up to 2**53), and prices per unit are ``price * qty_step``. Rounding a quantity down is
+then ``floor`` of an exact integer count, and an exit sells exactly the units held. (With
+a fractional step such as 1e-8 in binary floating point, ``x // 1e-8 * 1e-8`` can leave a
+dust position that can never be sold; counting units avoids that.)
+
+The arithmetic below reproduces vectorbt's order execution (``portfolio/nb.py``
+``buy_nb``/``sell_nb`` with percent sizing, and its ``add_nb`` that snaps a sum within
+1e-9 relative / 1e-12 absolute of zero to zero), operation for operation, so the
+vectorised engine and a bar-by-bar run of this module produce the same fills.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cival.core.fields import FiniteFloat
+
+REL_TOL = 1e-9
+ABS_TOL = 1e-12
+
+
+class FillModel(BaseModel):
+    """Costs and sizing of fills. Amounts are floats here (research code); the ledger
+    converts them exactly at its own boundary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cash: FiniteFloat = Field(10_000.0, gt=0)
+    """Starting cash of the account being simulated."""
+    fee_bps: FiniteFloat = Field(10.0, ge=0, lt=10_000)
+    slippage_bps: FiniteFloat = Field(5.0, ge=0, lt=10_000)
+    fraction: FiniteFloat = Field(1.0, gt=0, le=1)
+    """Share of cash an entry invests."""
+    qty_step: FiniteFloat = Field(1e-8, gt=0)
+    """Smallest quantity increment; quantities are whole multiples of it."""
+
+    @property
+    def fee_rate(self) -> float:
+        return self.fee_bps / 1e4
+
+    @property
+    def slippage(self) -> float:
+        return self.slippage_bps / 1e4
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One executed order. ``units`` of ``qty_step``; ``unit_price`` includes slippage."""
+
+    side: int
+    """+1 buy, -1 sell."""
+    units: float
+    unit_price: float
+    notional: float
+    fee: float
+    cash_after: float
+
+    def quantity(self, qty_step: float) -> float:
+        return self.units * qty_step
+
+    def price(self, qty_step: float) -> float:
+        """Fill price per whole unit of the instrument (slippage included)."""
+        return self.unit_price / qty_step
+
+
+def is_close(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return False
+    if math.isinf(a) or math.isinf(b):
+        return False
+    if a == b:
+        return True
+    return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
+
+
+def add(a: float, b: float) -> float:
+    """``a + b``, snapped to 0.0 when the two (nearly) cancel."""
+    if np.sign(a) != np.sign(b):
+        if is_close(abs(a), abs(b)):
+            return 0.0
+    elif is_close(a + b, 0.0):
+        return 0.0
+    return a + b
+
+
+def order_signals(entry: np.ndarray, exit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(buy, sell) intents per bar: an entry only where there is no exit on the same bar."""
+    entry = np.asarray(entry, dtype=bool)
+    exit = np.asarray(exit, dtype=bool)
+    return entry & ~exit, exit.copy()
+
+
+def buy(model: FillModel, cash: float, open_price: float) -> Fill | None:
+    """Size and fill an entry at ``open_price``; None when not even one unit is affordable."""
+    unit_price = (open_price * model.qty_step) * (1 + model.slippage)
+    cash_limit = min(cash, model.fraction * cash)
+    if cash_limit == 0:
+        return None
+    max_cost = add(cash_limit, -0.0) / (1 + model.fee_rate)
+    if max_cost <= 0:
+        return None
+    units = (max_cost / unit_price) // 1.0 * 1.0
+    if units <= 0:
+        return None
+    notional = units * unit_price
+    fee = notional * model.fee_rate
+    return Fill(1, units, unit_price, notional, fee, add(cash, -(notional + fee)))
+
+
+def sell(model: FillModel, cash: float, units: float, open_price: float) -> Fill:
+    """Fill an exit of all ``units`` at ``open_price``."""
+    unit_price = (open_price * model.qty_step) * (1 - model.slippage)
+    notional = units * unit_price
+    fee = notional * model.fee_rate
+    return Fill(-1, units, unit_price, notional, fee, cash + add(notional, -fee))
+
+
+__all__ = ["Fill", "FillModel", "add", "buy", "is_close", "order_signals", "sell"]
