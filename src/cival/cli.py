@@ -184,6 +184,110 @@ def cmd_signals(args: argparse.Namespace) -> int:
     return 0
 
 
+SUMMARY_ROWS = [
+    ("bars", "bars", "{:,}"),
+    ("start", "start", "{}"),
+    ("end", "end", "{}"),
+    ("trades", "closed trades", "{:,}"),
+    ("total_return", "total return", "{:+.2%}"),
+    ("cagr", "CAGR", "{:+.2%}"),
+    ("sharpe", "Sharpe", "{:.3f}"),
+    ("sortino", "Sortino", "{:.3f}"),
+    ("calmar", "Calmar", "{:.3f}"),
+    ("max_drawdown", "max drawdown", "{:.2%}"),
+    ("win_rate", "win rate", "{:.2%}"),
+    ("profit_factor", "profit factor", "{:.3f}"),
+    ("exposure", "exposure", "{:.2%}"),
+    ("fees_paid", "fees paid", "{:,.2f}"),
+    ("final_equity", "final equity", "{:,.2f}"),
+]
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from cival.backtest import backtest, fill_model
+    from cival.strategies import get_strategy
+
+    strategy = get_strategy(args.strategy)
+    params = strategy.parse_params(parse_param_args(args.param))
+    model = fill_model(
+        cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction
+    )
+    results = [
+        backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows)
+        for path in args.data
+    ]
+    if args.trades_out:
+        frames = []
+        for result in results:
+            trades = result.trades.copy()
+            for column in ("entry_time", "exit_time"):
+                trades[column] = trades[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            if len(results) > 1:
+                trades.insert(0, "data", result.source)
+            frames.append(trades)
+        try:
+            import pandas as pd
+
+            pd.concat(frames, ignore_index=True).to_csv(args.trades_out, index=False)
+        except OSError as exc:
+            raise CivalError(f"cannot write {args.trades_out}: {exc.strerror or exc}") from None
+
+    summaries = [r.summary() for r in results]
+    combined = _combined(summaries, model.cash) if len(results) > 1 else None
+    if args.json:
+        payload: Any = summaries[0] if combined is None else {"results": summaries, "combined": combined}
+        print(json.dumps(payload, indent=2))
+        return 0
+
+    print(f"{strategy.name} {params.model_dump()}")
+    print(
+        f"costs: cash {model.cash:,.2f}, fees {model.fee_bps:g} bps, slippage {model.slippage_bps:g} bps, "
+        f"fraction {model.fraction:g}; fills at the next bar's open\n"
+    )
+    names = [Path(s["data"]).name for s in summaries]
+    width = max(16, *(len(n) + 2 for n in names))
+    print(f"{'':<16}" + "".join(f"{n:>{width}}" for n in names))
+    for key, label, fmt in SUMMARY_ROWS:
+        cells = "".join(f"{_cell(s.get(key), fmt):>{width}}" for s in summaries)
+        print(f"{label:<16}{cells}")
+    for s, name in zip(summaries, names, strict=True):
+        if s["open_position"]:
+            op = s["open_position"]
+            print(
+                f"{name}: position still open: {op['qty']:g} bought {op['entry_time']} at {op['entry_price']:,.6g}, "
+                f"marked at {op['mark_price']:,.6g} (unrealised {op['unrealized_pnl']:+,.2f})"
+            )
+    if combined:
+        print(
+            f"\ncombined over {combined['files']} files: {combined['trades']:,} trades, "
+            f"mean total return {combined['mean_total_return']:+.2%}, "
+            f"final equity {combined['final_equity']:,.2f} of {combined['initial_cash']:,.2f}"
+        )
+    if args.trades_out:
+        print(f"\ntrades written to {args.trades_out}")
+    return 0
+
+
+def _combined(summaries: list[dict[str, Any]], cash: float) -> dict[str, Any]:
+    return {
+        "files": len(summaries),
+        "trades": sum(s["trades"] for s in summaries),
+        "mean_total_return": sum(s["total_return"] for s in summaries) / len(summaries),
+        "initial_cash": cash * len(summaries),
+        "final_equity": sum(s["final_equity"] for s in summaries),
+        "fees_paid": sum(s["fees_paid"] for s in summaries),
+    }
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
 # -- formatting helpers -----------------------------------------------------------------
 
 
@@ -278,6 +382,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the signals ('-' for stdout)")
     p.set_defaults(func=cmd_signals)
+
+    p = sub.add_parser(
+        "backtest",
+        help="backtest a strategy on one or more data files",
+        description=(
+            "Backtest a strategy under the fill model: a signal at a bar's close fills at the next "
+            "bar's open, with adverse slippage and fees on both sides; entries invest a fraction of "
+            "cash, rounded down to the quantity step. Prints a summary table, or JSON with --json "
+            "(one object; with several --data files, {results, combined})."
+        ),
+    )
+    p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
+    p.add_argument("--data", required=True, action="append", metavar="FILE", help="bars file (repeatable)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
+    p.add_argument("--cash", type=float, default=None, metavar="N", help="starting cash (default 10000)")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
+    p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
+    p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--trades-out", metavar="FILE.csv", help="write the closed trades as CSV")
+    p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    p.add_argument(
+        "--engine", choices=("vectorbt", "reference"), default="vectorbt",
+        help="vectorbt (default) or the bar-by-bar reference; both give the same fills",
+    )
+    p.set_defaults(func=cmd_backtest)
     return parser
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,11 +78,18 @@ class Fill:
     cash_after: float
 
     def quantity(self, qty_step: float) -> float:
-        return self.units * qty_step
+        """``units * qty_step``, rounded to the step's decimals (0.16587512, not ...12000000001)."""
+        return round(self.units * qty_step, step_decimals(qty_step))
 
     def price(self, qty_step: float) -> float:
         """Fill price per whole unit of the instrument (slippage included)."""
         return self.unit_price / qty_step
+
+
+def step_decimals(step: float) -> int:
+    """Decimal places of a quantity step as written: 1e-8 -> 8, 0.25 -> 2, 1.0 -> 0."""
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
 
 
 def is_close(a: float, b: float) -> bool:

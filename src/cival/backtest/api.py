@@ -1,0 +1,135 @@
+"""``backtest()``: one strategy on one set of bars, with the fill model, as a result object."""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from cival.backtest.fills import FillModel
+from cival.backtest.metrics import compute_metrics
+from cival.backtest.simulate import Simulation, simulate_reference, simulate_vectorbt
+from cival.core.errors import CivalError
+from cival.strategies import Strategy, get_strategy
+from cival.strategies.base import describe_param_errors
+
+Engine = Literal["vectorbt", "reference"]
+
+
+class BacktestError(CivalError):
+    """Bad backtest arguments (costs, engine, data)."""
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """A finished backtest: ``metrics`` (dict), ``trades`` (DataFrame), ``equity`` (Series)."""
+
+    strategy: str
+    params: BaseModel
+    model: FillModel
+    bars: pd.DataFrame = field(repr=False)
+    signals: pd.DataFrame = field(repr=False)
+    simulation: Simulation = field(repr=False)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        return self.simulation.trades
+
+    @property
+    def equity(self) -> pd.Series:
+        return self.simulation.equity
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object ``cival backtest --json`` prints: strategy, params, costs, metrics."""
+        return {
+            "strategy": self.strategy,
+            "params": self.params.model_dump(),
+            "data": self.source,
+            "costs": self.model.model_dump(),
+            **self.metrics,
+        }
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_show(v))}</td></tr>"
+            for k, v in self.metrics.items()
+            if k != "open_position"
+        )
+        title = html.escape(f"{self.strategy} {self.params.model_dump()} on {self.source or 'bars'}")
+        return f"<b>{title}</b><table>{rows}</table>"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return "-" if value is None else str(value)
+
+
+def fill_model(model: FillModel | Mapping[str, Any] | None = None, **costs: Any) -> FillModel:
+    """A FillModel from a model, a mapping and/or keyword costs (cash, fee_bps, ...)."""
+    base = model.model_dump() if isinstance(model, FillModel) else dict(model or {})
+    base.update({k: v for k, v in costs.items() if v is not None})
+    try:
+        return FillModel.model_validate(base)
+    except ValidationError as exc:
+        raise BacktestError(f"costs: {describe_param_errors(exc, FillModel)}") from None
+
+
+def backtest(
+    strategy: str | Strategy,
+    bars: pd.DataFrame | str | os.PathLike[str],
+    params: BaseModel | Mapping[str, Any] | None = None,
+    model: FillModel | Mapping[str, Any] | None = None,
+    *,
+    engine: Engine = "vectorbt",
+    drop_bad_rows: bool = False,
+    **costs: Any,
+) -> BacktestResult:
+    """Backtest ``strategy`` on ``bars`` (a frame, or a path to load) under the fill model.
+
+    Costs come from ``model`` and/or keywords: ``cash, fee_bps, slippage_bps, fraction,
+    qty_step``. ``engine="reference"`` runs the bar-by-bar loop instead of vectorbt; both
+    give the same fills.
+    """
+    from cival.data import load_bars, validate_bars
+
+    strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    parsed = strat.parse_params(params)
+    fm = fill_model(model, **costs)
+    source = None
+    if not isinstance(bars, pd.DataFrame):
+        source = str(bars)
+        bars = load_bars(bars, drop_bad_rows=drop_bad_rows)
+    else:
+        source = bars.attrs.get("source")
+        validate_bars(bars, source or "<bars>")
+    if len(bars) < 2:
+        raise BacktestError(f"{source or 'bars'}: a backtest needs at least 2 bars, got {len(bars)}")
+    signals = strat.signals(bars, parsed)
+    entry, exit_ = signals["entry"].to_numpy(), signals["exit"].to_numpy()
+    if engine == "vectorbt":
+        sim = simulate_vectorbt(bars, entry, exit_, fm)
+    elif engine == "reference":
+        sim = simulate_reference(bars, entry, exit_, fm)
+    else:
+        raise BacktestError(f"unknown engine {engine!r}; use 'vectorbt' or 'reference'")
+    return BacktestResult(
+        strategy=strat.name,
+        params=parsed,
+        model=fm,
+        bars=bars,
+        signals=signals,
+        simulation=sim,
+        metrics=compute_metrics(sim, fm.cash),
+        source=source,
+    )
+
+
+__all__ = ["BacktestError", "BacktestResult", "Engine", "backtest", "fill_model"]
