@@ -167,7 +167,8 @@ def _simulation(
                 "mark_price": mark,
                 "unrealized_pnl": value - f_in.notional - f_in.fee,
             }
-    trades = pd.DataFrame(rows, columns=TRADE_COLUMNS)
+    dtypes = {c: (index.dtype if c.endswith("_time") else np.float64) for c in TRADE_COLUMNS}
+    trades = pd.DataFrame(rows, columns=TRADE_COLUMNS).astype(dtypes)  # typed even when empty
     return Simulation(
         fills=fill_frame,
         trades=trades,
