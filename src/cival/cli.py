@@ -268,6 +268,61 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cival.backtest import fill_model, sweep
+
+    model = fill_model(cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction)
+    result = sweep(
+        args.strategy,
+        args.data,
+        args.grid,
+        model,
+        metric=args.metric,
+        chunk_size=args.chunk,
+        backend="local" if args.local else "auto",
+        address=args.address,
+        progress=not args.json,
+        drop_bad_rows=args.drop_bad_rows,
+    )
+    if args.out:
+        out = Path(args.out)
+        try:
+            if out.suffix.lower() in (".parquet", ".pq"):
+                result.ranked().to_parquet(out, index=False)
+            else:
+                result.ranked().to_csv(out, index=False)
+        except OSError as exc:
+            raise CivalError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    top = result.top(args.top)
+    if args.json:
+        payload = {
+            "strategy": result.strategy,
+            "data": result.source,
+            "bars": result.bars,
+            "combinations": len(result.table),
+            "skipped": result.skipped,
+            "metric": result.metric,
+            "backend": result.backend,
+            "seconds": round(result.seconds, 3),
+            "costs": result.costs,
+            "best": result.best(),
+            "top": json.loads(top.to_json(orient="records")),
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(
+        f"{result.strategy}: {len(result.table)} combinations on {result.bars:,} bars of {result.source} "
+        f"in {result.seconds:.1f} s ({result.backend})"
+        + (f"; {result.skipped} skipped (they break a rule across parameters)" if result.skipped else "")
+    )
+    shown = [*result.params, *dict.fromkeys([result.metric, "trades", "total_return", "sharpe", "max_drawdown"])]
+    print(f"top {len(top)} by {result.metric}:")
+    print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        print(f"all results written to {args.out}")
+    return 0
+
+
 def _combined(summaries: list[dict[str, Any]], cash: float) -> dict[str, Any]:
     return {
         "files": len(summaries),
@@ -408,6 +463,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="vectorbt (default) or the bar-by-bar reference; both give the same fills",
     )
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
+        "sweep",
+        help="backtest every combination of a parameter grid",
+        description=(
+            "Backtest every combination of a parameter grid under the fill model, in vectorised "
+            "chunks spread over Ray workers (RAY_ADDRESS or --address joins an existing cluster; "
+            "otherwise a local one is started). Prints the top combinations by a metric."
+        ),
+    )
+    p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
+    p.add_argument("--data", required=True, metavar="FILE", help="bars file")
+    p.add_argument(
+        "--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...",
+        help="values of one parameter (repeatable; stop included)",
+    )
+    p.add_argument("--metric", default="sharpe", help="ranking metric (default sharpe)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="how many to print (default 10)")
+    p.add_argument("--json", action="store_true", help="print the best and the top N as JSON")
+    p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
+    p.add_argument("--cash", type=float, default=None, metavar="N")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N")
+    p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
+    p.add_argument("--fraction", type=float, default=None, metavar="F")
+    p.add_argument("--chunk", type=int, default=25, metavar="N", help="combinations per vectorbt call (default 25)")
+    p.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -37,6 +37,12 @@ from cival.backtest.simulate import Simulation
 
 DAYS_PER_YEAR = 365.25
 
+METRIC_NAMES = (
+    "bars", "start", "end", "trades", "total_return", "cagr", "sharpe", "sortino", "calmar",
+    "max_drawdown", "win_rate", "profit_factor", "exposure", "fees_paid", "final_equity", "open_position",
+)
+"""Every key :func:`compute_metrics` returns, in order."""
+
 
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
@@ -104,4 +110,4 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["DAYS_PER_YEAR", "compute_metrics"]
+__all__ = ["DAYS_PER_YEAR", "METRIC_NAMES", "compute_metrics"]

@@ -69,22 +69,39 @@ def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, 
 
 def simulate_vectorbt(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
     """The same rules through ``vectorbt.Portfolio.from_signals`` (vectorised, numba)."""
+    return simulate_vectorbt_columns(bars, np.asarray(entry)[:, None], np.asarray(exit)[:, None], model)[0]
+
+
+def simulate_vectorbt_columns(
+    bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel
+) -> list[Simulation]:
+    """Many signal columns (``entry``/``exit`` of shape bars x k) in one vectorbt call.
+
+    Each column is an independent account with the model's cash; returns one Simulation
+    per column, identical to running :func:`simulate_reference` on that column.
+    """
     import vectorbt as vbt
 
+    entry = np.asarray(entry, dtype=bool)
+    exit = np.asarray(exit, dtype=bool)
+    if entry.ndim != 2 or entry.shape != exit.shape or entry.shape[0] != len(bars):
+        raise ValueError(f"entry/exit must both be (bars, columns); got {entry.shape} and {exit.shape}")
     buys, sells = order_signals(entry, exit)
     step = model.qty_step
-    n = len(bars)
-    entries = np.zeros(n, dtype=bool)
-    exits = np.zeros(n, dtype=bool)
+    n, k = entry.shape
+    entries = np.zeros((n, k), dtype=bool)
+    exits = np.zeros((n, k), dtype=bool)
     entries[1:] = buys[:-1]  # a signal at t is an order at t + 1 ...
     exits[1:] = sells[:-1]
+    close = bars["close"].to_numpy(dtype=float) * step
+    price = bars["open"].to_numpy(dtype=float) * step
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = vbt.Portfolio.from_signals(
-            close=bars["close"].to_numpy(dtype=float) * step,
+            close=np.broadcast_to(close[:, None], (n, k)),
             entries=entries,
             exits=exits,
-            price=bars["open"].to_numpy(dtype=float) * step,  # ... filled at that bar's open
+            price=np.broadcast_to(price[:, None], (n, k)),  # ... filled at that bar's open
             fees=model.fee_rate,
             slippage=model.slippage,
             size=model.fraction,
@@ -94,24 +111,28 @@ def simulate_vectorbt(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, m
             init_cash=model.cash,
         )
     records = pf.orders.values
-    fills = [
-        (
-            int(r["idx"]),
-            Fill(
-                side=1 if r["side"] == 0 else -1,
-                units=float(r["size"]),
-                unit_price=float(r["price"]),
-                notional=float(r["size"]) * float(r["price"]),
-                fee=float(r["fees"]),
-                cash_after=np.nan,
-            ),
+    equity = np.asarray(pf.value(), dtype=float).reshape(n, k)
+    held = np.asarray(pf.assets(), dtype=float).reshape(n, k) > 0
+    cash = np.asarray(pf.cash(), dtype=float).reshape(n, k)[-1]
+    by_column: list[list[tuple[int, Fill]]] = [[] for _ in range(k)]
+    for r in records:  # records are ordered by column, then by bar
+        size, unit_price = float(r["size"]), float(r["price"])
+        by_column[int(r["col"])].append(
+            (
+                int(r["idx"]),
+                Fill(
+                    side=1 if r["side"] == 0 else -1,
+                    units=size,
+                    unit_price=unit_price,
+                    notional=size * unit_price,
+                    fee=float(r["fees"]),
+                    cash_after=np.nan,
+                ),
+            )
         )
-        for r in records
+    return [
+        _simulation(bars, model, by_column[j], equity[:, j], held[:, j], float(cash[j])) for j in range(k)
     ]
-    equity = np.asarray(pf.value(), dtype=float).reshape(-1)
-    held = np.asarray(pf.assets(), dtype=float).reshape(-1) > 0
-    cash = float(np.asarray(pf.cash()).reshape(-1)[-1])
-    return _simulation(bars, model, fills, equity, held, cash)
 
 
 def _simulation(
@@ -179,4 +200,4 @@ def _simulation(
     )
 
 
-__all__ = ["TRADE_COLUMNS", "Simulation", "simulate_reference", "simulate_vectorbt"]
+__all__ = ["TRADE_COLUMNS", "Simulation", "simulate_reference", "simulate_vectorbt", "simulate_vectorbt_columns"]

@@ -1,0 +1,336 @@
+"""Parameter sweeps: every combination of a grid, in vectorised chunks, locally or on Ray.
+
+A grid maps each parameter to its values. On the command line a parameter is written
+``name=start:stop:step`` (stop included when the steps land on it; decimal steps are
+exact, so ``0.1:0.5:0.1`` gives 0.1, 0.2, 0.3, 0.4, 0.5) or ``name=v1,v2,...``.
+Parameters not in the grid keep their defaults.
+
+Each value is checked against the parameter's bounds before anything runs. Combinations
+that break a rule across parameters (Elliott's ``min_retrace <= max_retrace``) are
+skipped and counted. Combinations are evaluated ``chunk_size`` at a time: the signals of
+each are stacked into one (bars x chunk) array and simulated by one vectorbt call, so
+memory is bounded by the chunk, not the grid. Chunks run as Ray tasks (on
+``RAY_ADDRESS``/``address``, or a local Ray started for the sweep) or in this process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from cival.backtest.api import BacktestError, fill_model
+from cival.backtest.fills import FillModel
+from cival.backtest.metrics import compute_metrics
+from cival.backtest.simulate import simulate_vectorbt_columns
+from cival.strategies import Strategy, get_strategy
+
+LOWER_IS_BETTER = {"max_drawdown", "fees_paid"}
+"""Metrics where a smaller value ranks first."""
+
+PER_RUN = ("bars", "start", "end", "open_position")
+"""Metrics that are the same for every combination, or not numbers: left out of the table."""
+
+
+class SweepError(BacktestError):
+    """A bad grid (syntax, unknown parameter, value out of bounds) or metric."""
+
+
+# -- grids -------------------------------------------------------------------------------
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
+    """``["jaw_period=10:20:5", "lips_shift=2,3"]`` -> ``{"jaw_period": [10, 15, 20], ...}``."""
+    import yaml
+
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, body = spec.partition("=")
+        name = name.strip()
+        if not sep or not name or not body.strip():
+            raise SweepError(f"--grid {spec!r}: write NAME=START:STOP:STEP or NAME=V1,V2,...")
+        if name in grid:
+            raise SweepError(f"--grid {spec!r}: {name} is given twice; put all its values in one --grid")
+        if ":" in body:
+            grid[name] = _range(name, body)
+        else:
+            values = []
+            for raw in body.split(","):
+                try:
+                    values.append(yaml.safe_load(raw.strip()))
+                except yaml.YAMLError:
+                    values.append(raw.strip())
+            grid[name] = values
+    return grid
+
+
+def _range(name: str, body: str) -> list[Any]:
+    parts = body.split(":")
+    if len(parts) != 3:
+        raise SweepError(f"--grid {name}={body}: a range is START:STOP:STEP, e.g. {name}=10:30:2")
+    try:
+        start, stop, step = (Decimal(p.strip()) for p in parts)
+    except InvalidOperation:
+        raise SweepError(f"--grid {name}={body}: START, STOP and STEP must be numbers") from None
+    if step <= 0:
+        raise SweepError(f"--grid {name}={body}: STEP must be > 0")
+    if stop < start:
+        raise SweepError(f"--grid {name}={body}: STOP is below START")
+    count = int((stop - start) / step) + 1
+    if count > 100_000:
+        raise SweepError(f"--grid {name}={body}: {count:,} values; use a coarser STEP")
+    integral = all(p == p.to_integral_value() for p in (start, step))
+    values = [start + i * step for i in range(count)]
+    return [int(v) if integral else float(v) for v in values]
+
+
+def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple[list[BaseModel], int]:
+    """Validated parameter models for every combination, and how many were skipped.
+
+    Raises SweepError for an unknown parameter, an empty list or a value outside the
+    parameter's bounds (naming both). Skips combinations that break a cross-parameter rule.
+    """
+    fields = strategy.params_model.model_fields
+    names = list(grid)
+    values: list[list[Any]] = []
+    for name in names:
+        if name not in fields:
+            raise SweepError(f"{strategy.name} has no parameter {name!r}; parameters are: {', '.join(fields)}")
+        vals = list(dict.fromkeys(grid[name]))  # keep order, drop repeats
+        if not vals:
+            raise SweepError(f"grid for {name} is empty")
+        info = fields[name]
+        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[info.annotation, *info.metadata])  # type: ignore[name-defined]
+        for v in vals:
+            try:
+                adapter.validate_python(v)
+            except ValidationError:
+                raise SweepError(f"{name}={v!r} is out of bounds: {name} {_bounds_text(info)}") from None
+        values.append(vals)
+    models, skipped = [], 0
+    for combo in itertools.product(*values):
+        try:
+            models.append(strategy.params_model.model_validate(dict(zip(names, combo, strict=True))))
+        except ValidationError:
+            skipped += 1
+    if not models:
+        raise SweepError(f"no valid combination in the grid ({skipped} broke a rule across parameters)")
+    return models, skipped
+
+
+def _bounds_text(info: Any) -> str:
+    parts = []
+    for meta in info.metadata:
+        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                parts.append(f"{sym} {value}")
+    return "must be " + " and ".join(parts) if parts else f"must be a valid {info.annotation}"
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+
+def evaluate_chunk(
+    bars: pd.DataFrame, strategy_name: str, params: Sequence[Mapping[str, Any]], model: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Signals for each parameter set, one vectorbt call for all, metrics per column."""
+    strategy = get_strategy(strategy_name)
+    fm = FillModel.model_validate(model)
+    n = len(bars)
+    entries = np.empty((n, len(params)), dtype=bool)
+    exits = np.empty((n, len(params)), dtype=bool)
+    for j, p in enumerate(params):
+        sig = strategy.signals(bars, p)
+        entries[:, j] = sig["entry"].to_numpy()
+        exits[:, j] = sig["exit"].to_numpy()
+    rows = []
+    for p, sim in zip(params, simulate_vectorbt_columns(bars, entries, exits, fm), strict=True):
+        metrics = compute_metrics(sim, fm.cash)
+        rows.append({**p, **{k: v for k, v in metrics.items() if k not in PER_RUN}})
+    return rows
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every combination's parameters and metrics (``table``), ranked by ``metric``."""
+
+    strategy: str
+    params: list[str]
+    metric: str
+    table: pd.DataFrame
+    skipped: int = 0
+    seconds: float = 0.0
+    backend: str = "local"
+    bars: int = 0
+    source: str | None = None
+    costs: dict[str, Any] = field(default_factory=dict)
+
+    def ranked(self) -> pd.DataFrame:
+        """The table sorted best first by ``metric`` (undefined values last)."""
+        ascending = self.metric in LOWER_IS_BETTER
+        return self.table.sort_values(self.metric, ascending=ascending, na_position="last", kind="stable")
+
+    def top(self, n: int = 10) -> pd.DataFrame:
+        return self.ranked().head(n).reset_index(drop=True)
+
+    def best(self) -> dict[str, Any]:
+        """Parameters of the best combination."""
+        row = self.ranked()[self.params].head(1).to_dict("records")[0]  # keeps each column's type
+        return {p: _plain(v) for p, v in row.items()}
+
+    def _repr_html_(self) -> str:
+        head = f"<b>{self.strategy}: {len(self.table)} combinations by {self.metric}</b>"
+        return head + self.top(10).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def sweep(
+    strategy: str | Strategy,
+    bars: pd.DataFrame | str | os.PathLike[str],
+    grid: Mapping[str, Iterable[Any]] | Sequence[str],
+    model: FillModel | Mapping[str, Any] | None = None,
+    *,
+    metric: str = "sharpe",
+    chunk_size: int = 25,
+    backend: str = "auto",
+    address: str | None = None,
+    progress: bool = False,
+    drop_bad_rows: bool = False,
+    **costs: Any,
+) -> SweepResult:
+    """Backtest every combination of ``grid`` (see the module docstring).
+
+    ``backend``: ``"ray"``, ``"local"`` or ``"auto"`` (Ray when there is more than one chunk
+    and more than one core, or an address). ``address`` (or ``RAY_ADDRESS``) joins an
+    existing Ray cluster. Results are the same whichever backend runs.
+    """
+    from cival.data import load_bars, validate_bars
+
+    strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    fm = fill_model(model, **costs)
+    if isinstance(grid, Mapping):
+        parsed_grid = {k: list(v) for k, v in grid.items()}
+    else:
+        parsed_grid = parse_grid(list(grid))
+    models, skipped = combinations(strat, parsed_grid)
+    if metric not in _metric_names():
+        raise SweepError(f"unknown metric {metric!r}; use one of {', '.join(_metric_names())}")
+    if chunk_size < 1:
+        raise SweepError("chunk_size must be at least 1")
+
+    source = None
+    if not isinstance(bars, pd.DataFrame):
+        source = str(bars)
+        bars = load_bars(bars, drop_bad_rows=drop_bad_rows)
+    else:
+        source = bars.attrs.get("source")
+        validate_bars(bars, source or "<bars>")
+    bars = bars[["open", "high", "low", "close", "volume"]]
+
+    params = [m.model_dump() for m in models]
+    chunks = [params[i : i + chunk_size] for i in range(0, len(params), chunk_size)]
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if backend == "auto":
+        backend = "ray" if address or (len(chunks) > 1 and (os.cpu_count() or 1) > 1) else "local"
+    if backend not in ("ray", "local"):
+        raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
+
+    started = time.perf_counter()
+    bar = _progress(len(params), progress)
+    if backend == "local":
+        rows = []
+        for chunk in chunks:
+            rows += evaluate_chunk(bars, strat.name, chunk, fm.model_dump())
+            bar(len(chunk))
+    else:
+        rows = _run_on_ray(bars, strat.name, chunks, fm.model_dump(), address, bar)
+    bar(0, done=True)
+    table = pd.DataFrame(rows)
+    return SweepResult(
+        strategy=strat.name,
+        params=list(params[0]),
+        metric=metric,
+        table=table,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+        backend=backend,
+        bars=len(bars),
+        source=source,
+        costs=fm.model_dump(),
+    )
+
+
+def _metric_names() -> list[str]:
+    from cival.backtest.metrics import METRIC_NAMES
+
+    return [m for m in METRIC_NAMES if m not in PER_RUN]
+
+
+def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    import ray
+
+    started_here = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started_here = True
+    try:
+        task = ray.remote(evaluate_chunk)
+        bars_ref = ray.put(bars)
+        pending = {task.remote(bars_ref, strategy_name, chunk, model): i for i, chunk in enumerate(chunks)}
+        results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                results[i] = ray.get(ref)
+                bar(len(chunks[i]))
+        return [row for chunk_rows in results for row in chunk_rows or []]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    """A callable advancing a progress bar on stderr (a no-op when disabled)."""
+    if not enabled:
+        return lambda n, done=False: None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with vectorbt
+        tqdm = None
+    if tqdm is not None:
+        bar = tqdm(total=total, unit="combo", file=sys.stderr, dynamic_ncols=True)
+
+        def advance(n: int, done: bool = False) -> None:
+            bar.update(n)
+            if done:
+                bar.close()
+
+        return advance
+    count = [0]
+
+    def plain(n: int, done: bool = False) -> None:
+        count[0] += n
+        print(f"\r{count[0]}/{total} combinations", end="\n" if done else "", file=sys.stderr)
+
+    return plain
+
+
+__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "combinations", "evaluate_chunk", "parse_grid", "sweep"]
