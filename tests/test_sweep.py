@@ -1,0 +1,108 @@
+"""Sweeps: grid parsing and bounds, results equal single backtests, local equals Ray."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cival.backtest import SweepError, backtest, sweep
+from cival.backtest.sweep import combinations, parse_grid
+from cival.data import load_bars
+from cival.strategies import get_strategy
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.mark.parametrize(
+    "specs, expected",
+    [
+        (["jaw_period=10:20:5"], {"jaw_period": [10, 15, 20]}),
+        (["jaw_period=10:21:5"], {"jaw_period": [10, 15, 20]}),
+        (["zigzag_pct=0.1:0.5:0.1"], {"zigzag_pct": [0.1, 0.2, 0.3, 0.4, 0.5]}),
+        (["lookback=5,10, 20"], {"lookback": [5, 10, 20]}),
+        (["a=1", "b=2.5,3"], {"a": [1], "b": [2.5, 3]}),
+    ],
+)
+def test_parse_grid(specs, expected):
+    assert parse_grid(specs) == expected
+
+
+@pytest.mark.parametrize(
+    "specs, message",
+    [
+        (["jaw_period"], "write NAME=START:STOP:STEP"),
+        (["jaw_period=1:2"], "a range is START:STOP:STEP"),
+        (["jaw_period=1:5:0"], "STEP must be > 0"),
+        (["jaw_period=5:1:1"], "STOP is below START"),
+        (["jaw_period=a:b:c"], "must be numbers"),
+        (["jaw_period=1", "jaw_period=2"], "given twice"),
+    ],
+)
+def test_bad_grid_syntax(specs, message):
+    with pytest.raises(SweepError, match=message):
+        parse_grid(specs)
+
+
+def test_grid_values_are_checked_against_the_parameter_bounds():
+    alligator = get_strategy("alligator")
+    with pytest.raises(SweepError, match=r"jaw_period=0 is out of bounds: jaw_period must be > 0"):
+        combinations(alligator, {"jaw_period": [0, 5]})
+    with pytest.raises(SweepError, match=r"has no parameter 'jaw'; parameters are: jaw_period"):
+        combinations(alligator, {"jaw": [5]})
+    with pytest.raises(SweepError, match=r"zigzag_pct=150 is out of bounds: zigzag_pct must be > 0 and < 100"):
+        combinations(get_strategy("elliott"), {"zigzag_pct": [150]})
+
+
+def test_cross_parameter_rules_skip_combinations():
+    models, skipped = combinations(get_strategy("elliott"), {"min_retrace": [0.3, 0.6], "max_retrace": [0.5, 0.7]})
+    # (0.6, 0.5) breaks min_retrace <= max_retrace
+    assert skipped == 1
+    assert [(m.min_retrace, m.max_retrace) for m in models] == [(0.3, 0.5), (0.3, 0.7), (0.6, 0.7)]
+
+
+@pytest.fixture(scope="module")
+def btc_1h(shared_data):
+    return load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv")
+
+
+def test_sweep_rows_equal_single_backtests(btc_1h):
+    grid = {"lookback": [10, 25, 40], "confirm": [2, 4]}
+    result = sweep("darvas", btc_1h, grid, backend="local", chunk_size=4, fee_bps=7)
+    assert len(result.table) == 6 and result.skipped == 0
+    for row in result.table.sample(3, random_state=1).to_dict("records"):
+        single = backtest("darvas", btc_1h, {"lookback": row["lookback"], "confirm": row["confirm"]}, fee_bps=7)
+        for key in ("trades", "total_return", "sharpe", "max_drawdown", "win_rate", "fees_paid", "final_equity"):
+            assert row[key] == pytest.approx(single.metrics[key], rel=1e-12), key
+    best = result.best()
+    assert best == {"lookback": int(result.top(1)["lookback"][0]), "confirm": int(result.top(1)["confirm"][0])}
+    assert all(isinstance(v, int) for v in best.values())
+    ranked = result.ranked()["sharpe"].to_numpy()
+    assert (np.diff(ranked) <= 0).all()
+
+
+def test_ranking_by_drawdown_is_ascending(btc_1h):
+    result = sweep("darvas", btc_1h, {"lookback": [10, 40]}, backend="local", metric="max_drawdown")
+    dd = result.ranked()["max_drawdown"].to_numpy()
+    assert dd[0] <= dd[1]
+    with pytest.raises(SweepError, match="unknown metric 'sharp'"):
+        sweep("darvas", btc_1h, {"lookback": [10]}, backend="local", metric="sharp")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_local_and_ray_give_identical_results(btc_1h, ray_cluster):
+    grid = {"jaw_period": [10, 13, 21], "teeth_period": [6, 8], "lips_period": [3, 5]}
+    local = sweep("alligator", btc_1h, grid, backend="local", chunk_size=5)
+    on_ray = sweep("alligator", btc_1h, grid, backend="ray", chunk_size=5)
+    assert on_ray.backend == "ray" and local.backend == "local"
+    pd.testing.assert_frame_equal(local.table, on_ray.table)
+    assert ray_cluster.is_initialized()  # a sweep leaves a cluster it did not start running
