@@ -323,6 +323,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    from cival.backtest import fill_model, walkforward
+
+    model = fill_model(cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction)
+    result = walkforward(
+        args.strategy,
+        args.data,
+        args.grid,
+        model,
+        train=args.train,
+        test=args.test,
+        metric=args.metric,
+        backend="local" if args.local else "auto",
+        address=args.address,
+        drop_bad_rows=args.drop_bad_rows,
+    )
+    windows = result.windows.copy()
+    for column in ("train_start", "train_end", "test_start", "test_end"):
+        windows[column] = windows[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if args.json:
+        payload = {
+            "strategy": result.strategy,
+            "metric": result.metric,
+            "train": result.train,
+            "test": result.test,
+            "windows": json.loads(windows.to_json(orient="records")),
+            "out_of_sample": result.metrics,
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    m = result.metric
+    params = [c for c in windows.columns if c not in ("window", "train_start", "train_end", "test_start", "test_end")
+              and not c.startswith(("is_", "oos_"))]
+    shown = windows[["window", "test_start", *params, f"is_{m}", f"oos_{m}", "oos_trades", "oos_total_return"]]
+    print(f"{result.strategy}: {len(windows)} windows, train {result.train} bars, test {result.test} bars, by {m}")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    oos = result.metrics
+    print(
+        f"\nstitched out of sample: {oos['trades']} trades, total return {oos['total_return']:+.2%}, "
+        f"Sharpe {_cell(oos['sharpe'], '{:.3f}')}, max drawdown {oos['max_drawdown']:.2%}; "
+        f"mean in-sample {m} {windows[f'is_{m}'].mean():.3f} vs out of sample {windows[f'oos_{m}'].mean():.3f}"
+    )
+    return 0
+
+
 def _combined(summaries: list[dict[str, Any]], cash: float) -> dict[str, Any]:
     return {
         "files": len(summaries),
@@ -492,6 +537,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "walkforward",
+        help="choose parameters on rolling train windows and test them on the next window",
+        description=(
+            "Walk-forward validation: on each rolling train window, sweep the grid and keep the best "
+            "parameters by the metric; apply them on the following test window. Reports in-sample "
+            "versus out-of-sample metrics per window and the stitched out-of-sample result."
+        ),
+    )
+    p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
+    p.add_argument("--data", required=True, metavar="FILE", help="bars file")
+    p.add_argument("--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...")
+    p.add_argument("--train", required=True, type=int, metavar="N", help="bars per train window")
+    p.add_argument("--test", required=True, type=int, metavar="M", help="bars per test window (also the step)")
+    p.add_argument("--metric", default="sharpe", help="selection metric (default sharpe)")
+    p.add_argument("--json", action="store_true", help="print windows and out-of-sample metrics as JSON")
+    p.add_argument("--cash", type=float, default=None, metavar="N")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N")
+    p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
+    p.add_argument("--fraction", type=float, default=None, metavar="F")
+    p.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    p.set_defaults(func=cmd_walkforward)
     return parser
 
 
