@@ -216,6 +216,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows)
         for path in args.data
     ]
+    if args.report:
+        if len(results) == 1:
+            results[0].write_report(args.report)
+        else:  # one report per file: REPORT stem + data file stem
+            base = Path(args.report)
+            for result in results:
+                result.write_report(base.with_name(f"{base.stem}-{Path(str(result.source)).stem}{base.suffix or '.html'}"))
     if args.trades_out:
         frames = []
         for result in results:
@@ -265,6 +272,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         )
     if args.trades_out:
         print(f"\ntrades written to {args.trades_out}")
+    if args.report:
+        print(f"report written to {args.report}" if len(results) == 1 else f"reports written next to {args.report}")
     return 0
 
 
@@ -502,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--trades-out", metavar="FILE.csv", help="write the closed trades as CSV")
+    p.add_argument(
+        "--report", metavar="FILE.html",
+        help="write a self-contained HTML report (with several files: one per file, named FILE-<data>.html)",
+    )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.add_argument(
         "--engine", choices=("vectorbt", "reference"), default="vectorbt",

@@ -56,6 +56,18 @@ class BacktestResult:
             **self.metrics,
         }
 
+    def plot(self) -> Any:
+        """A plotly figure: price with indicators and fills, equity and drawdown."""
+        from cival.backtest.report import backtest_figure
+
+        return backtest_figure(self)
+
+    def write_report(self, path: str | os.PathLike[str]) -> None:
+        """A self-contained HTML report (opens with no network)."""
+        from cival.backtest.report import write_report
+
+        write_report(self, path)
+
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_show(v))}</td></tr>"

@@ -188,6 +188,12 @@ class SweepResult:
         row = self.ranked()[self.params].head(1).to_dict("records")[0]  # keeps each column's type
         return {p: _plain(v) for p, v in row.items()}
 
+    def heatmap(self, x: str, y: str, metric: str | None = None) -> Any:
+        """A plotly heatmap of ``metric`` over two swept parameters (the others at their best)."""
+        from cival.backtest.report import sweep_heatmap
+
+        return sweep_heatmap(self, x, y, metric)
+
     def _repr_html_(self) -> str:
         head = f"<b>{self.strategy}: {len(self.table)} combinations by {self.metric}</b>"
         return head + self.top(10).to_html(index=False, float_format=lambda v: f"{v:.4g}")

@@ -47,6 +47,16 @@ class WalkForwardResult:
     metrics: dict[str, Any]
     """Metrics of the stitched out-of-sample run."""
 
+    def plot(self) -> Any:
+        """The stitched out-of-sample equity, with each test window's start marked."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Scatter(x=self.equity.index, y=self.equity, name="out-of-sample equity"))
+        for start in self.windows["test_start"]:
+            fig.add_vline(x=start, line={"width": 1, "dash": "dot", "color": "#999"})
+        fig.update_layout(title=f"{self.strategy} walk-forward (train {self.train}, test {self.test} bars, by {self.metric})")
+        return fig
+
 
 def walkforward(
     strategy: str | Strategy,
