@@ -106,3 +106,11 @@ def test_local_and_ray_give_identical_results(btc_1h, ray_cluster):
     assert on_ray.backend == "ray" and local.backend == "local"
     pd.testing.assert_frame_equal(local.table, on_ray.table)
     assert ray_cluster.is_initialized()  # a sweep leaves a cluster it did not start running
+
+
+def test_an_explicit_list_of_combinations(btc_1h):
+    combos = [{"lookback": 10, "confirm": 2}, {"lookback": 33}]
+    result = sweep("darvas", btc_1h, combos, backend="local")
+    assert result.table[["lookback", "confirm"]].to_dict("records") == [
+        {"lookback": 10, "confirm": 2}, {"lookback": 33, "confirm": 3}
+    ]

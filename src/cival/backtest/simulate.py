@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell
+from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -64,7 +64,18 @@ def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, 
                 fills.append((t, fill))
         equity[t] = cash + units * closes[t]
         held[t] = units > 0.0
-    return _simulation(bars, model, fills, equity, held, cash)
+    return _simulation(bars, model, _fill_arrays(fills), equity, held, cash)
+
+
+def _fill_arrays(fills: list[tuple[int, Fill]]) -> dict[str, np.ndarray]:
+    return {
+        "idx": np.array([t for t, _ in fills], dtype=np.int64),
+        "side": np.array([f.side for _, f in fills], dtype=np.int64),
+        "units": np.array([f.units for _, f in fills], dtype=np.float64),
+        "unit_price": np.array([f.unit_price for _, f in fills], dtype=np.float64),
+        "fee": np.array([f.fee for _, f in fills], dtype=np.float64),
+        "cash_after": np.array([f.cash_after for _, f in fills], dtype=np.float64),
+    }
 
 
 def simulate_vectorbt(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
@@ -110,86 +121,87 @@ def simulate_vectorbt_columns(
             direction="longonly",
             init_cash=model.cash,
         )
-    records = pf.orders.values
+    records = pf.order_records
     equity = np.asarray(pf.value(), dtype=float).reshape(n, k)
-    held = np.asarray(pf.assets(), dtype=float).reshape(n, k) > 0
-    cash = np.asarray(pf.cash(), dtype=float).reshape(n, k)[-1]
-    by_column: list[list[tuple[int, Fill]]] = [[] for _ in range(k)]
-    for r in records:  # records are ordered by column, then by bar
-        size, unit_price = float(r["size"]), float(r["price"])
-        by_column[int(r["col"])].append(
-            (
-                int(r["idx"]),
-                Fill(
-                    side=1 if r["side"] == 0 else -1,
-                    units=size,
-                    unit_price=unit_price,
-                    notional=size * unit_price,
-                    fee=float(r["fees"]),
-                    cash_after=np.nan,
-                ),
-            )
-        )
-    return [
-        _simulation(bars, model, by_column[j], equity[:, j], held[:, j], float(cash[j])) for j in range(k)
-    ]
+    # Order records come sorted by column, then by bar.
+    bounds = np.searchsorted(records["col"], np.arange(k + 1))
+    sims = []
+    for j in range(k):
+        r = records[bounds[j] : bounds[j + 1]]
+        arrays = {
+            "idx": r["idx"].astype(np.int64),
+            "side": np.where(r["side"] == 0, 1, -1).astype(np.int64),
+            "units": r["size"].astype(np.float64),
+            "unit_price": r["price"].astype(np.float64),
+            "fee": r["fees"].astype(np.float64),
+            "cash_after": np.full(len(r), np.nan),
+        }
+        # Held from a buy's bar up to the bar before its sell (the rest of the series if
+        # none): the same as vectorbt's assets > 0, without materialising them.
+        marks = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(marks, arrays["idx"], arrays["side"])
+        held = np.cumsum(marks[:n]) > 0
+        open_value = arrays["units"][-1] * close[-1] if len(r) % 2 else 0.0
+        sims.append(_simulation(bars, model, arrays, equity[:, j], held, float(equity[-1, j] - open_value)))
+    return sims
 
 
 def _simulation(
     bars: pd.DataFrame,
     model: FillModel,
-    fills: list[tuple[int, Fill]],
+    fills: dict[str, np.ndarray],
     equity: np.ndarray,
     held: np.ndarray,
     cash: float,
 ) -> Simulation:
+    """Fills (as arrays, alternating buy/sell from a buy) -> the Simulation record."""
     index = bars.index
     step = model.qty_step
+    decimals = step_decimals(step)
+    idx, side, units, unit_price, fee = (fills[c] for c in ("idx", "side", "units", "unit_price", "fee"))
+    if len(side) and not ((side[0::2] == 1).all() and (side[1::2] == -1).all()):
+        raise AssertionError("fills must alternate buy, sell, buy, ...")
+    notional = units * unit_price  # the same product the fill model computed
+    times = index[idx]
     fill_frame = pd.DataFrame(
         {
-            "time": [index[t] for t, _ in fills],
-            "side": [f.side for _, f in fills],
-            "qty": [f.quantity(step) for _, f in fills],
-            "price": [f.price(step) for _, f in fills],
-            "notional": [f.notional for _, f in fills],
-            "fee": [f.fee for _, f in fills],
-            "cash_after": [f.cash_after for _, f in fills],
+            "time": times,
+            "side": side,
+            "qty": np.round(units * step, decimals),
+            "price": unit_price / step,
+            "notional": notional,
+            "fee": fee,
+            "cash_after": fills["cash_after"],
         }
     )
-    rows = []
+    closed = len(side) // 2
+    b, s = slice(0, 2 * closed, 2), slice(1, 2 * closed, 2)
+    pnl = (notional[s] - notional[b]) - fee[b] - fee[s]
+    trades = pd.DataFrame(
+        {
+            "entry_time": times[b],
+            "entry_price": unit_price[b] / step,
+            "exit_time": times[s],
+            "exit_price": unit_price[s] / step,
+            "qty": np.round(units[b] * step, decimals),
+            "fees": fee[b] + fee[s],
+            "pnl": pnl,
+            "return": pnl / (notional[b] + fee[b]),
+        },
+        columns=TRADE_COLUMNS,
+    )
     open_position = None
-    for i in range(0, len(fills), 2):
-        t_in, f_in = fills[i]
-        if f_in.side != 1:
-            raise AssertionError(f"fill {i} should be a buy")
-        if i + 1 < len(fills):
-            t_out, f_out = fills[i + 1]
-            pnl = (f_out.notional - f_in.notional) - f_in.fee - f_out.fee
-            rows.append(
-                (
-                    index[t_in],
-                    f_in.price(step),
-                    index[t_out],
-                    f_out.price(step),
-                    f_in.quantity(step),
-                    f_in.fee + f_out.fee,
-                    pnl,
-                    pnl / (f_in.notional + f_in.fee),
-                )
-            )
-        else:
-            mark = float(bars["close"].iloc[-1])
-            value = f_in.units * (mark * step)
-            open_position = {
-                "entry_time": index[t_in],
-                "entry_price": f_in.price(step),
-                "qty": f_in.quantity(step),
-                "entry_fee": f_in.fee,
-                "mark_price": mark,
-                "unrealized_pnl": value - f_in.notional - f_in.fee,
-            }
-    dtypes = {c: (index.dtype if c.endswith("_time") else np.float64) for c in TRADE_COLUMNS}
-    trades = pd.DataFrame(rows, columns=TRADE_COLUMNS).astype(dtypes)  # typed even when empty
+    if len(side) % 2:
+        mark = float(bars["close"].iloc[-1])
+        value = units[-1] * (mark * step)
+        open_position = {
+            "entry_time": times[-1],
+            "entry_price": unit_price[-1] / step,
+            "qty": float(np.round(units[-1] * step, decimals)),
+            "entry_fee": float(fee[-1]),
+            "mark_price": mark,
+            "unrealized_pnl": value - notional[-1] - fee[-1],
+        }
     return Simulation(
         fills=fill_frame,
         trades=trades,

@@ -206,7 +206,7 @@ def _plain(value: Any) -> Any:
 def sweep(
     strategy: str | Strategy,
     bars: pd.DataFrame | str | os.PathLike[str],
-    grid: Mapping[str, Iterable[Any]] | Sequence[str],
+    grid: Mapping[str, Iterable[Any]] | Sequence[str] | Sequence[Mapping[str, Any]],
     model: FillModel | Mapping[str, Any] | None = None,
     *,
     metric: str = "sharpe",
@@ -219,6 +219,9 @@ def sweep(
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (see the module docstring).
 
+    ``grid`` is a mapping of parameter -> values, a list of ``NAME=...`` strings, or an
+    explicit list of parameter mappings (each one combination).
+
     ``backend``: ``"ray"``, ``"local"`` or ``"auto"`` (Ray when there is more than one chunk
     and more than one core, or an address). ``address`` (or ``RAY_ADDRESS``) joins an
     existing Ray cluster. Results are the same whichever backend runs.
@@ -228,10 +231,11 @@ def sweep(
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
     if isinstance(grid, Mapping):
-        parsed_grid = {k: list(v) for k, v in grid.items()}
+        models, skipped = combinations(strat, {k: list(v) for k, v in grid.items()})
+    elif grid and all(isinstance(g, Mapping) for g in grid):
+        models, skipped = [strat.parse_params(g) for g in grid], 0  # type: ignore[arg-type]
     else:
-        parsed_grid = parse_grid(list(grid))
-    models, skipped = combinations(strat, parsed_grid)
+        models, skipped = combinations(strat, parse_grid([str(g) for g in grid]))
     if metric not in _metric_names():
         raise SweepError(f"unknown metric {metric!r}; use one of {', '.join(_metric_names())}")
     if chunk_size < 1:
