@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--combos", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--chunk", type=int, default=25, help="combinations per vectorbt call in cival's sweep")
+    parser.add_argument("--chunk", type=int, default=10, help="combinations per vectorbt call in cival's sweep")
     parser.add_argument("--no-backtrader", action="store_true")
     args = parser.parse_args()
     if not DATA.is_file():

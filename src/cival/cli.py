@@ -545,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=None, metavar="N")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
     p.add_argument("--fraction", type=float, default=None, metavar="F")
-    p.add_argument("--chunk", type=int, default=25, metavar="N", help="combinations per vectorbt call (default 25)")
+    p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
     p.add_argument("--local", action="store_true", help="run in this process, without Ray")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")

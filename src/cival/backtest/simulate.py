@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
-from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, step_decimals
+from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, settle, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -109,10 +110,10 @@ def simulate_vectorbt_columns(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = vbt.Portfolio.from_signals(
-            close=np.broadcast_to(close[:, None], (n, k)),
+            close=close[:, None],  # (n, 1): vectorbt broadcasts it without copying per column
             entries=entries,
             exits=exits,
-            price=np.broadcast_to(price[:, None], (n, k)),  # ... filled at that bar's open
+            price=price[:, None],  # ... filled at that bar's open
             fees=model.fee_rate,
             slippage=model.slippage,
             size=model.fraction,
@@ -122,7 +123,6 @@ def simulate_vectorbt_columns(
             init_cash=model.cash,
         )
     records = pf.order_records
-    equity = np.asarray(pf.value(), dtype=float).reshape(n, k)
     # Order records come sorted by column, then by bar.
     bounds = np.searchsorted(records["col"], np.arange(k + 1))
     sims = []
@@ -136,14 +136,34 @@ def simulate_vectorbt_columns(
             "fee": r["fees"].astype(np.float64),
             "cash_after": np.full(len(r), np.nan),
         }
-        # Held from a buy's bar up to the bar before its sell (the rest of the series if
-        # none): the same as vectorbt's assets > 0, without materialising them.
-        marks = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(marks, arrays["idx"], arrays["side"])
-        held = np.cumsum(marks[:n]) > 0
+        arrays["cash_after"], equity, held = _replay(arrays, close, model.cash)
         open_value = arrays["units"][-1] * close[-1] if len(r) % 2 else 0.0
-        sims.append(_simulation(bars, model, arrays, equity[:, j], held, float(equity[-1, j] - open_value)))
+        sims.append(_simulation(bars, model, arrays, equity, held, float(equity[-1] - open_value)))
     return sims
+
+
+def _replay(fills: dict[str, np.ndarray], close: np.ndarray, cash0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cash after each fill (by the fill model's own rule), and equity and holding at every
+    bar close: the same floats the bar-by-bar engine computes, without vectorbt's n x k
+    output frames."""
+    side = fills["side"]
+    cash_after = _cash_after_fills(cash0, side, fills["units"] * fills["unit_price"], fills["fee"])
+    n = len(close)
+    last = np.searchsorted(fills["idx"], np.arange(n), side="right") - 1  # latest fill at or before t
+    has = last >= 0
+    units_after = np.where(fills["side"] > 0, fills["units"], 0.0)
+    cash_t = np.where(has, cash_after[np.maximum(last, 0)] if len(side) else cash0, cash0)
+    units_t = np.where(has, units_after[np.maximum(last, 0)] if len(side) else 0.0, 0.0)
+    return cash_after, cash_t + units_t * close, units_t > 0.0
+
+
+@njit(cache=True)
+def _cash_after_fills(cash, side, notional, fee):  # pragma: no cover - compiled
+    out = np.empty(side.shape[0])
+    for i in range(side.shape[0]):
+        cash = settle(cash, side[i], notional[i], fee[i])
+        out[i] = cash
+    return out
 
 
 def _simulation(

@@ -33,6 +33,7 @@ from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.strategies import Strategy, get_strategy
+from cival.strategies.base import ohlc_arrays
 
 LOWER_IS_BETTER = {"max_drawdown", "fees_paid"}
 """Metrics where a smaller value ranks first."""
@@ -147,12 +148,14 @@ def evaluate_chunk(
     strategy = get_strategy(strategy_name)
     fm = FillModel.model_validate(model)
     n = len(bars)
+    ohlc = ohlc_arrays(bars, strategy_name)
+    entry_col, exit_col = strategy.columns.index("entry"), strategy.columns.index("exit")
     entries = np.empty((n, len(params)), dtype=bool)
     exits = np.empty((n, len(params)), dtype=bool)
     for j, p in enumerate(params):
-        sig = strategy.signals(bars, p)
-        entries[:, j] = sig["entry"].to_numpy()
-        exits[:, j] = sig["exit"].to_numpy()
+        out = strategy.compute(ohlc, p)
+        entries[:, j] = out[:, entry_col] != 0.0
+        exits[:, j] = out[:, exit_col] != 0.0
     rows = []
     for p, sim in zip(params, simulate_vectorbt_columns(bars, entries, exits, fm), strict=True):
         metrics = compute_metrics(sim, fm.cash)
@@ -210,7 +213,7 @@ def sweep(
     model: FillModel | Mapping[str, Any] | None = None,
     *,
     metric: str = "sharpe",
-    chunk_size: int = 25,
+    chunk_size: int = 10,
     backend: str = "auto",
     address: str | None = None,
     progress: bool = False,

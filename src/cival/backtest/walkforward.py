@@ -69,7 +69,7 @@ def walkforward(
     metric: str = "sharpe",
     backend: str = "auto",
     address: str | None = None,
-    chunk_size: int = 25,
+    chunk_size: int = 10,
     drop_bad_rows: bool = False,
     **costs: Any,
 ) -> WalkForwardResult:

@@ -72,14 +72,19 @@ class Strategy:
         ``bars`` needs float ``open, high, low, close`` columns. ``entry``/``exit`` are
         booleans; indicator columns are floats, NaN while not yet defined. Causal.
         """
-        model = self.parse_params(params)
-        o, h, l, c = _ohlc_arrays(bars, self.name)
-        state, buf, p = self.make_state(model)
-        out = self.run(o, h, l, c, state, buf, p, len(self.columns))
+        out = self.compute(_ohlc_arrays(bars, self.name), params)
         frame = pd.DataFrame(out, index=bars.index, columns=list(self.columns))
         for column in self.bool_columns:
             frame[column] = frame[column].to_numpy() != 0.0
         return frame
+
+    def compute(
+        self, ohlc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], params: BaseModel | Mapping[str, Any] | None = None
+    ) -> np.ndarray:
+        """The kernel's raw output, float64[bars, columns] (booleans as 0/1), for callers that
+        want arrays rather than a frame (sweeps). ``ohlc`` are contiguous float64 arrays."""
+        state, buf, p = self.make_state(self.parse_params(params))
+        return self.run(*ohlc, state, buf, p, len(self.columns))
 
     def live(self, params: BaseModel | Mapping[str, Any] | None = None) -> LiveSignals:
         """Incremental signals, one bar at a time (identical rows to :meth:`signals`)."""
@@ -132,6 +137,11 @@ class LiveSignals:
         if timestamp is None and isinstance(bar, pd.Series) and isinstance(bar.name, pd.Timestamp):
             timestamp = bar.name
         return self.update(bar["open"], bar["high"], bar["low"], bar["close"], timestamp)
+
+
+def ohlc_arrays(bars: pd.DataFrame, name: str = "bars") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Contiguous float64 open, high, low, close arrays of a bars frame (StrategyError if unusable)."""
+    return _ohlc_arrays(bars, name)  # type: ignore[return-value]
 
 
 def _ohlc_arrays(bars: pd.DataFrame, name: str) -> tuple[np.ndarray, ...]:
