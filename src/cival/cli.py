@@ -517,8 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.add_argument(
-        "--engine", choices=("vectorbt", "reference"), default="vectorbt",
-        help="vectorbt (default) or the bar-by-bar reference; both give the same fills",
+        "--engine", choices=("auto", "vectorbt", "reference"), default="auto",
+        help="auto (default: the bar-by-bar engine, fastest for one run), vectorbt or reference; all give the same fills",
     )
     p.set_defaults(func=cmd_backtest)
 

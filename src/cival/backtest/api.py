@@ -18,7 +18,7 @@ from cival.core.errors import CivalError
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import describe_param_errors
 
-Engine = Literal["vectorbt", "reference"]
+Engine = Literal["auto", "vectorbt", "reference"]
 
 
 class BacktestError(CivalError):
@@ -37,6 +37,7 @@ class BacktestResult:
     simulation: Simulation = field(repr=False)
     metrics: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    engine: str = "reference"
 
     @property
     def trades(self) -> pd.DataFrame:
@@ -100,15 +101,18 @@ def backtest(
     params: BaseModel | Mapping[str, Any] | None = None,
     model: FillModel | Mapping[str, Any] | None = None,
     *,
-    engine: Engine = "vectorbt",
+    engine: Engine = "auto",
     drop_bad_rows: bool = False,
     **costs: Any,
 ) -> BacktestResult:
     """Backtest ``strategy`` on ``bars`` (a frame, or a path to load) under the fill model.
 
     Costs come from ``model`` and/or keywords: ``cash, fee_bps, slippage_bps, fraction,
-    qty_step``. ``engine="reference"`` runs the bar-by-bar loop instead of vectorbt; both
-    give the same fills.
+    qty_step``. ``engine``: ``"vectorbt"`` (Portfolio.from_signals), ``"reference"`` (the
+    bar-by-bar loop paper trading uses) or ``"auto"``: the reference loop, which gives the
+    same fills (tested on real data) and, for one run, starts far faster (no vectorbt
+    import or compilation: about 1 s against 6 s for a whole ``cival backtest`` process).
+    Sweeps and walk-forward, where many columns vectorise, run on vectorbt.
     """
     from cival.data import load_bars, validate_bars
 
@@ -128,10 +132,10 @@ def backtest(
     entry, exit_ = signals["entry"].to_numpy(), signals["exit"].to_numpy()
     if engine == "vectorbt":
         sim = simulate_vectorbt(bars, entry, exit_, fm)
-    elif engine == "reference":
+    elif engine in ("reference", "auto"):
         sim = simulate_reference(bars, entry, exit_, fm)
     else:
-        raise BacktestError(f"unknown engine {engine!r}; use 'vectorbt' or 'reference'")
+        raise BacktestError(f"unknown engine {engine!r}; use 'auto', 'vectorbt' or 'reference'")
     return BacktestResult(
         strategy=strat.name,
         params=parsed,
@@ -141,6 +145,7 @@ def backtest(
         simulation=sim,
         metrics=compute_metrics(sim, fm.cash),
         source=source,
+        engine="vectorbt" if engine == "vectorbt" else "reference",
     )
 
 
