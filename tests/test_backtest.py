@@ -282,3 +282,20 @@ def test_cli_bad_input_exits_1_without_a_traceback(shared_data, tmp_path, args, 
     result = cival("backtest", "darvas", "--data", str(data), *args, cwd=tmp_path)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_html_report_is_self_contained_and_complete(shared_data, tmp_path):
+    result = backtest("darvas", shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv", {"lookback": 10})
+    path = tmp_path / "report.html"
+    result.write_report(path)
+    page = path.read_text(encoding="utf-8")
+    assert "<script src=" not in page  # plotly.js is inline: the file opens with no network
+    assert "plotly" in page.lower() and page.count("<table") == 2  # metrics and trades
+    for name in ('"box_top"', '"box_bottom"', '"buy"', '"sell"', '"equity"', '"drawdown"'):
+        assert name in page, name
+    assert f"closed trades ({len(result.trades)})" in page
+    assert f"{result.metrics['final_equity']:,.6g}" in page
+    figure = result.plot()
+    assert [t.name for t in figure.data][:3] == ["close", "box_top", "box_bottom"]
+    with pytest.raises(Exception, match="cannot write the report"):
+        result.write_report(tmp_path / "missing" / "report.html")

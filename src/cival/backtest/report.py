@@ -61,8 +61,8 @@ def backtest_figure(result: BacktestResult) -> Any:
     )
     fig.update_yaxes(tickformat=".0%", row=3, col=1)
     fig.update_layout(
-        height=900, hovermode="x unified", legend={"orientation": "h", "y": 1.04},
-        title=f"{result.strategy} {result.params.model_dump()}", margin={"t": 90, "l": 60, "r": 30, "b": 40},
+        height=900, hovermode="x unified", legend={"orientation": "h", "y": 1.09},
+        title=f"{result.strategy} {result.params.model_dump()}", margin={"t": 130, "l": 60, "r": 30, "b": 40},
     )
     return fig
 
