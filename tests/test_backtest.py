@@ -299,3 +299,65 @@ def test_html_report_is_self_contained_and_complete(shared_data, tmp_path):
     assert [t.name for t in figure.data][:3] == ["close", "box_top", "box_bottom"]
     with pytest.raises(Exception, match="cannot write the report"):
         result.write_report(tmp_path / "missing" / "report.html")
+
+
+# -- stops -----------------------------------------------------------------------------------
+# Entry signal at bar 0 -> buy at bar 1's open 100 (no slippage): P = 100, qty 10.
+# Stop-loss 5 % -> S = 95; take-profit 10 % -> T = 110.
+STOP_CASES = {
+    "stop-loss inside the bar": ([(100, 100, 100, 100), (100, 101, 99, 100), (99, 100, 94, 96)], dict(stop_loss_pct=5), 2, 95.0),
+    "stop-loss gapped through": ([(100, 100, 100, 100), (100, 101, 99, 100), (93, 94, 90, 92)], dict(stop_loss_pct=5), 2, 93.0),
+    "take-profit inside the bar": ([(100, 100, 100, 100), (100, 101, 99, 100), (104, 112, 103, 108)], dict(take_profit_pct=10), 2, 110.0),
+    "take-profit gapped through": ([(100, 100, 100, 100), (100, 101, 99, 100), (115, 118, 114, 116)], dict(take_profit_pct=10), 2, 115.0),
+    "both in one bar: stop-loss": ([(100, 100, 100, 100), (100, 101, 99, 100), (100, 112, 94, 100)], dict(stop_loss_pct=5, take_profit_pct=10), 2, 95.0),
+    "entry bar not checked": ([(100, 100, 100, 100), (100, 101, 90, 100), (100, 101, 99, 100), (99, 100, 94, 96)], dict(stop_loss_pct=5), 3, 95.0),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", STOP_CASES)
+def test_stop_scenarios(engine, case):
+    rows, stops, exit_bar, exit_price = STOP_CASES[case]
+    model = FillModel(cash=1_000, fee_bps=0, slippage_bps=0, qty_step=1, **stops)
+    sim = ENGINES[engine](bars_of(rows), *signals(len(rows), entries=[0]), model)
+    (trade,) = sim.trades.itertuples(index=False)
+    assert trade.entry_price == 100 and trade.qty == 10
+    assert trade.exit_time == pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=exit_bar)
+    assert trade.exit_price == pytest.approx(exit_price, rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stop_exit_pays_slippage_and_replaces_the_signal_due(engine):
+    # An exit signal at bar 1 is due at bar 2's open (99), but bar 2 also reaches the stop
+    # at P x 0.95: the stop replaces the signal. P = 100 x 1.001 = 100.1 (10 bps slippage).
+    rows = [(100, 100, 100, 100), (100, 101, 99, 100), (99, 100, 94, 96), (96, 97, 95, 96)]
+    model = FillModel(cash=1_000, fee_bps=0, slippage_bps=10, qty_step=1, stop_loss_pct=5)
+    sim = ENGINES[engine](bars_of(rows), *signals(4, entries=[0], exits=[1]), model)
+    (trade,) = sim.trades.itertuples(index=False)
+    assert trade.entry_price == pytest.approx(100.1)
+    assert trade.exit_price == pytest.approx(100.1 * 0.95 * 0.999, rel=1e-12)
+    assert trade.exit_time == pd.Timestamp("2024-01-03", tz="UTC")
+
+
+@pytest.mark.parametrize("name, params", [("alligator", {}), ("darvas", {}), ("elliott", {"zigzag_pct": 2.0})])
+def test_engines_agree_with_stops_on_real_data(shared_data, name, params):
+    bars = load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv")
+    stops = dict(stop_loss_pct=1.5, take_profit_pct=4.0)
+    vb = backtest(name, bars, params, engine="vectorbt", **stops)
+    ref = backtest(name, bars, params, engine="reference", **stops)
+    plain = backtest(name, bars, params, engine="reference")
+    assert len(ref.trades) > len(plain.trades)  # the stops do fire
+    assert vb.trades["exit_time"].equals(ref.trades["exit_time"])
+    np.testing.assert_allclose(vb.trades["pnl"], ref.trades["pnl"], rtol=1e-9, atol=0)
+    np.testing.assert_allclose(vb.equity, ref.equity, rtol=1e-9, atol=0)
+
+
+def test_cli_stop_flags(shared_data, tmp_path):
+    data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
+    ok = cival("backtest", "darvas", "--data", str(data), "--stop-loss-pct", "2", "--take-profit-pct", "5", "--json", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert (out["costs"]["stop_loss_pct"], out["costs"]["take_profit_pct"]) == (2.0, 5.0)
+    assert out["trades"] == backtest("darvas", data, stop_loss_pct=2, take_profit_pct=5).metrics["trades"]
+    bad = cival("backtest", "darvas", "--data", str(data), "--stop-loss-pct", "120", cwd=tmp_path)
+    assert bad.returncode == 1 and "stop_loss_pct" in bad.stderr and "< 100" in bad.stderr

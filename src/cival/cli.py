@@ -203,15 +203,26 @@ SUMMARY_ROWS = [
 ]
 
 
+def _cost_model(args: argparse.Namespace) -> Any:
+    from cival.backtest import fill_model
+
+    return fill_model(
+        cash=args.cash,
+        fee_bps=args.fee_bps,
+        slippage_bps=args.slippage_bps,
+        fraction=args.fraction,
+        stop_loss_pct=args.stop_loss_pct,
+        take_profit_pct=args.take_profit_pct,
+    )
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from cival.backtest import backtest, fill_model
+    from cival.backtest import backtest
     from cival.strategies import get_strategy
 
     strategy = get_strategy(args.strategy)
     params = strategy.parse_params(parse_param_args(args.param))
-    model = fill_model(
-        cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction
-    )
+    model = _cost_model(args)
     results = [
         backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows)
         for path in args.data
@@ -249,7 +260,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"{strategy.name} {params.model_dump()}")
     print(
         f"costs: cash {model.cash:,.2f}, fees {model.fee_bps:g} bps, slippage {model.slippage_bps:g} bps, "
-        f"fraction {model.fraction:g}; fills at the next bar's open\n"
+        f"fraction {model.fraction:g}"
+        + (f", stop-loss {model.stop_loss_pct:g} %" if model.stop_loss_pct is not None else "")
+        + (f", take-profit {model.take_profit_pct:g} %" if model.take_profit_pct is not None else "")
+        + "; fills at the next bar's open\n"
     )
     names = [Path(s["data"]).name for s in summaries]
     width = max(16, *(len(n) + 2 for n in names))
@@ -278,9 +292,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cival.backtest import fill_model, sweep
+    from cival.backtest import sweep
 
-    model = fill_model(cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction)
+    model = _cost_model(args)
     result = sweep(
         args.strategy,
         args.data,
@@ -333,9 +347,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
-    from cival.backtest import fill_model, walkforward
+    from cival.backtest import walkforward
 
-    model = fill_model(cash=args.cash, fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fraction=args.fraction)
+    model = _cost_model(args)
     result = walkforward(
         args.strategy,
         args.data,
@@ -509,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
+    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P", help="stop-loss below the entry price, percent (off by default)")
+    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P", help="take-profit above the entry price, percent (off by default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--trades-out", metavar="FILE.csv", help="write the closed trades as CSV")
     p.add_argument(
@@ -545,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=None, metavar="N")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
     p.add_argument("--fraction", type=float, default=None, metavar="F")
+    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P")
+    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P")
     p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
     p.add_argument("--local", action="store_true", help="run in this process, without Ray")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -571,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fee-bps", type=float, default=None, metavar="N")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
     p.add_argument("--fraction", type=float, default=None, metavar="F")
+    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P")
+    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P")
     p.add_argument("--local", action="store_true", help="run in this process, without Ray")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")

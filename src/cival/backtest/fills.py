@@ -13,6 +13,17 @@ Rules:
   ``qty = cash * fraction / (price * (1 + fee))`` rounded down to ``qty_step``.
 * A position still open at the end is marked to the last close and reported as open,
   not as a trade.
+* Optional stops, in percent of the entry fill price P (slippage included), off by
+  default. From the bar *after* the entry bar on, before that bar's signals:
+  stop-loss level ``S = P * (1 - stop_loss_pct / 100)``: if the bar opens at or below S,
+  the position is sold at the open; else if the bar's low reaches S, at S.
+  Take-profit level ``T = P * (1 + take_profit_pct / 100)``: if the bar opens at or above
+  T, sold at the open; else if its high reaches T, at T. If both are hit in one bar the
+  stop-loss wins (the worse case is assumed). A stop exit pays slippage like any sale
+  (``price * (1 - slippage_bps / 1e4)``) and replaces whatever signal was due that bar.
+  The entry bar is not checked, because the bar's low and high are not known to come
+  after its open fill. (These are vectorbt's stop rules with ``stop_entry_price="fillprice"``
+  and ``stop_exit_price="stopmarket"``.)
 
 Quantities are counted in whole *units* of ``qty_step`` (a float holding an integer, exact
 up to 2**53), and prices per unit are ``price * qty_step``. Rounding a quantity down is
@@ -59,6 +70,14 @@ class FillModel(BaseModel):
     """Share of cash an entry invests."""
     qty_step: FiniteFloat = Field(1e-8, gt=0)
     """Smallest quantity increment; quantities are whole multiples of it."""
+    stop_loss_pct: FiniteFloat | None = Field(None, gt=0, lt=100)
+    """Stop-loss distance below the entry fill price, in percent (None: no stop-loss)."""
+    take_profit_pct: FiniteFloat | None = Field(None, gt=0)
+    """Take-profit distance above the entry fill price, in percent (None: no take-profit)."""
+
+    @property
+    def has_stops(self) -> bool:
+        return self.stop_loss_pct is not None or self.take_profit_pct is not None
 
     @property
     def fee_rate(self) -> float:
@@ -150,12 +169,50 @@ def buy(model: FillModel, cash: float, open_price: float) -> Fill | None:
     return Fill(1, units, unit_price, notional, fee, settle(cash, 1, notional, fee))
 
 
+def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: float, low: float) -> float:
+    """Where a stop exits this bar, per unit and before slippage (NaN when none is hit).
+
+    ``entry_unit_price`` is the entry fill's unit price; ``open_``, ``high``, ``low`` are the
+    bar's prices times ``qty_step``. See the module docstring for the rule.
+    """
+    if model.stop_loss_pct is not None:
+        level = entry_unit_price * (1 - model.stop_loss_pct / 100)
+        if open_ <= level:
+            return open_
+        if low <= level <= high:
+            return level
+    if model.take_profit_pct is not None:
+        level = entry_unit_price * (1 + model.take_profit_pct / 100)
+        if level <= open_:
+            return open_
+        if low <= level <= high:
+            return level
+    return math.nan
+
+
 def sell(model: FillModel, cash: float, units: float, open_price: float) -> Fill:
     """Fill an exit of all ``units`` at ``open_price``."""
-    unit_price = (open_price * model.qty_step) * (1 - model.slippage)
+    return sell_units(model, cash, units, open_price * model.qty_step)
+
+
+def sell_units(model: FillModel, cash: float, units: float, price_per_unit: float) -> Fill:
+    """Fill an exit of all ``units`` at ``price_per_unit`` (a price times qty_step), less slippage."""
+    unit_price = price_per_unit * (1 - model.slippage)
     notional = units * unit_price
     fee = notional * model.fee_rate
     return Fill(-1, units, unit_price, notional, fee, settle(cash, -1, notional, fee))
 
 
-__all__ = ["Fill", "FillModel", "add", "buy", "is_close", "order_signals", "sell", "settle", "step_decimals"]
+__all__ = [
+    "Fill",
+    "FillModel",
+    "add",
+    "buy",
+    "is_close",
+    "order_signals",
+    "sell",
+    "sell_units",
+    "settle",
+    "step_decimals",
+    "stop_price",
+]

@@ -97,7 +97,7 @@ def write_report(result: BacktestResult, path: str | os.PathLike[str]) -> None:
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in result.metrics.items()
     )
-    costs = ", ".join(f"{k} {v:g}" for k, v in result.model.model_dump().items())
+    costs = ", ".join(f"{k} {v:g}" for k, v in result.model.model_dump().items() if v is not None)
     trades = result.trades.copy()
     for column in ("entry_time", "exit_time"):
         trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d %H:%M")

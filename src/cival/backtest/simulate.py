@@ -12,6 +12,7 @@ two can be compared fill for fill.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, settle, step_decimals
+from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, sell_units, settle, step_decimals, stop_price
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -45,19 +46,33 @@ class Simulation:
 def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
     """Bar-by-bar simulation of the fill model (the paper-trading path)."""
     buys, sells = order_signals(entry, exit)
+    step = model.qty_step
     opens = bars["open"].to_numpy(dtype=float)
-    closes = bars["close"].to_numpy(dtype=float) * model.qty_step
+    closes = bars["close"].to_numpy(dtype=float) * step
+    if model.has_stops:
+        unit_open = opens * step
+        unit_high = bars["high"].to_numpy(dtype=float) * step
+        unit_low = bars["low"].to_numpy(dtype=float) * step
     n = len(bars)
     cash, units = model.cash, 0.0
+    entry_bar, entry_unit_price = -1, 0.0
     fills: list[tuple[int, Fill]] = []
     equity = np.empty(n)
     held = np.zeros(n, dtype=bool)
     for t in range(n):
         if t > 0:
-            if units == 0.0 and buys[t - 1]:
+            stop = math.nan
+            if units > 0.0 and model.has_stops and t > entry_bar:
+                stop = stop_price(model, entry_unit_price, unit_open[t], unit_high[t], unit_low[t])
+            if not math.isnan(stop):  # a stop replaces the bar's signals
+                fill = sell_units(model, cash, units, stop)
+                cash, units = fill.cash_after, 0.0
+                fills.append((t, fill))
+            elif units == 0.0 and buys[t - 1]:
                 fill = buy(model, cash, opens[t])
                 if fill is not None:
                     cash, units = fill.cash_after, fill.units
+                    entry_bar, entry_unit_price = t, fill.unit_price
                     fills.append((t, fill))
             elif units > 0.0 and sells[t - 1]:
                 fill = sell(model, cash, units, opens[t])
@@ -107,6 +122,18 @@ def simulate_vectorbt_columns(
     exits[1:] = sells[:-1]
     close = bars["close"].to_numpy(dtype=float) * step
     price = bars["open"].to_numpy(dtype=float) * step
+    stops: dict[str, object] = {}
+    if model.has_stops:  # the fill model's stop rule (see fills.py)
+        stops = dict(
+            open=price[:, None],
+            high=bars["high"].to_numpy(dtype=float)[:, None] * step,
+            low=bars["low"].to_numpy(dtype=float)[:, None] * step,
+            sl_stop=np.nan if model.stop_loss_pct is None else model.stop_loss_pct / 100,
+            tp_stop=np.nan if model.take_profit_pct is None else model.take_profit_pct / 100,
+            stop_entry_price="fillprice",
+            stop_exit_price="stopmarket",
+            upon_stop_exit="close",
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = vbt.Portfolio.from_signals(
@@ -121,6 +148,7 @@ def simulate_vectorbt_columns(
             size_granularity=1.0,  # whole units of qty_step
             direction="longonly",
             init_cash=model.cash,
+            **stops,
         )
     records = pf.order_records
     # Order records come sorted by column, then by bar.
