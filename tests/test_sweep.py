@@ -83,6 +83,17 @@ def test_sweep_rows_equal_single_backtests(btc_1h):
     assert (np.diff(ranked) <= 0).all()
 
 
+def test_sweep_plots_and_renders(btc_1h):
+    two = sweep("darvas", btc_1h, {"lookback": [10, 20], "confirm": [2, 3, 4]}, backend="local")
+    heat = two.plot()
+    assert heat.data[0].type == "heatmap" and len(heat.data[0].z) == 3 and len(heat.data[0].z[0]) == 2
+    one = sweep("darvas", btc_1h, {"lookback": [10, 20, 30]}, backend="local")
+    assert list(one.plot().data[0].x) == [10, 20, 30]
+    assert "3 combinations by sharpe" in one._repr_html_()
+    with pytest.raises(ValueError, match="not a swept parameter"):
+        two.heatmap("lookback", "nope")
+
+
 def test_ranking_by_drawdown_is_ascending(btc_1h):
     result = sweep("darvas", btc_1h, {"lookback": [10, 40]}, backend="local", metric="max_drawdown")
     dd = result.ranked()["max_drawdown"].to_numpy()

@@ -67,6 +67,13 @@ def test_out_of_sample_windows_chain_their_equity(result, bars):
     assert result.metrics["trades"] == len(expected)
 
 
+def test_result_renders(result):
+    page = result._repr_html_()
+    assert "4 windows" in page and "oos_sharpe" in page and "<table" in page
+    figure = result.plot()
+    assert figure.data[0].name == "out-of-sample equity" and len(figure.data[0].x) == 4000
+
+
 def test_too_few_bars_is_a_clear_error(bars):
     with pytest.raises(SweepError, match="fewer than one window"):
         walkforward("darvas", bars.iloc[:100], GRID, train=80, test=40, backend="local")

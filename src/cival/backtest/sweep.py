@@ -191,6 +191,20 @@ class SweepResult:
         row = self.ranked()[self.params].head(1).to_dict("records")[0]  # keeps each column's type
         return {p: _plain(v) for p, v in row.items()}
 
+    def plot(self) -> Any:
+        """A heatmap over the first two swept parameters with more than one value, or the
+        metric against the only one."""
+        varied = [p for p in self.params if self.table[p].nunique() > 1]
+        if len(varied) >= 2:
+            return self.heatmap(varied[0], varied[1])
+        import plotly.graph_objects as go
+
+        x = varied[0] if varied else self.params[0]
+        ordered = self.table.sort_values(x)
+        fig = go.Figure(go.Scatter(x=ordered[x], y=ordered[self.metric], mode="lines+markers"))
+        fig.update_layout(title=f"{self.strategy}: {self.metric} by {x}", xaxis_title=x, yaxis_title=self.metric)
+        return fig
+
     def heatmap(self, x: str, y: str, metric: str | None = None) -> Any:
         """A plotly heatmap of ``metric`` over two swept parameters (the others at their best)."""
         from cival.backtest.report import sweep_heatmap

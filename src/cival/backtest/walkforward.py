@@ -47,6 +47,17 @@ class WalkForwardResult:
     metrics: dict[str, Any]
     """Metrics of the stitched out-of-sample run."""
 
+    def _repr_html_(self) -> str:
+        m = self.metric
+        shown = [c for c in self.windows.columns if not c.startswith(("is_", "oos_", "train_"))]
+        table = self.windows[[*shown, f"is_{m}", f"oos_{m}", "oos_trades", "oos_total_return"]]
+        oos = self.metrics
+        head = (
+            f"<b>{self.strategy} walk-forward: {len(self.windows)} windows (train {self.train}, test {self.test} bars, "
+            f"by {m})</b><br>out of sample: {oos['trades']} trades, total return {oos['total_return']:+.2%}"
+        )
+        return head + table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
     def plot(self) -> Any:
         """The stitched out-of-sample equity, with each test window's start marked."""
         import plotly.graph_objects as go
