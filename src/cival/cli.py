@@ -456,6 +456,21 @@ def _count_types(tree: Any) -> list[str]:
 # -- parser -----------------------------------------------------------------------------
 
 
+def _add_cost_arguments(p: argparse.ArgumentParser) -> None:
+    """The fill model's costs, shared by backtest, sweep and walkforward."""
+    p.add_argument("--cash", type=float, default=None, metavar="N", help="starting cash (default 10000)")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
+    p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
+    p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
+    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P", help="stop-loss below the entry price, percent (off by default)")
+    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P", help="take-profit above the entry price, percent (off by default)")
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--local", action="store_true", help="run in this process, without Ray")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cival",
@@ -519,12 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
     p.add_argument("--data", required=True, action="append", metavar="FILE", help="bars file (repeatable)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
-    p.add_argument("--cash", type=float, default=None, metavar="N", help="starting cash (default 10000)")
-    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
-    p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
-    p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
-    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P", help="stop-loss below the entry price, percent (off by default)")
-    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P", help="take-profit above the entry price, percent (off by default)")
+    _add_cost_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--trades-out", metavar="FILE.csv", help="write the closed trades as CSV")
     p.add_argument(
@@ -557,15 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many to print (default 10)")
     p.add_argument("--json", action="store_true", help="print the best and the top N as JSON")
     p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
-    p.add_argument("--cash", type=float, default=None, metavar="N")
-    p.add_argument("--fee-bps", type=float, default=None, metavar="N")
-    p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
-    p.add_argument("--fraction", type=float, default=None, metavar="F")
-    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P")
-    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P")
+    _add_cost_arguments(p)
     p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
-    p.add_argument("--local", action="store_true", help="run in this process, without Ray")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.set_defaults(func=cmd_sweep)
 
@@ -585,14 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, type=int, metavar="M", help="bars per test window (also the step)")
     p.add_argument("--metric", default="sharpe", help="selection metric (default sharpe)")
     p.add_argument("--json", action="store_true", help="print windows and out-of-sample metrics as JSON")
-    p.add_argument("--cash", type=float, default=None, metavar="N")
-    p.add_argument("--fee-bps", type=float, default=None, metavar="N")
-    p.add_argument("--slippage-bps", type=float, default=None, metavar="N")
-    p.add_argument("--fraction", type=float, default=None, metavar="F")
-    p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P")
-    p.add_argument("--take-profit-pct", type=float, default=None, metavar="P")
-    p.add_argument("--local", action="store_true", help="run in this process, without Ray")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    _add_cost_arguments(p)
+    _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.set_defaults(func=cmd_walkforward)
     return parser

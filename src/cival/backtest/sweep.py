@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from cival.backtest.api import BacktestError, fill_model
+from cival.backtest.api import BacktestError, fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.strategies import Strategy, get_strategy
-from cival.strategies.base import ohlc_arrays
+from cival.strategies.base import bounds_text, ohlc_arrays
 
 LOWER_IS_BETTER = {"max_drawdown", "fees_paid"}
 """Metrics where a smaller value ranks first."""
@@ -115,7 +115,8 @@ def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple
             try:
                 adapter.validate_python(v)
             except ValidationError:
-                raise SweepError(f"{name}={v!r} is out of bounds: {name} {_bounds_text(info)}") from None
+                rule = bounds_text(info) or f"must be a valid {info.annotation}"
+                raise SweepError(f"{name}={v!r} is out of bounds: {name} {rule}") from None
         values.append(vals)
     models, skipped = [], 0
     for combo in itertools.product(*values):
@@ -126,16 +127,6 @@ def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple
     if not models:
         raise SweepError(f"no valid combination in the grid ({skipped} broke a rule across parameters)")
     return models, skipped
-
-
-def _bounds_text(info: Any) -> str:
-    parts = []
-    for meta in info.metadata:
-        for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            value = getattr(meta, attr, None)
-            if value is not None:
-                parts.append(f"{sym} {value}")
-    return "must be " + " and ".join(parts) if parts else f"must be a valid {info.annotation}"
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -243,8 +234,6 @@ def sweep(
     and more than one core, or an address). ``address`` (or ``RAY_ADDRESS``) joins an
     existing Ray cluster. Results are the same whichever backend runs.
     """
-    from cival.data import load_bars, validate_bars
-
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
     if isinstance(grid, Mapping):
@@ -258,13 +247,7 @@ def sweep(
     if chunk_size < 1:
         raise SweepError("chunk_size must be at least 1")
 
-    source = None
-    if not isinstance(bars, pd.DataFrame):
-        source = str(bars)
-        bars = load_bars(bars, drop_bad_rows=drop_bad_rows)
-    else:
-        source = bars.attrs.get("source")
-        validate_bars(bars, source or "<bars>")
+    bars, source = resolve_bars(bars, drop_bad_rows)
     bars = bars[["open", "high", "low", "close", "volume"]]
 
     params = [m.model_dump() for m in models]

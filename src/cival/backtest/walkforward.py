@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cival.backtest.api import fill_model
+from cival.backtest.api import fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
@@ -85,14 +85,9 @@ def walkforward(
     **costs: Any,
 ) -> WalkForwardResult:
     """Roll train/test windows over ``bars`` (see the module docstring)."""
-    from cival.data import load_bars, validate_bars
-
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
-    if not isinstance(bars, pd.DataFrame):
-        bars = load_bars(bars, drop_bad_rows=drop_bad_rows)
-    else:
-        validate_bars(bars, bars.attrs.get("source") or "<bars>")
+    bars, _ = resolve_bars(bars, drop_bad_rows)
     if train < 2 or test < 2:
         raise SweepError("train and test must each be at least 2 bars")
     if len(bars) < train + test:

@@ -162,7 +162,7 @@ def describe_param_errors(exc: ValidationError, model: type[BaseModel]) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "parameters"
         info = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
-        bounds = _bounds(info) if info is not None else ""
+        bounds = f"; {bounds_text(info)}" if info is not None and bounds_text(info) else ""
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(model.model_fields)
             lines.append(f"unknown parameter {field!r}; parameters are: {allowed}")
@@ -172,14 +172,15 @@ def describe_param_errors(exc: ValidationError, model: type[BaseModel]) -> str:
     return "; ".join(lines)
 
 
-def _bounds(info: Any) -> str:
+def bounds_text(info: Any) -> str:
+    """``"must be > 0 and < 100"`` from a pydantic field's constraints ('' when it has none)."""
     parts = []
     for meta in info.metadata:
         for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             value = getattr(meta, attr, None)
             if value is not None:
                 parts.append(f"{sym} {value}")
-    return f"; must be {' and '.join(parts)}" if parts else ""
+    return f"must be {' and '.join(parts)}" if parts else ""
 
 
-__all__ = ["OHLC", "LiveSignals", "Strategy", "StrategyError", "describe_param_errors"]
+__all__ = ["OHLC", "LiveSignals", "Strategy", "StrategyError", "bounds_text", "describe_param_errors", "ohlc_arrays"]
