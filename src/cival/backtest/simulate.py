@@ -1,7 +1,7 @@
 """Running the fill model over a series of signals, with either engine.
 
-* :func:`simulate_reference`: a plain loop over bars calling :mod:`cival.backtest.fills`,
-  the way paper trading will (one bar at a time).
+* :func:`simulate_reference`: a plain loop over bars driving a
+  :class:`~cival.backtest.broker.PaperBroker`, the broker paper trading uses.
 * :func:`simulate_vectorbt`: vectorbt's ``Portfolio.from_signals`` configured to the same
   rules: signals shifted one bar, price = next open, percent sizing, quantities counted in
   units of ``qty_step`` (``size_granularity=1``).
@@ -12,7 +12,6 @@ two can be compared fill for fill.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Fill, FillModel, buy, order_signals, sell, sell_units, settle, step_decimals, stop_price
+from cival.backtest.fills import Fill, FillModel, order_signals, settle, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -44,43 +43,25 @@ class Simulation:
 
 
 def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
-    """Bar-by-bar simulation of the fill model (the paper-trading path)."""
-    buys, sells = order_signals(entry, exit)
-    step = model.qty_step
-    opens = bars["open"].to_numpy(dtype=float)
-    closes = bars["close"].to_numpy(dtype=float) * step
-    if model.has_stops:
-        unit_open = opens * step
-        unit_high = bars["high"].to_numpy(dtype=float) * step
-        unit_low = bars["low"].to_numpy(dtype=float) * step
+    """Bar-by-bar simulation: the paper-trading broker fed the signals bar by bar."""
+    from cival.backtest.broker import PaperBroker
+
+    entry = np.asarray(entry, dtype=bool)
+    exit = np.asarray(exit, dtype=bool)
+    opens, highs, lows, closes = (bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close"))
+    broker = PaperBroker(model)
     n = len(bars)
-    cash, units = model.cash, 0.0
-    entry_bar, entry_unit_price = -1, 0.0
     fills: list[tuple[int, Fill]] = []
     equity = np.empty(n)
     held = np.zeros(n, dtype=bool)
     for t in range(n):
-        if t > 0:
-            stop = math.nan
-            if units > 0.0 and model.has_stops and t > entry_bar:
-                stop = stop_price(model, entry_unit_price, unit_open[t], unit_high[t], unit_low[t])
-            if not math.isnan(stop):  # a stop replaces the bar's signals
-                fill = sell_units(model, cash, units, stop)
-                cash, units = fill.cash_after, 0.0
-                fills.append((t, fill))
-            elif units == 0.0 and buys[t - 1]:
-                fill = buy(model, cash, opens[t])
-                if fill is not None:
-                    cash, units = fill.cash_after, fill.units
-                    entry_bar, entry_unit_price = t, fill.unit_price
-                    fills.append((t, fill))
-            elif units > 0.0 and sells[t - 1]:
-                fill = sell(model, cash, units, opens[t])
-                cash, units = fill.cash_after, 0.0
-                fills.append((t, fill))
-        equity[t] = cash + units * closes[t]
-        held[t] = units > 0.0
-    return _simulation(bars, model, _fill_arrays(fills), equity, held, cash)
+        fill = broker.on_bar(opens[t], highs[t], lows[t])
+        if fill is not None:
+            fills.append((t, fill))
+        equity[t] = broker.equity(closes[t])
+        held[t] = broker.in_position
+        broker.submit(entry[t], exit[t])
+    return _simulation(bars, model, _fill_arrays(fills), equity, held, broker.cash)
 
 
 def _fill_arrays(fills: list[tuple[int, Fill]]) -> dict[str, np.ndarray]:
