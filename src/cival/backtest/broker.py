@@ -28,6 +28,8 @@ class PaperBroker:
     pending: int = 0
     """Order due at the next open: +1 buy, -1 sell, 0 none."""
     bars_seen: int = 0
+    last_fill_reason: str = ""
+    """Why the latest fill happened: "stop" or "signal"."""
 
     def __post_init__(self) -> None:
         if math.isnan(self.cash):
@@ -48,7 +50,9 @@ class PaperBroker:
             step = model.qty_step
             level = stop_price(model, self.entry_unit_price, open_ * step, high * step, low * step)
             if not math.isnan(level):
+                self.last_fill_reason = "stop"
                 return self._apply(sell_units(model, self.cash, self.units, level))
+        self.last_fill_reason = "signal"
         if due > 0 and self.units == 0.0:
             fill = buy(model, self.cash, open_)
             if fill is not None:

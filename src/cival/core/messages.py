@@ -1,0 +1,99 @@
+"""Messages between the master wallet, farms and agents: data, not calls.
+
+Every message is a frozen pydantic model with an ``id`` (unique per message, the
+idempotency key of what it causes), a UTC ``at`` timestamp and a ``schema_version``.
+Commands ask for something (:class:`Allocate`, :class:`Collect`, :class:`OrderIntent`);
+events report what happened (:class:`Fill`, :class:`PerformanceReport`). Amounts are
+exact decimal strings on the wire (Decimal in Python), never floats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cival.core.fields import ExactDecimal
+
+SCHEMA_VERSION = 1
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Message(BaseModel):
+    """Base of every message: frozen, no unknown fields, an id and a UTC time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default_factory=new_id, min_length=1)
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a time zone (UTC)")
+        return value.astimezone(UTC)
+
+
+class Allocate(Message):
+    """Command: move ``amount`` from the sender's wallet down to ``target``."""
+
+    kind: Literal["allocate"] = "allocate"
+    source: str
+    target: str
+    amount: ExactDecimal = Field(gt=0)
+
+
+class Collect(Message):
+    """Command: send ``amount`` (or everything, when None) from ``source`` up to its parent."""
+
+    kind: Literal["collect"] = "collect"
+    source: str
+    amount: ExactDecimal | None = Field(default=None, gt=0)
+    reason: str = ""
+
+
+class OrderIntent(Message):
+    """Command: what an agent's signals want filled at the next bar's open."""
+
+    kind: Literal["order_intent"] = "order_intent"
+    agent: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    signal_at: datetime
+    """Close time of the bar whose signal asked for it."""
+
+
+class Fill(Message):
+    """Event: an order was filled. ``qty``, ``price`` and ``fee`` are exact decimals."""
+
+    kind: Literal["fill"] = "fill"
+    agent: str
+    symbol: str
+    side: Literal["buy", "sell"]
+    qty: ExactDecimal = Field(gt=0)
+    price: ExactDecimal = Field(gt=0)
+    """Fill price per unit of the instrument, slippage included."""
+    fee: ExactDecimal = Field(ge=0)
+    reason: Literal["signal", "stop"] = "signal"
+
+
+class PerformanceReport(Message):
+    """Event: an entity's figures at a bar's close."""
+
+    kind: Literal["performance"] = "performance"
+    entity: str
+    equity: ExactDecimal
+    realized_pnl: ExactDecimal = Decimal(0)
+    trades: int = Field(0, ge=0)
+    in_position: bool = False
+
+
+__all__ = ["SCHEMA_VERSION", "Allocate", "Collect", "Fill", "Message", "OrderIntent", "PerformanceReport", "new_id"]
