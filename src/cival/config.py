@@ -415,7 +415,7 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     try:
         config = ClusterConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_issue(err, data) for err in exc.errors()]) from None
+        raise ConfigError(source, [_issue(err) for err in exc.errors()]) from None
     config._source = base
     issues = list(_cross_checks(config))
     if issues:
@@ -553,7 +553,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _issue(err: Any, data: Any) -> ConfigIssue:
+def _issue(err: Any) -> ConfigIssue:
     loc = tuple(err.get("loc", ()))
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}

@@ -26,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from cival.backtest.broker import PaperBroker
-from cival.backtest.fills import Fill as Execution
+from cival.backtest.fills import Execution
 from cival.backtest.fills import FillModel
 from cival.core.messages import Fill, OrderIntent
 from cival.strategies import get_strategy

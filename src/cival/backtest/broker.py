@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cival.backtest.fills import Fill, FillModel, buy, sell, sell_units, stop_price
+from cival.backtest.fills import Execution, FillModel, buy, sell, sell_units, stop_price
 
 
 @dataclass
@@ -39,7 +39,7 @@ class PaperBroker:
     def in_position(self) -> bool:
         return self.units > 0.0
 
-    def on_bar(self, open_: float, high: float, low: float) -> Fill | None:
+    def on_bar(self, open_: float, high: float, low: float) -> Execution | None:
         """The next bar opens: a stop if one is hit (it replaces the order due), else the
         order due at the open. Returns the fill, if any."""
         t = self.bars_seen
@@ -72,7 +72,7 @@ class PaperBroker:
         """Cash plus the position at ``close``."""
         return self.cash + self.units * (close * self.model.qty_step)
 
-    def _apply(self, fill: Fill) -> Fill:
+    def _apply(self, fill: Execution) -> Execution:
         self.cash = fill.cash_after
         self.units = fill.units if fill.side > 0 else 0.0
         return fill

@@ -89,7 +89,7 @@ class FillModel(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
+class Execution:
     """One executed order. ``units`` of ``qty_step``; ``unit_price`` includes slippage."""
 
     side: int
@@ -99,14 +99,6 @@ class Fill:
     notional: float
     fee: float
     cash_after: float
-
-    def quantity(self, qty_step: float) -> float:
-        """``units * qty_step``, rounded to the step's decimals (0.16587512, not ...12000000001)."""
-        return round(self.units * qty_step, step_decimals(qty_step))
-
-    def price(self, qty_step: float) -> float:
-        """Fill price per whole unit of the instrument (slippage included)."""
-        return self.unit_price / qty_step
 
 
 def step_decimals(step: float) -> int:
@@ -152,7 +144,7 @@ def order_signals(entry: np.ndarray, exit: np.ndarray) -> tuple[np.ndarray, np.n
     return entry & ~exit, exit.copy()
 
 
-def buy(model: FillModel, cash: float, open_price: float) -> Fill | None:
+def buy(model: FillModel, cash: float, open_price: float) -> Execution | None:
     """Size and fill an entry at ``open_price``; None when not even one unit is affordable."""
     unit_price = (open_price * model.qty_step) * (1 + model.slippage)
     cash_limit = min(cash, model.fraction * cash)
@@ -166,7 +158,7 @@ def buy(model: FillModel, cash: float, open_price: float) -> Fill | None:
         return None
     notional = units * unit_price
     fee = notional * model.fee_rate
-    return Fill(1, units, unit_price, notional, fee, settle(cash, 1, notional, fee))
+    return Execution(1, units, unit_price, notional, fee, settle(cash, 1, notional, fee))
 
 
 def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: float, low: float) -> float:
@@ -190,21 +182,21 @@ def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: fl
     return math.nan
 
 
-def sell(model: FillModel, cash: float, units: float, open_price: float) -> Fill:
+def sell(model: FillModel, cash: float, units: float, open_price: float) -> Execution:
     """Fill an exit of all ``units`` at ``open_price``."""
     return sell_units(model, cash, units, open_price * model.qty_step)
 
 
-def sell_units(model: FillModel, cash: float, units: float, price_per_unit: float) -> Fill:
+def sell_units(model: FillModel, cash: float, units: float, price_per_unit: float) -> Execution:
     """Fill an exit of all ``units`` at ``price_per_unit`` (a price times qty_step), less slippage."""
     unit_price = price_per_unit * (1 - model.slippage)
     notional = units * unit_price
     fee = notional * model.fee_rate
-    return Fill(-1, units, unit_price, notional, fee, settle(cash, -1, notional, fee))
+    return Execution(-1, units, unit_price, notional, fee, settle(cash, -1, notional, fee))
 
 
 __all__ = [
-    "Fill",
+    "Execution",
     "FillModel",
     "add",
     "buy",

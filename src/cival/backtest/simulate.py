@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Fill, FillModel, order_signals, settle, step_decimals
+from cival.backtest.fills import Execution, FillModel, order_signals, settle, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -51,7 +51,7 @@ def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, 
     opens, highs, lows, closes = (bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close"))
     broker = PaperBroker(model)
     n = len(bars)
-    fills: list[tuple[int, Fill]] = []
+    fills: list[tuple[int, Execution]] = []
     equity = np.empty(n)
     held = np.zeros(n, dtype=bool)
     for t in range(n):
@@ -64,7 +64,7 @@ def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, 
     return _simulation(bars, model, _fill_arrays(fills), equity, held, broker.cash)
 
 
-def _fill_arrays(fills: list[tuple[int, Fill]]) -> dict[str, np.ndarray]:
+def _fill_arrays(fills: list[tuple[int, Execution]]) -> dict[str, np.ndarray]:
     return {
         "idx": np.array([t for t, _ in fills], dtype=np.int64),
         "side": np.array([f.side for _, f in fills], dtype=np.int64),

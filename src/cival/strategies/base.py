@@ -72,7 +72,7 @@ class Strategy:
         ``bars`` needs float ``open, high, low, close`` columns. ``entry``/``exit`` are
         booleans; indicator columns are floats, NaN while not yet defined. Causal.
         """
-        out = self.compute(_ohlc_arrays(bars, self.name), params)
+        out = self.compute(ohlc_arrays(bars, self.name), params)
         frame = pd.DataFrame(out, index=bars.index, columns=list(self.columns))
         for column in self.bool_columns:
             frame[column] = frame[column].to_numpy() != 0.0
@@ -141,14 +141,11 @@ class LiveSignals:
 
 def ohlc_arrays(bars: pd.DataFrame, name: str = "bars") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Contiguous float64 open, high, low, close arrays of a bars frame (StrategyError if unusable)."""
-    return _ohlc_arrays(bars, name)  # type: ignore[return-value]
-
-
-def _ohlc_arrays(bars: pd.DataFrame, name: str) -> tuple[np.ndarray, ...]:
     missing = [c for c in OHLC if c not in bars.columns]
     if missing:
         raise StrategyError(f"{name}: bars lack the column(s) {', '.join(missing)}; load them with cival.data.load_bars")
-    arrays = tuple(np.ascontiguousarray(bars[c].to_numpy(dtype=np.float64)) for c in OHLC)
+    o, h, l, c = (np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64)) for col in OHLC)
+    arrays = (o, h, l, c)
     for column, values in zip(OHLC, arrays, strict=True):
         if np.isnan(values).any():
             row = int(np.flatnonzero(np.isnan(values))[0])
