@@ -125,3 +125,16 @@ def test_an_explicit_list_of_combinations(btc_1h):
     assert result.table[["lookback", "confirm"]].to_dict("records") == [
         {"lookback": 10, "confirm": 2}, {"lookback": 33, "confirm": 3}
     ]
+
+
+def test_an_unreachable_ray_cluster_is_a_clear_error_or_a_local_run(btc_1h, capsys):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray cluster is already running in this process")
+    grid = {"lookback": [10, 20], "confirm": [2]}
+    with pytest.raises(SweepError, match=r"could not start or reach the Ray cluster at 127.0.0.1:1 .*--local"):
+        sweep("darvas", btc_1h, grid, backend="ray", address="127.0.0.1:1", chunk_size=1)
+    result = sweep("darvas", btc_1h, grid, backend="auto", address="127.0.0.1:1", chunk_size=1)
+    assert result.backend == "local" and len(result.table) == 2
+    assert "running in this process instead" in capsys.readouterr().err

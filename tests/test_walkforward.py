@@ -79,6 +79,11 @@ def test_too_few_bars_is_a_clear_error(bars):
         walkforward("darvas", bars.iloc[:100], GRID, train=80, test=40, backend="local")
 
 
+def test_an_unreachable_ray_address_is_a_clear_error(bars):
+    with pytest.raises(SweepError, match=r"could not start or reach the Ray cluster at 127.0.0.1:1"):
+        walkforward("darvas", bars, GRID, train=2000, test=1000, backend="ray", address="127.0.0.1:1")
+
+
 def test_cli_walkforward_json(shared_data, tmp_path):
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}

@@ -253,20 +253,28 @@ def sweep(
     params = [m.model_dump() for m in models]
     chunks = [params[i : i + chunk_size] for i in range(0, len(params), chunk_size)]
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if backend == "auto":
+    auto = backend == "auto"
+    if auto:
         backend = "ray" if address or (len(chunks) > 1 and (os.cpu_count() or 1) > 1) else "local"
     if backend not in ("ray", "local"):
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
     started = time.perf_counter()
     bar = _progress(len(params), progress)
-    if backend == "local":
+    rows: list[dict[str, Any]] | None = None
+    if backend == "ray":
+        try:
+            rows = _run_on_ray(bars, strat.name, chunks, fm.model_dump(), address, bar)
+        except RayUnavailable as exc:
+            if not auto:
+                raise SweepError(f"{exc}; run it in this process instead (--local, backend='local')") from None
+            print(f"note: {exc}; running in this process instead", file=sys.stderr)
+            backend = "local"
+    if rows is None:
         rows = []
         for chunk in chunks:
             rows += evaluate_chunk(bars, strat.name, chunk, fm.model_dump())
             bar(len(chunk))
-    else:
-        rows = _run_on_ray(bars, strat.name, chunks, fm.model_dump(), address, bar)
     bar(0, done=True)
     table = pd.DataFrame(rows)
     return SweepResult(
@@ -289,16 +297,47 @@ def _metric_names() -> list[str]:
     return [m for m in METRIC_NAMES if m not in PER_RUN]
 
 
+class RayUnavailable(Exception):
+    """Ray could not be started or reached."""
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on an address nothing listens on (ray.init would retry for many minutes)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if target in ("auto", "local") or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayUnavailable(
+            f"could not start or reach the Ray cluster at {address} ({type(exc).__name__}: {exc}); "
+            "check RAY_ADDRESS or --address"
+        ) from None
+
+
 def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    import ray
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - ray is a dependency
+        raise RayUnavailable(f"Ray is not installed ({exc})") from None
 
     started_here = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            _check_reachable(address)
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
+            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+            raise RayUnavailable(f"could not start or reach {where} ({type(exc).__name__}: {exc})") from None
         started_here = True
     try:
         task = ray.remote(evaluate_chunk)

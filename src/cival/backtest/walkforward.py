@@ -26,7 +26,7 @@ from cival.backtest.api import fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
-from cival.backtest.sweep import PER_RUN, SweepError, parse_grid, sweep
+from cival.backtest.sweep import PER_RUN, SweepError, _check_reachable, parse_grid, sweep
 from cival.strategies import Strategy, get_strategy
 
 
@@ -164,10 +164,14 @@ def _ensure_ray(backend: str, address: str | None, windows: int) -> bool:
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        if address:
+            _check_reachable(address)
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    except Exception as exc:
+        raise SweepError(f"{exc}; run it in this process instead (--local, backend='local')") from None
     return True
 
 
