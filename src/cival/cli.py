@@ -360,6 +360,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         metric=args.metric,
         backend="local" if args.local else "auto",
         address=args.address,
+        progress=not args.json,
         drop_bad_rows=args.drop_bad_rows,
     )
     windows = result.windows.copy()

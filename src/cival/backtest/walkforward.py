@@ -15,6 +15,7 @@ window's last close (as if closed there without costs) and not carried over.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from cival.backtest.api import fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
-from cival.backtest.sweep import PER_RUN, SweepError, _check_reachable, parse_grid, sweep
+from cival.backtest.sweep import PER_RUN, SweepError, _check_reachable, _progress, combinations, parse_grid, sweep
 from cival.strategies import Strategy, get_strategy
 
 
@@ -81,6 +82,7 @@ def walkforward(
     backend: str = "auto",
     address: str | None = None,
     chunk_size: int = 10,
+    progress: bool = False,
     drop_bad_rows: bool = False,
     **costs: Any,
 ) -> WalkForwardResult:
@@ -93,9 +95,21 @@ def walkforward(
     if len(bars) < train + test:
         raise SweepError(f"{len(bars)} bars are fewer than one window (train {train} + test {test}); shorten them")
     parsed = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
+    combos = len(combinations(strat, parsed)[0])
 
     starts = range(0, len(bars) - train - test + 1, test)
-    ray_started = _ensure_ray(backend, address, windows=len(starts))
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    auto = backend == "auto"
+    if auto:  # decide once for all windows, so Ray starts (at most) once
+        backend = "ray" if address or (combos > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+    try:
+        ray_started = _ensure_ray(backend, address)
+    except SweepError as exc:
+        if not auto:
+            raise
+        print(f"note: {exc}", file=sys.stderr)
+        backend, ray_started = "local", False
+    advance = _progress(len(starts) * combos, progress)
     try:
         rows, equities, trades, fills, held = [], [], [], [], []
         cash = fm.cash
@@ -103,6 +117,7 @@ def walkforward(
             train_bars = bars.iloc[start : start + train]
             ranked = sweep(strat, train_bars, parsed, fm, metric=metric, chunk_size=chunk_size,
                            backend=backend, address=address)
+            advance(combos)
             best = ranked.best()
             in_sample = ranked.top(1).iloc[0]
             end = start + train + test
@@ -129,6 +144,7 @@ def walkforward(
             held.append(sim.in_position)
             cash = float(sim.equity.iloc[-1])
     finally:
+        advance(0, done=True)
         if ray_started:
             import ray
 
@@ -154,16 +170,15 @@ def walkforward(
     )
 
 
-def _ensure_ray(backend: str, address: str | None, windows: int) -> bool:
+def _ensure_ray(backend: str, address: str | None) -> bool:
     """Start Ray once for all windows (rather than once per sweep); True if started here."""
-    if backend != "ray" and not (backend == "auto" and (address or os.environ.get("RAY_ADDRESS"))):
+    if backend != "ray":
         return False
     import ray
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
             _check_reachable(address)
