@@ -102,23 +102,6 @@ def test_ranking_by_drawdown_is_ascending(btc_1h):
         sweep("darvas", btc_1h, {"lookback": [10]}, backend="local", metric="sharp")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-def test_local_and_ray_give_identical_results(btc_1h, ray_cluster):
-    grid = {"jaw_period": [10, 13, 21], "teeth_period": [6, 8], "lips_period": [3, 5]}
-    local = sweep("alligator", btc_1h, grid, backend="local", chunk_size=5)
-    on_ray = sweep("alligator", btc_1h, grid, backend="ray", chunk_size=5)
-    assert on_ray.backend == "ray" and local.backend == "local"
-    pd.testing.assert_frame_equal(local.table, on_ray.table)
-    assert ray_cluster.is_initialized()  # a sweep leaves a cluster it did not start running
-
-
 def test_an_explicit_list_of_combinations(btc_1h):
     combos = [{"lookback": 10, "confirm": 2}, {"lookback": 33}]
     result = sweep("darvas", btc_1h, combos, backend="local")
@@ -130,8 +113,8 @@ def test_an_explicit_list_of_combinations(btc_1h):
 def test_an_unreachable_ray_cluster_is_a_clear_error_or_a_local_run(btc_1h, capsys):
     import ray
 
-    if ray.is_initialized():
-        pytest.skip("a Ray cluster is already running in this process")
+    if ray.is_initialized():  # nothing in this module holds a cluster; a stray one would hide the path
+        ray.shutdown()
     grid = {"lookback": [10, 20], "confirm": [2]}
     with pytest.raises(SweepError, match=r"could not start or reach the Ray cluster at 127.0.0.1:1 .*--local"):
         sweep("darvas", btc_1h, grid, backend="ray", address="127.0.0.1:1", chunk_size=1)

@@ -1,0 +1,35 @@
+"""Sweeps on a real Ray cluster (one per module, as Ray takes seconds to start)."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from cival.backtest import sweep
+from cival.data import load_bars
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="module")
+def btc_1h(shared_data):
+    return load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_local_and_ray_give_identical_results(btc_1h, ray_cluster):
+    grid = {"jaw_period": [10, 13, 21], "teeth_period": [6, 8], "lips_period": [3, 5]}
+    local = sweep("alligator", btc_1h, grid, backend="local", chunk_size=5)
+    on_ray = sweep("alligator", btc_1h, grid, backend="ray", chunk_size=5)
+    assert on_ray.backend == "ray" and local.backend == "local"
+    pd.testing.assert_frame_equal(local.table, on_ray.table)
+    assert ray_cluster.is_initialized()  # a sweep leaves a cluster it did not start running
