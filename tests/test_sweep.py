@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from cival.backtest import SweepError, backtest, sweep
@@ -54,6 +53,17 @@ def test_grid_values_are_checked_against_the_parameter_bounds():
         combinations(alligator, {"jaw": [5]})
     with pytest.raises(SweepError, match=r"zigzag_pct=150 is out of bounds: zigzag_pct must be > 0 and < 100"):
         combinations(get_strategy("elliott"), {"zigzag_pct": [150]})
+
+
+def test_combinations_are_made_lazily_chunk_by_chunk():
+    from cival.backtest.sweep import _Combinations, checked_values
+
+    alligator = get_strategy("alligator")
+    huge = {name: list(range(1, 33)) for name in ("jaw_period", "teeth_period", "lips_period", "jaw_shift", "teeth_shift", "lips_shift")}
+    combos = _Combinations(alligator, checked_values(alligator, huge))
+    assert combos.total == 32**6  # about a billion: building them all would not fit in memory
+    first = next(combos.chunks(10))
+    assert len(first) == 10 and first[0]["jaw_period"] == 1 and first[-1]["lips_shift"] == 10
 
 
 def test_cross_parameter_rules_skip_combinations():

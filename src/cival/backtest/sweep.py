@@ -16,10 +16,11 @@ memory is bounded by the chunk, not the grid. Chunks run as Ray tasks (on
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -94,19 +95,18 @@ def _range(name: str, body: str) -> list[Any]:
     return [int(v) if integral else float(v) for v in values]
 
 
-def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple[list[BaseModel], int]:
-    """Validated parameter models for every combination, and how many were skipped.
+def checked_values(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> dict[str, list[Any]]:
+    """The grid with every value checked against its parameter's bounds (repeats dropped).
 
-    Raises SweepError for an unknown parameter, an empty list or a value outside the
-    parameter's bounds (naming both). Skips combinations that break a cross-parameter rule.
+    Raises SweepError for an unknown parameter, an empty list or a value out of bounds,
+    naming the parameter and its bounds.
     """
     fields = strategy.params_model.model_fields
-    names = list(grid)
-    values: list[list[Any]] = []
-    for name in names:
+    checked: dict[str, list[Any]] = {}
+    for name, raw in grid.items():
         if name not in fields:
             raise SweepError(f"{strategy.name} has no parameter {name!r}; parameters are: {', '.join(fields)}")
-        vals = list(dict.fromkeys(grid[name]))  # keep order, drop repeats
+        vals = list(dict.fromkeys(raw))  # keep order, drop repeats
         if not vals:
             raise SweepError(f"grid for {name} is empty")
         info = fields[name]
@@ -117,16 +117,55 @@ def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple
             except ValidationError:
                 rule = bounds_text(info) or f"must be a valid {info.annotation}"
                 raise SweepError(f"{name}={v!r} is out of bounds: {name} {rule}") from None
-        values.append(vals)
-    models, skipped = [], 0
-    for combo in itertools.product(*values):
-        try:
-            models.append(strategy.params_model.model_validate(dict(zip(names, combo, strict=True))))
-        except ValidationError:
-            skipped += 1
+        checked[name] = vals
+    return checked
+
+
+class _Combinations:
+    """Valid parameter sets of a grid, produced lazily (memory does not grow with the grid);
+    ``skipped`` counts those that broke a cross-parameter rule so far."""
+
+    def __init__(self, strategy: Strategy, grid: Mapping[str, list[Any]] | Sequence[Mapping[str, Any]]):
+        self.strategy = strategy
+        self.grid = grid
+        self.skipped = 0
+        if isinstance(grid, Mapping):
+            self.total = math.prod(len(v) for v in grid.values())
+        else:
+            self.total = len(grid)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        model = self.strategy.params_model
+        if isinstance(self.grid, Mapping):
+            names = list(self.grid)
+            for combo in itertools.product(*self.grid.values()):
+                try:
+                    yield model.model_validate(dict(zip(names, combo, strict=True))).model_dump()
+                except ValidationError:
+                    self.skipped += 1
+        else:
+            for given in self.grid:
+                yield self.strategy.parse_params(given).model_dump()
+
+    def chunks(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        chunk: list[dict[str, Any]] = []
+        for params in self:
+            chunk.append(params)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple[list[BaseModel], int]:
+    """Every valid combination as a parameter model, and how many were skipped (for small
+    grids and tests; :func:`sweep` produces them lazily)."""
+    combos = _Combinations(strategy, checked_values(strategy, grid))
+    models = [strategy.params_model.model_validate(p) for p in combos]
     if not models:
-        raise SweepError(f"no valid combination in the grid ({skipped} broke a rule across parameters)")
-    return models, skipped
+        raise SweepError(f"no valid combination in the grid ({combos.skipped} broke a rule across parameters)")
+    return models, combos.skipped
 
 
 # -- evaluation --------------------------------------------------------------------------
@@ -237,11 +276,11 @@ def sweep(
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
     if isinstance(grid, Mapping):
-        models, skipped = combinations(strat, {k: list(v) for k, v in grid.items()})
+        combos = _Combinations(strat, checked_values(strat, grid))
     elif grid and all(isinstance(g, Mapping) for g in grid):
-        models, skipped = [strat.parse_params(g) for g in grid], 0  # type: ignore[arg-type]
+        combos = _Combinations(strat, list(grid))  # type: ignore[arg-type]
     else:
-        models, skipped = combinations(strat, parse_grid([str(g) for g in grid]))
+        combos = _Combinations(strat, checked_values(strat, parse_grid([str(g) for g in grid])))
     if metric not in _metric_names():
         raise SweepError(f"unknown metric {metric!r}; use one of {', '.join(_metric_names())}")
     if chunk_size < 1:
@@ -250,21 +289,19 @@ def sweep(
     bars, source = resolve_bars(bars, drop_bad_rows)
     bars = bars[["open", "high", "low", "close", "volume"]]
 
-    params = [m.model_dump() for m in models]
-    chunks = [params[i : i + chunk_size] for i in range(0, len(params), chunk_size)]
     address = address or os.environ.get("RAY_ADDRESS") or None
     auto = backend == "auto"
     if auto:
-        backend = "ray" if address or (len(chunks) > 1 and (os.cpu_count() or 1) > 1) else "local"
+        backend = "ray" if address or (combos.total > chunk_size and (os.cpu_count() or 1) > 1) else "local"
     if backend not in ("ray", "local"):
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
     started = time.perf_counter()
-    bar = _progress(len(params), progress)
+    bar = _progress(combos.total, progress)
     rows: list[dict[str, Any]] | None = None
     if backend == "ray":
         try:
-            rows = _run_on_ray(bars, strat.name, chunks, fm.model_dump(), address, bar)
+            rows = _run_on_ray(bars, strat.name, combos.chunks(chunk_size), fm.model_dump(), address, bar)
         except RayUnavailable as exc:
             if not auto:
                 raise SweepError(f"{exc}; run it in this process instead (--local, backend='local')") from None
@@ -272,17 +309,19 @@ def sweep(
             backend = "local"
     if rows is None:
         rows = []
-        for chunk in chunks:
+        for chunk in combos.chunks(chunk_size):
             rows += evaluate_chunk(bars, strat.name, chunk, fm.model_dump())
             bar(len(chunk))
+    if not rows:
+        raise SweepError(f"no valid combination in the grid ({combos.skipped} broke a rule across parameters)")
     bar(0, done=True)
     table = pd.DataFrame(rows)
     return SweepResult(
         strategy=strat.name,
-        params=list(params[0]),
+        params=list(strat.params_model.model_fields),
         metric=metric,
         table=table,
-        skipped=skipped,
+        skipped=combos.skipped,
         seconds=time.perf_counter() - started,
         backend=backend,
         bars=len(bars),
@@ -342,15 +381,29 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
     try:
         task = ray.remote(evaluate_chunk)
         bars_ref = ray.put(bars)
-        pending = {task.remote(bars_ref, strategy_name, chunk, model): i for i, chunk in enumerate(chunks)}
-        results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
-        while pending:
+        # At most two chunks per CPU in flight: chunks are made as they are needed, so memory
+        # does not grow with the grid.
+        limit = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        results: dict[int, list[dict[str, Any]]] = {}
+        pending: dict[Any, tuple[int, int]] = {}
+        source = enumerate(chunks)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < limit:
+                nxt = next(source, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                i, chunk = nxt
+                pending[task.remote(bars_ref, strategy_name, chunk, model)] = (i, len(chunk))
+            if not pending:
+                break
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                i = pending.pop(ref)
+                i, size = pending.pop(ref)
                 results[i] = ray.get(ref)
-                bar(len(chunks[i]))
-        return [row for chunk_rows in results for row in chunk_rows or []]
+                bar(size)
+        return [row for i in sorted(results) for row in results[i]]
     finally:
         if started_here:
             ray.shutdown()

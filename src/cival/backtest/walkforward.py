@@ -27,7 +27,16 @@ from cival.backtest.api import fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
-from cival.backtest.sweep import PER_RUN, SweepError, _check_reachable, _progress, combinations, parse_grid, sweep
+from cival.backtest.sweep import (
+    PER_RUN,
+    SweepError,
+    _check_reachable,
+    _Combinations,
+    _progress,
+    checked_values,
+    parse_grid,
+    sweep,
+)
 from cival.strategies import Strategy, get_strategy
 
 
@@ -95,7 +104,7 @@ def walkforward(
     if len(bars) < train + test:
         raise SweepError(f"{len(bars)} bars are fewer than one window (train {train} + test {test}); shorten them")
     parsed = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
-    combos = len(combinations(strat, parsed)[0])
+    combos = _Combinations(strat, checked_values(strat, parsed)).total
 
     starts = range(0, len(bars) - train - test + 1, test)
     address = address or os.environ.get("RAY_ADDRESS") or None
