@@ -381,9 +381,9 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
     try:
         task = ray.remote(evaluate_chunk)
         bars_ref = ray.put(bars)
-        # At most two chunks per CPU in flight: chunks are made as they are needed, so memory
+        # At most four chunks per CPU in flight: chunks are made as they are needed, so memory
         # does not grow with the grid.
-        limit = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        limit = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
         results: dict[int, list[dict[str, Any]]] = {}
         pending: dict[Any, tuple[int, int]] = {}
         source = enumerate(chunks)
