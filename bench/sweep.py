@@ -11,8 +11,10 @@ combinations (``baselines.alligator_grid``):
 
 Both sweeps are run ``--repeat`` times alternately in this one process after a warm-up,
 and medians are compared. Peak memory is sampled during a separate run of Cival's sweep
-made before any full baseline run (so the baseline's heap is not counted). Target: cival's combinations per second >= 1.5 x the
-baseline's, peak memory (this process plus the Ray workers) under 4 GiB.
+made before any full baseline run (so the baseline's heap is not counted).
+
+Targets: Cival's combinations per second >= 1.5 x the baseline's; Cival's peak memory
+(this process, the Ray workers and Ray's own processes) under 4 GiB.
 
 Usage: python bench/sweep.py [--combos 200] [--repeat 3] [--no-backtrader]
 """
