@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from cival.actors.agent import Agent, bars_from_frame
+from cival.actors.agent import Agent
+from cival.data.feeds import bars_from_frame
 from cival.backtest import FillModel, backtest
 from cival.core.messages import Fill, OrderIntent
 from cival.data import load_bars

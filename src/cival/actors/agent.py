@@ -17,7 +17,6 @@ paper trading and ``cival backtest`` produce the same trades from the same bars.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,30 +27,9 @@ from pydantic import BaseModel
 from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution
 from cival.backtest.fills import FillModel
+from cival.core.bar import Bar
 from cival.core.messages import Fill, OrderIntent
 from cival.strategies import get_strategy
-
-
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One OHLCV bar; ``timestamp`` is the bar's open time, in UTC."""
-
-    timestamp: datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float = 0.0
-
-
-def bars_from_frame(frame: pd.DataFrame) -> list[Bar]:
-    """The bars of a standard frame (see :func:`cival.data.load_bars`), in order."""
-    return [
-        Bar(ts.to_pydatetime(), o, h, l, c, v)
-        for ts, o, h, l, c, v in zip(
-            frame.index, frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"], strict=True
-        )
-    ]
 
 
 class Agent:
@@ -125,4 +103,4 @@ class Agent:
         return fill
 
 
-__all__ = ["Agent", "Bar", "bars_from_frame"]
+__all__ = ["Agent"]
