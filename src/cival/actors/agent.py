@@ -50,7 +50,6 @@ class Agent:
         self.broker = PaperBroker(model)
         self.step = Decimal(repr(model.qty_step))
         self.fills: list[Fill] = []
-        self._entry_pending_since: datetime | None = None
 
     @property
     def params(self) -> BaseModel:

@@ -68,17 +68,10 @@ class ReplayFeed:
     def batches(self) -> Iterator[list[Bar]]:
         bars = bars_from_frame(self.bars)
         if self._speed is None:
-            for i in range(0, len(bars), self.batch_size):
-                yield bars[i : i + self.batch_size]
-            return
-        start = self.clock()
+            return _deliver(bars, None, self.batch_size, self.clock, self.sleep)
         first = bars[0].timestamp if bars else None
-        for bar in bars:
-            due = start + (bar.timestamp - first).total_seconds() / self._speed
-            wait = due - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-            yield [bar]
+        offsets = [(bar.timestamp - first).total_seconds() / self._speed for bar in bars]
+        return _deliver(bars, offsets, self.batch_size, self.clock, self.sleep)
 
 
 @dataclass
@@ -107,16 +100,29 @@ class SyntheticFeed:
 
     def batches(self) -> Iterator[list[Bar]]:
         bars = bars_from_frame(self.frame())
-        if self.interval == 0:
-            for i in range(0, len(bars), self.batch_size):
-                yield bars[i : i + self.batch_size]
-            return
-        start = self.clock()
-        for i, bar in enumerate(bars):
-            wait = start + i * self.interval - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-            yield [bar]
+        offsets = None if self.interval == 0 else [i * self.interval for i in range(len(bars))]
+        return _deliver(bars, offsets, self.batch_size, self.clock, self.sleep)
+
+
+def _deliver(
+    bars: list[Bar],
+    offsets: list[float] | None,
+    batch_size: int,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Iterator[list[Bar]]:
+    """Batches of ``batch_size`` at once (``offsets`` None), or each bar alone once
+    ``offsets[i]`` seconds have passed since the first was sent (no wait when behind)."""
+    if offsets is None:
+        for i in range(0, len(bars), batch_size):
+            yield bars[i : i + batch_size]
+        return
+    start = clock()
+    for bar, offset in zip(bars, offsets, strict=True):
+        wait = start + offset - clock()
+        if wait > 0:
+            sleep(wait)
+        yield [bar]
 
 
 __all__ = ["ReplayFeed", "SyntheticFeed", "bars_from_frame", "parse_speed"]
