@@ -12,6 +12,11 @@ the numeric parameters and ``out`` the row (booleans as 0.0/1.0). Both forms cal
 * :meth:`Strategy.live` (incremental): a :class:`LiveSignals` keeps the state between
   bars and runs the same kernel on each new bar.
 
+Each strategy module writes its own five-line ``run`` loop around its ``step`` rather than
+sharing a generic one: numba caches a compiled function on disk only when it is a plain
+module-level function, and a generic loop taking the step as an argument (or built in a
+closure) would be compiled again in every process.
+
 So the live row for a bar is the vectorised row for that bar, computed by the same
 floating-point operations in the same order. Both are causal: the row for bar t is
 written when bar t is seen, from bars <= t only.
