@@ -14,7 +14,14 @@ Rules (each enforced by :meth:`Ledger.post` and re-checked by :meth:`Ledger.audi
   account); fees are booked only by ``fee`` transactions; realised P&L only by
   ``trade_sell``. Hence, with every transaction balanced::
 
-      sum(cash) + sum(positions at cost) == deposits - withdrawals + realised P&L - fees
+      sum(cash) + sum(positions at cost) + sum(links) == deposits - withdrawals + realised P&L - fees
+
+* ``link`` accounts connect this ledger to another one (each actor of a cluster keeps
+  its own books). Sending money to another ledger moves it from cash to the link
+  account for that counterparty; receiving moves it from the link account to cash. A
+  link balance is what was sent to the counterparty minus what was received from it,
+  so across all ledgers the links sum to the money *in flight*: sent and not yet
+  received. Only allocations, collections and rebalances touch links.
 
 Sign conventions: cash and position accounts hold positive balances. ``fees`` accounts
 are positive by the fees paid. ``external`` is minus the net deposits and a
@@ -79,6 +86,7 @@ class AccountKind(StrEnum):
     FEES = "fees"
     REALIZED_PNL = "realized_pnl"
     EXTERNAL = "external"
+    LINK = "link"
 
 
 # Which kinds of account each transaction type may touch. This is what makes the
@@ -86,9 +94,9 @@ class AccountKind(StrEnum):
 ALLOWED_KINDS: dict[TxType, frozenset[AccountKind]] = {
     TxType.DEPOSIT: frozenset({AccountKind.CASH, AccountKind.EXTERNAL}),
     TxType.WITHDRAWAL: frozenset({AccountKind.CASH, AccountKind.EXTERNAL}),
-    TxType.ALLOCATION: frozenset({AccountKind.CASH}),
-    TxType.COLLECTION: frozenset({AccountKind.CASH}),
-    TxType.REBALANCE: frozenset({AccountKind.CASH}),
+    TxType.ALLOCATION: frozenset({AccountKind.CASH, AccountKind.LINK}),
+    TxType.COLLECTION: frozenset({AccountKind.CASH, AccountKind.LINK}),
+    TxType.REBALANCE: frozenset({AccountKind.CASH, AccountKind.LINK}),
     TxType.TRADE_BUY: frozenset({AccountKind.CASH, AccountKind.POSITION}),
     TxType.TRADE_SELL: frozenset({AccountKind.CASH, AccountKind.POSITION, AccountKind.REALIZED_PNL}),
     TxType.FEE: frozenset({AccountKind.CASH, AccountKind.FEES}),
@@ -158,12 +166,15 @@ class AuditReport:
     positions_at_cost: Decimal
     residual: Decimal
     problems: tuple[str, ...] = field(default_factory=tuple)
+    links: Decimal = ZERO
+    """Net sent to other ledgers minus received from them (0 in a ledger that stands alone)."""
 
     def __str__(self) -> str:
         c = self.currency
         lines = [
             f"audit {'OK' if self.ok else 'FAILED'}: {self.transactions} transactions",
             f"  cash + positions at cost  {format_amount(self.cash + self.positions_at_cost)} {c}",
+            *([f"  + sent - received (links) {format_amount(self.links)} {c}"] if self.links else []),
             f"  deposits - withdrawals    {format_amount(self.deposits - self.withdrawals)} {c}",
             f"  + realised P&L - fees     {format_amount(self.realized_pnl - self.fees)} {c}",
             f"  residual                  {self.residual.normalize():f} {c}",
@@ -423,7 +434,7 @@ class Ledger:
         allows; idempotency keys are unique and sequence numbers run 1, 2, 3...; no cash
         account or position is negative at any point; the balances kept incrementally
         equal the replayed ones; and cash + positions at cost equals deposits -
-        withdrawals + realised P&L - fees, where those four are summed by transaction
+        withdrawals + realised P&L - fees (links included on the left), where those four are summed by transaction
         type. ``residual`` is the difference in that last identity.
         """
         problems: list[str] = []
@@ -480,9 +491,10 @@ class Ledger:
         positions = sum(
             (balance[a.key] for a in self._accounts.values() if a.kind is AccountKind.POSITION), ZERO
         )
-        residual = (cash + positions) - (deposits - withdrawals + realized - fees)
+        links = sum((balance[a.key] for a in self._accounts.values() if a.kind is AccountKind.LINK), ZERO)
+        residual = (cash + positions + links) - (deposits - withdrawals + realized - fees)
         if residual != 0:
-            problems.append(f"cash + positions at cost differs from the flows by {residual} {self.currency}")
+            problems.append(f"cash + positions at cost (+ links) differs from the flows by {residual} {self.currency}")
         return AuditReport(
             ok=not problems,
             currency=self.currency,
@@ -495,6 +507,7 @@ class Ledger:
             positions_at_cost=positions,
             residual=residual,
             problems=tuple(problems),
+            links=links,
         )
 
 

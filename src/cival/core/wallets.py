@@ -9,6 +9,13 @@ Entities are addressed by reference: ``master``, ``farm:<name>``, ``agent:<name>
 Each has a cash account; agents also have, per symbol, a position account at cost,
 plus ``fees`` and ``realized_pnl`` accounts.
 
+A tree holds the whole hierarchy (one process, one ledger) or only part of it: in a
+cluster each actor keeps its own books, a tree rooted at its own wallet
+(:meth:`WalletTree.rooted`) whose parent and children may live in other ledgers. Money
+crosses between ledgers with :meth:`WalletTree.send` and :meth:`WalletTree.receive`
+through ``link`` accounts (see :mod:`cival.core.ledger`), so that what is in flight
+between two actors is always accounted for.
+
 Rounding rule for amounts derived from price x quantity: the ledger's scale is
 applied *against the account holder*: a purchase's cost and every fee round up, a
 sale's proceeds round down, so the books never credit money that was not there.
@@ -135,6 +142,7 @@ class WalletTree:
         currency: str = "USD",
         scale: int = DEFAULT_SCALE,
         qty_step: Decimal = DEFAULT_QTY_STEP,
+        root: Entity | None = None,
     ) -> None:
         if qty_step <= 0:
             raise WalletError(f"qty_step must be positive, got {qty_step}")
@@ -146,7 +154,38 @@ class WalletTree:
         self._children: dict[str, list[str]] = {}
         self._allocations: list[AllocationRecord] = []
         self._allocation_by_key: dict[str, AllocationRecord] = {}
-        self._add(Entity(MASTER, EntityKind.MASTER, master_name, None))
+        self.root = root or Entity(MASTER, EntityKind.MASTER, master_name, None)
+        """The top wallet of these books (the master, unless the tree is a cluster actor's)."""
+        self._add(self.root)
+
+    @classmethod
+    def rooted(
+        cls,
+        kind: EntityKind | str,
+        name: str,
+        parent: str | None = None,
+        currency: str = "USD",
+        scale: int = DEFAULT_SCALE,
+        qty_step: Decimal = DEFAULT_QTY_STEP,
+    ) -> WalletTree:
+        """Books whose top wallet is ``kind:name``, a child of ``parent`` kept in other books.
+
+        ``WalletTree.rooted("farm", "trend", parent="master")`` is a farm actor's books: the
+        farm's wallet (and any agents added below it), funded by the master through
+        :meth:`receive`.
+        """
+        kind = EntityKind(kind)
+        _check_name(name, kind.value)
+        ref = MASTER if kind is EntityKind.MASTER else f"{kind.value}:{name}"
+        if kind is not EntityKind.MASTER and parent is None:
+            raise WalletError(f"a {kind.value} wallet needs its parent's reference (master or farm:<name>)")
+        return cls(
+            master_name=name if kind is EntityKind.MASTER else MASTER,
+            currency=currency,
+            scale=scale,
+            qty_step=qty_step,
+            root=Entity(ref, kind, name, None if kind is EntityKind.MASTER else parent),
+        )
 
     @property
     def currency(self) -> str:
@@ -162,7 +201,7 @@ class WalletTree:
             return existing
         self._entities[entity.ref] = entity
         self._children[entity.ref] = []
-        if entity.parent is not None:
+        if entity.parent is not None and entity.parent in self._children:  # else kept in other books
             self._children[entity.parent].append(entity.ref)
         self.ledger.open_account(cash_account(entity.ref), AccountKind.CASH, owner=entity.ref)
         if entity.kind is EntityKind.AGENT:
@@ -172,6 +211,8 @@ class WalletTree:
 
     def add_farm(self, name: str) -> Entity:
         _check_name(name, "farm")
+        if self.root.kind is not EntityKind.MASTER:
+            raise WalletError(f"farm {name!r} cannot be added below {self.root.ref}; farms belong to the master")
         return self._add(Entity(farm_ref(name), EntityKind.FARM, name, MASTER))
 
     def add_agent(self, farm: str, name: str) -> Entity:
@@ -260,7 +301,7 @@ class WalletTree:
             for child in self._children[ref]:
                 walk(child, depth + 1)
 
-        walk(MASTER, 0)
+        walk(self.root.ref, 0)
         return rows
 
     def _subtree_sum(self, ref: str, figure) -> Decimal:  # type: ignore[no-untyped-def]
@@ -284,11 +325,13 @@ class WalletTree:
 
     def deposit(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
         """External money into the master wallet."""
+        self._need_master("deposit")
         value = self._amount(amount, "deposit")
         return self._move(TxType.DEPOSIT, EXTERNAL, cash_account(MASTER), value, key, at)
 
     def withdraw(self, amount: Amountlike | Money, key: str, at: datetime | None = None) -> Transaction:
         """Money out of the master wallet to the outside world."""
+        self._need_master("withdrawal")
         value = self._amount(amount, "withdrawal")
         return self._move(TxType.WITHDRAWAL, cash_account(MASTER), EXTERNAL, value, key, at)
 
@@ -299,6 +342,7 @@ class WalletTree:
         child = self.entity(target)
         if child.parent is None:
             raise WalletError(f"{target} has no parent to be funded from; deposit into it instead")
+        self._local_parent(child, "allocation")
         value = self._amount(amount, f"allocation to {target}")
         parent_funds = self.total_equity(child.parent).amount
         tx = self._move(TxType.ALLOCATION, cash_account(child.parent), cash_account(target), value, key, at)
@@ -330,6 +374,7 @@ class WalletTree:
         child = self.entity(source)
         if child.parent is None:
             raise WalletError(f"{source} has no parent to collect into; withdraw from it instead")
+        self._local_parent(child, "collection")
         if amount is None:
             # "All" depends on the current balance, so a replay is recognised by its key.
             prior = self.ledger.find(key)
@@ -363,6 +408,63 @@ class WalletTree:
         value = self._amount(amount, f"transfer {source} -> {target}")
         return self._move(TxType(type), cash_account(source), cash_account(target), value, key, at)
 
+    def send(
+        self,
+        source: str,
+        peer: str,
+        amount: Amountlike | Money | None,
+        key: str,
+        at: datetime | None = None,
+        type: TxType = TxType.ALLOCATION,
+    ) -> Transaction:
+        """Send cash from ``source`` to ``peer``, a wallet kept in other books.
+
+        The money leaves ``source``'s cash for its link account with ``peer``, where it
+        stays (counted, in flight) until the peer books the matching :meth:`receive`.
+        ``amount=None`` sends all of ``source``'s cash (a collection of everything); as
+        with :meth:`collect`, a replay of that is recognised by its key.
+        """
+        self.entity(source)
+        self._remote(peer)
+        link = self._link_account(source, peer)
+        if amount is None:
+            prior = self.ledger.find(key)
+            if prior is not None:
+                if prior.amount_of(link) < 0 or prior.type is not TxType(type):
+                    raise IdempotencyConflictError(f"idempotency key {key!r} was already used for a different movement")
+                return prior
+            value = self.ledger.balance(cash_account(source))
+        else:
+            value = self._amount(amount, f"transfer {source} -> {peer}")
+        return self._move(TxType(type), cash_account(source), link, value, key, at)
+
+    def receive(
+        self,
+        target: str,
+        peer: str,
+        amount: Amountlike | Money | Decimal,
+        key: str,
+        at: datetime | None = None,
+        type: TxType = TxType.ALLOCATION,
+    ) -> Transaction:
+        """Book cash that ``peer`` (a wallet in other books) sent to ``target``.
+
+        ``key`` must be the sender's key for the same movement (the message id), so a
+        message delivered twice is booked once. A zero amount (a "collect all" of an empty
+        wallet) is booked too, for the same reason.
+        """
+        self.entity(target)
+        self._remote(peer)
+        value = amount.amount if isinstance(amount, Money) else to_decimal(amount, what=f"transfer {peer} -> {target}")
+        if value != 0:
+            value = self._amount(value, f"transfer {peer} -> {target}")
+        return self._move(TxType(type), self._link_account(target, peer), cash_account(target), value, key, at)
+
+    def link_balance(self, ref: str, peer: str) -> Decimal:
+        """Sent by ``ref`` to ``peer`` minus received from it (in these books)."""
+        key = f"{ref}/link/{peer}"
+        return self.ledger.balance(key) if any(a.key == key for a in self.ledger.accounts(ref, AccountKind.LINK)) else ZERO
+
     def buy(
         self,
         agent: str,
@@ -372,13 +474,20 @@ class WalletTree:
         fee: Amountlike,
         key: str,
         at: datetime | None = None,
+        notional: Decimal | None = None,
     ) -> FillBooking:
-        """Book a buy fill: cash pays quantity x price (rounded up) into the position at cost, plus the fee."""
+        """Book a buy fill: cash pays quantity x price (rounded up) into the position at cost, plus the fee.
+
+        ``notional``, when given, is the cash the broker settled for the trade (fee
+        excluded) and is booked instead of quantity x price; it must be positive and at the
+        ledger's scale. Paper trading passes it so that the books hold exactly the cash the
+        broker holds (to the ledger's scale).
+        """
         ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
         prior = self._replayed_fill(key, TxType.TRADE_BUY, ref, symbol, qty)
         if prior is not None:
             return prior
-        cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP)
+        cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP) if notional is None else self._notional(notional)
         pos = self._position_account(ref, symbol)
         trade = TxDraft(
             TxType.TRADE_BUY,
@@ -398,8 +507,12 @@ class WalletTree:
         fee: Amountlike,
         key: str,
         at: datetime | None = None,
+        notional: Decimal | None = None,
     ) -> FillBooking:
-        """Book a sell fill: proceeds (rounded down) to cash, average cost out of the position, the difference to realised P&L."""
+        """Book a sell fill: proceeds (rounded down) to cash, average cost out of the position, the difference to realised P&L.
+
+        ``notional``, when given, is the broker's settled proceeds (fee excluded), booked
+        instead of quantity x price (see :meth:`buy`)."""
         ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
         # A sale's postings depend on the position at the time, so a replay is
         # recognised by its key (and checked to be the same fill) before anything else.
@@ -418,7 +531,7 @@ class WalletTree:
             if qty == held
             else (held_cost * qty / held).quantize(self.ledger.quantum, ROUND_HALF_EVEN)
         )
-        proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN)
+        proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN) if notional is None else self._notional(notional)
         pnl = proceeds - relieved
         trade = TxDraft(
             TxType.TRADE_SELL,
@@ -458,6 +571,33 @@ class WalletTree:
         if fee_value < 0:
             raise WalletError(f"fee must not be negative, got {fee_value}")
         return ref, qty, px, fee_value.quantize(self.ledger.quantum, ROUND_UP)
+
+    def _notional(self, value: Decimal) -> Decimal:
+        value = to_decimal(value, what="fill notional")
+        if value <= 0 or value % self.ledger.quantum != 0:
+            raise WalletError(f"fill notional {value} must be positive with at most {self.ledger.scale} decimal places")
+        return value
+
+    def _need_master(self, what: str) -> None:
+        if self.root.kind is not EntityKind.MASTER:
+            raise WalletError(f"a {what} goes through the master wallet; these books are {self.root.ref}'s")
+
+    def _local_parent(self, child: Entity, what: str) -> None:
+        if child.parent not in self._entities:
+            raise WalletError(
+                f"{child.ref}'s parent {child.parent} keeps other books; book the {what} with send() and receive()"
+            )
+
+    def _remote(self, peer: str) -> None:
+        if peer in self._entities:
+            raise WalletError(f"{peer} is in these books; move money to it with allocate(), collect() or transfer()")
+        if not peer or "/" in peer or " " in peer:
+            raise WalletError(f"peer {peer!r} must be a wallet reference such as master, farm:<name>, agent:<name>")
+
+    def _link_account(self, ref: str, peer: str) -> str:
+        key = f"{ref}/link/{peer}"
+        self.ledger.open_account(key, AccountKind.LINK, owner=ref)
+        return key
 
     def _position_account(self, ref: str, symbol: str) -> str:
         key = position_account(ref, symbol)
