@@ -100,7 +100,7 @@ class FixedPolicy(StrictModel):
     reserve_pct: Percent = Decimal(0)
 
 
-AllocationPolicy = Annotated[Union[EqualPolicy, FixedPolicy], Field(discriminator="policy")]
+AllocationPolicy = Annotated[EqualPolicy | FixedPolicy, Field(discriminator="policy")]
 
 
 # -- agents and farms -------------------------------------------------------------------
@@ -130,16 +130,29 @@ def _agent_model(strategy: str, params: type[BaseModel]) -> type[_AgentBase]:
 
 
 AGENT_MODELS = {name: _agent_model(name, params) for name, params in PARAMS_BY_STRATEGY.items()}
-AgentConfig = Annotated[Union[tuple(AGENT_MODELS.values())], Field(discriminator="strategy")]  # type: ignore[valid-type]
+AgentConfig = Annotated[tuple(AGENT_MODELS.values()), Field(discriminator="strategy")]  # type: ignore[valid-type]
 
 FarmType = Literal["trend_following", "breakout", "price_action"]
+
+
+class FarmRuntime(StrictModel):
+    """Where a farm's agents run: one Ray actor each (``actors``, the default), or inside the
+    farm's own process (``inline``: same code and results, how hundreds of agents fit on
+    one machine)."""
+
+    agents: Literal["actors", "inline"] = "actors"
 
 
 class FarmConfig(StrictModel):
     name: Name
     type: FarmType
     allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
+    runtime: FarmRuntime = Field(default_factory=FarmRuntime)
     agents: list[AgentConfig] = Field(min_length=1)  # type: ignore[valid-type]
+
+    @property
+    def inline(self) -> bool:
+        return self.runtime.agents == "inline"
 
 
 class MasterConfig(StrictModel):
@@ -236,11 +249,19 @@ class StrategyPerformanceGoal(_GoalBase):
 
 
 GoalConfig = Annotated[
-    Union[TradeVolumeGoal, ProfitTargetGoal, StrategyPerformanceGoal], Field(discriminator="type")
+    TradeVolumeGoal | ProfitTargetGoal | StrategyPerformanceGoal, Field(discriminator="type")
 ]
 
 
-# -- risk, data, infrastructure ---------------------------------------------------------
+# -- risk, costs, data, infrastructure ---------------------------------------------------
+
+
+class CostsConfig(StrictModel):
+    """Trading costs of paper fills, as in ``cival backtest``: fees and adverse slippage in
+    basis points of the notional / price."""
+
+    fee_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 10.0
+    slippage_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 5.0
 
 
 class RiskConfig(StrictModel):
@@ -275,7 +296,7 @@ class SyntheticData(StrictModel):
     start_price: PositiveAmount = Decimal(100)
 
 
-DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
+DataConfig = Annotated[FileData | SyntheticData, Field(discriminator="source")]
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | None:
@@ -320,6 +341,7 @@ class ClusterConfig(StrictModel):
     farms: list[FarmConfig] = Field(min_length=1)
     goals: list[GoalConfig] = Field(default_factory=list)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    costs: CostsConfig = Field(default_factory=CostsConfig)
     data: DataConfig
     storage: StorageConfig = Field(default_factory=StorageConfig)
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
@@ -382,7 +404,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; syntax errors and duplicate keys raise ConfigError with the line."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
@@ -608,9 +630,11 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "ConfigIssue",
+    "CostsConfig",
     "Deadline",
     "EqualPolicy",
     "FarmConfig",
+    "FarmRuntime",
     "FileData",
     "FixedPolicy",
     "MasterConfig",

@@ -1,19 +1,58 @@
-"""Building a cluster's books from a config.
+"""Building a cluster from a config and running a paper-trading session on it.
 
-:func:`build_wallets` lays out the master wallet, farms and agents of a
-:class:`~cival.config.ClusterConfig`; :func:`fund` deposits the initial capital and
-passes it down through each level's allocation policy, every step a ledger
-transaction under a deterministic idempotency key (so funding twice moves nothing).
+* :func:`build_wallets` / :func:`fund`: a whole cluster's books in one ledger (one
+  process), for inspecting a config's funding (``cival validate``, notebooks).
+* :class:`RayCluster`: the master wallet, farms and agents as Ray actors, each with its
+  own books. :class:`LocalCluster`: the same nodes in this process (agents of non-inline
+  farms still keep books of their own, so the bookkeeping is the actors'); tests and
+  notebooks use it, and it gives the same results.
+* :func:`run_paper`: fund a cluster, replay bars through it (in batches at ``speed="max"``,
+  else bar by bar at N x the bars' pace), and report: wallets, trades and the reconciled
+  ledger. Ctrl-C stops it cleanly: the batches already sent finish, and the report is made
+  from what was booked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from cival.actors.agent import Agent, dec, iso
+from cival.actors.books import BooksSummary, ClusterAudit, combine, summarize
+from cival.actors.nodes import (
+    ClusterSpec,
+    FarmNode,
+    FarmUpdate,
+    MasterNode,
+    cluster_spec,
+)
 from cival.allocation import AllocationPlan, plan_for
-from cival.config import ClusterConfig
+from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
+from cival.core.bar import BarBatch
+from cival.core.errors import CivalError
+from cival.core.messages import Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
+from cival.data.feeds import ReplayFeed, parse_speed
+
+DEFAULT_BATCH = 2_000
+"""Bars per batch when replaying at full speed."""
+
+
+class RuntimeFailure(CivalError):
+    """The cluster could not be started or reached, or a session could not run."""
+
+
+# -- one-ledger funding (inspection) --------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +66,9 @@ class FundingReport:
 
 def build_wallets(config: ClusterConfig) -> WalletTree:
     """An empty wallet tree with the config's master, farms and agents."""
-    tree = WalletTree(master_name=config.master.name, currency=config.master.base_currency)
+    tree = WalletTree(
+        master_name=config.master.name, currency=config.master.base_currency
+    )
     for farm in config.farms:
         tree.add_farm(farm.name)
         for agent in farm.agents:
@@ -35,7 +76,9 @@ def build_wallets(config: ClusterConfig) -> WalletTree:
     return tree
 
 
-def fund(tree: WalletTree, config: ClusterConfig, at: datetime | None = None) -> FundingReport:
+def fund(
+    tree: WalletTree, config: ClusterConfig, at: datetime | None = None
+) -> FundingReport:
     """Deposit ``master.initial_deposit`` and allocate it down the hierarchy.
 
     The master splits its cash across the farms by ``master.allocation``; each farm
@@ -54,7 +97,11 @@ def fund(tree: WalletTree, config: ClusterConfig, at: datetime | None = None) ->
     records: list[AllocationRecord] = []
     for farm, amount in master_plan.shares.items():
         if amount > 0:
-            records.append(tree.allocate(farm_ref(farm), amount, key=f"fund:{farm_ref(farm)}", at=at))
+            records.append(
+                tree.allocate(
+                    farm_ref(farm), amount, key=f"fund:{farm_ref(farm)}", at=at
+                )
+            )
     farm_plans: dict[str, AllocationPlan] = {}
     for farm in config.farms:
         plan = plan_for(
@@ -66,8 +113,514 @@ def fund(tree: WalletTree, config: ClusterConfig, at: datetime | None = None) ->
         farm_plans[farm.name] = plan
         for agent, amount in plan.shares.items():
             if amount > 0:
-                records.append(tree.allocate(agent_ref(agent), amount, key=f"fund:{agent_ref(agent)}", at=at))
-    return FundingReport(master_plan=master_plan, farm_plans=farm_plans, allocations=records)
+                records.append(
+                    tree.allocate(
+                        agent_ref(agent), amount, key=f"fund:{agent_ref(agent)}", at=at
+                    )
+                )
+    return FundingReport(
+        master_plan=master_plan, farm_plans=farm_plans, allocations=records
+    )
 
 
-__all__ = ["FundingReport", "build_wallets", "fund"]
+# -- clusters ---------------------------------------------------------------------------
+
+
+class LocalCluster:
+    """The cluster's nodes in this process; messages are delivered by direct calls."""
+
+    mode = "local"
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        self.master = MasterNode(spec)
+        self.farms = {f.name: FarmNode(f) for f in spec.farms}
+        self.agents: dict[str, Agent] = {
+            a.name: a.build() for f in spec.farms if not f.inline for a in f.agents
+        }
+
+    def start(self) -> float:
+        return 0.0
+
+    def fund(self) -> None:
+        for msg in self.master.fund():
+            farm = self.farms[msg.target.removeprefix("farm:")]
+            for child in farm.on_allocate(msg):
+                self.agents[child.target.removeprefix("agent:")].on_allocate(child)
+
+    def collect(
+        self, farm: str, amount: Decimal | None = None, reason: str = ""
+    ) -> Transfer:
+        msg = self.master.collect(farm, amount, reason)
+        node = self.farms[farm]
+        if amount is None:
+            for child in node.collect_agents(msg):
+                node.on_transfer(
+                    self.agents[child.source.removeprefix("agent:")].on_collect(child)
+                )
+        transfer = node.on_collect(msg)
+        self.master.on_transfer(transfer)
+        return transfer
+
+    def submit(self, batch: BarBatch) -> list[FarmUpdate]:
+        out = []
+        for farm in self.farms.values():
+            if farm.spec.inline:
+                updates = farm.run_inline(batch)
+            else:
+                updates = [
+                    self.agents[name].on_batch(batch) for name in farm.agent_names
+                ]
+            out.append(farm.on_updates(batch, updates))
+        return out
+
+    def wait(self, handle: list[FarmUpdate]) -> list[FarmUpdate]:
+        return handle
+
+    def master_snapshot(self) -> dict[str, Any]:
+        return self.master.snapshot()
+
+    def farm_snapshots(self) -> list[dict[str, Any]]:
+        out = []
+        for farm in self.farms.values():
+            agents = (
+                None
+                if farm.spec.inline
+                else [self.agents[n].snapshot() for n in farm.agent_names]
+            )
+            out.append(farm.snapshot(agents))
+        return out
+
+    def summaries(self) -> list[BooksSummary]:
+        books = [self.master.books, *(f.books for f in self.farms.values())]
+        books += [a.books for a in self.agents.values() if a.books is not None]
+        return [summarize(b) for b in books]
+
+    def close(self) -> None:
+        pass
+
+
+def connect_ray(address: str | None = None) -> bool:
+    """Start a local Ray (no address) or join the cluster at ``address`` (or RAY_ADDRESS).
+
+    Returns whether Ray was started here (and so should be shut down here). Fails fast,
+    with a message saying what to check, when the address does not answer.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        from cival.backtest.sweep import RayUnavailable, _check_reachable
+
+        try:
+            _check_reachable(address)
+        except RayUnavailable as exc:
+            raise RuntimeFailure(str(exc)) from None
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True, logging_level="ERROR")
+        else:
+            ray.init(
+                num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR"
+            )
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise RuntimeFailure(
+            f"could not start or reach {where} ({type(exc).__name__}: {exc})"
+        ) from None
+    return True
+
+
+class RayCluster:
+    """The master wallet, one actor per farm, and one per agent (of non-inline farms)."""
+
+    mode = "ray"
+
+    def __init__(self, spec: ClusterSpec, address: str | None = None) -> None:
+        self.spec = spec
+        self.address = address
+        self.started_here = False
+        self.master: Any = None
+        self.farms: dict[str, Any] = {}
+        self.agents: dict[str, Any] = {}
+
+    def start(self) -> float:
+        """Connect to Ray and create the actors; returns the seconds it took."""
+        import ray
+
+        from cival.actors.remote import AgentActor, FarmActor, MasterActor
+
+        t0 = time.perf_counter()
+        self.started_here = connect_ray(self.address)
+        prefix = f"cival:{self.spec.config.name}:{os.getpid()}:{time.time_ns()}"
+        try:
+            for farm in self.spec.farms:
+                handles = {}
+                if not farm.inline:
+                    for a in farm.agents:
+                        handles[a.name] = AgentActor.options(
+                            name=f"{prefix}:agent:{a.name}"
+                        ).remote(a)
+                    self.agents.update(handles)
+                self.farms[farm.name] = FarmActor.options(
+                    name=f"{prefix}:farm:{farm.name}"
+                ).remote(farm, handles)
+            self.master = MasterActor.options(name=f"{prefix}:master").remote(
+                self.spec, self.farms
+            )
+            ray.get([f.ping.remote() for f in self.farms.values()])
+        except Exception:
+            self.close()
+            raise
+        return time.perf_counter() - t0
+
+    def fund(self) -> None:
+        import ray
+
+        ray.get(self.master.fund.remote())
+
+    def collect(
+        self, farm: str, amount: Decimal | None = None, reason: str = ""
+    ) -> Transfer:
+        import ray
+
+        return ray.get(self.master.collect.remote(farm, amount, reason))  # type: ignore[no-any-return]
+
+    def submit(self, batch: BarBatch) -> list[Any]:
+        import ray
+
+        ref = ray.put(batch)
+        return [farm.on_bars.remote([ref]) for farm in self.farms.values()]
+
+    def wait(self, handle: list[Any]) -> list[FarmUpdate]:
+        import ray
+
+        return ray.get(handle)  # type: ignore[no-any-return]
+
+    def master_snapshot(self) -> dict[str, Any]:
+        import ray
+
+        return ray.get(self.master.snapshot.remote())  # type: ignore[no-any-return]
+
+    def farm_snapshots(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get([f.snapshot.remote() for f in self.farms.values()])  # type: ignore[no-any-return]
+
+    def summaries(self) -> list[BooksSummary]:
+        import ray
+
+        out = [ray.get(self.master.books.remote())]
+        for books in ray.get([f.books.remote() for f in self.farms.values()]):
+            out += books
+        return out
+
+    def close(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for handle in [self.master, *self.farms.values(), *self.agents.values()]:
+            if handle is not None:
+                try:
+                    ray.kill(handle)
+                except Exception:  # noqa: S110 - already gone
+                    pass
+        self.master, self.farms, self.agents = None, {}, {}
+        if self.started_here:
+            ray.shutdown()
+            self.started_here = False
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What a session's observer sees after each batch."""
+
+    bars: int
+    total: int | None
+    last_time: pd.Timestamp | None
+    farms: list[FarmUpdate]
+    master_cash: Decimal
+    elapsed: float
+
+
+@dataclass
+class PaperResult:
+    """A finished (or interrupted) session: the report and the reconciled books."""
+
+    report: dict[str, Any]
+    audit: ClusterAudit
+    bars: int
+    seconds: float
+    start_seconds: float
+    interrupted: bool = False
+    latencies_ns: list[int] = field(default_factory=list)
+    """Per booked fill: from its bar's delivery to the booking (same machine clock)."""
+
+
+def session_bars(
+    config: ClusterConfig, data: str | Path | None = None, max_bars: int | None = None
+) -> pd.DataFrame:
+    """The bars a session replays: ``data`` if given, else the config's data source."""
+    from cival.data import load_bars
+    from cival.data.synthetic import synthetic_bars
+
+    if data is not None:
+        frame = load_bars(data)
+    elif isinstance(config.data, FileData):
+        path = config.data_path()
+        assert path is not None
+        frame = load_bars(path)
+    else:
+        assert isinstance(config.data, SyntheticData)
+        frame = synthetic_bars(
+            config.data.bars,
+            seed=config.data.seed,
+            timeframe=config.data.timeframe,
+            start_price=float(config.data.start_price),
+        )
+    if max_bars is not None:
+        if max_bars < 1:
+            raise RuntimeFailure(f"--bars must be at least 1, got {max_bars}")
+        frame = frame.iloc[:max_bars]
+    if frame.empty:
+        raise RuntimeFailure("no bars to replay")
+    return frame
+
+
+def replay_batches(
+    frame: pd.DataFrame, speed: float | str = "max", batch_size: int = DEFAULT_BATCH
+) -> Iterator[BarBatch]:
+    """Columnar batches of ``frame``: large ones at full speed, else one bar at a time, paced."""
+    if parse_speed(speed) is None:
+        whole = BarBatch.from_frame(frame)
+        for i in range(0, len(whole), batch_size):
+            yield whole.slice(i, i + batch_size)
+        return
+    for bars in ReplayFeed(frame, speed=speed, batch_size=1).batches():
+        yield BarBatch.from_bars(bars)
+
+
+def run_paper(
+    config: ClusterConfig,
+    *,
+    bars: pd.DataFrame | None = None,
+    batches: Iterable[BarBatch] | None = None,
+    speed: float | str = "max",
+    batch_size: int = DEFAULT_BATCH,
+    local: bool = False,
+    inline: bool | None = None,
+    address: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    window: int = 3,
+    source: str | None = None,
+) -> PaperResult:
+    """Run a paper-trading session of ``config`` and return its report.
+
+    Bars come from ``batches`` (any iterable of BarBatch, e.g. a live-like feed), else
+    ``bars`` (a frame), else the config's data source. ``local=True`` runs the nodes in
+    this process instead of Ray actors; ``inline`` forces every farm's agents inline or
+    into actors. ``stop`` (set it from another thread) ends the session after the batches
+    already sent; so does Ctrl-C in the calling thread.
+    """
+    spec = cluster_spec(config, inline=inline)
+    if batches is None:
+        frame = bars if bars is not None else session_bars(config)
+        total: int | None = len(frame)
+        batches = replay_batches(frame, speed, batch_size)
+        source = source or frame.attrs.get("source")
+    else:
+        total = None
+    cluster: LocalCluster | RayCluster = (
+        LocalCluster(spec) if local else RayCluster(spec, address)
+    )
+    interrupted = False
+    latencies: list[int] = []
+    seen = 0
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    start_seconds = 0.0
+    t0 = time.perf_counter()
+    try:
+        start_seconds = cluster.start()
+        cluster.fund()
+        master_cash = Decimal(cluster.master_snapshot()["cash"])
+        t0 = time.perf_counter()
+        inflight: deque[tuple[BarBatch, Any, int]] = deque()
+
+        def finish(item: tuple[BarBatch, Any, int]) -> None:
+            nonlocal seen, last
+            batch, handle, sent_ns = item
+            updates = cluster.wait(handle)
+            seen += len(batch)
+            last = pd.Timestamp(int(batch.ts[-1]), tz="UTC")
+            for u in updates:
+                latencies.extend(b - sent_ns for b in u.booked_ns)
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        seen,
+                        total,
+                        last,
+                        updates,
+                        master_cash,
+                        time.perf_counter() - t0,
+                    )
+                )
+
+        try:
+            for batch in batches:
+                if stop is not None and stop.is_set():
+                    interrupted = True
+                    break
+                if len(batch) == 0:
+                    continue
+                if first is None:
+                    first = pd.Timestamp(int(batch.ts[0]), tz="UTC")
+                inflight.append((batch, cluster.submit(batch), time.monotonic_ns()))
+                while len(inflight) > (window if cluster.mode == "ray" else 0):
+                    finish(inflight.popleft())
+        except KeyboardInterrupt:
+            interrupted = True
+        # Let the batches already sent finish, so the books are at rest for the report.
+        while inflight:
+            try:
+                finish(inflight.popleft())
+            except KeyboardInterrupt:
+                interrupted = True
+        seconds = time.perf_counter() - t0
+        report, audit = session_report(
+            cluster, config, spec, source, seen, first, last, interrupted
+        )
+        return PaperResult(
+            report, audit, seen, seconds, start_seconds, interrupted, latencies
+        )
+    finally:
+        cluster.close()
+
+
+def session_report(
+    cluster: LocalCluster | RayCluster,
+    config: ClusterConfig,
+    spec: ClusterSpec,
+    source: str | None,
+    bars: int,
+    first: pd.Timestamp | None,
+    last: pd.Timestamp | None,
+    interrupted: bool,
+) -> tuple[dict[str, Any], ClusterAudit]:
+    """The JSON report of a session (amounts as decimal strings, times ISO 8601 UTC)."""
+    master = cluster.master_snapshot()
+    farms = cluster.farm_snapshots()
+    audit = combine(cluster.summaries(), spec.currency)
+    agents = [a for f in farms for a in f["agents"]]
+    unrealized = sum((Decimal(a["unrealized_pnl"]) for a in agents), Decimal(0))
+    total_equity = (
+        Decimal(master["cash"])
+        + sum((Decimal(f["total_equity"]) for f in farms), Decimal(0))
+        + audit.in_flight
+    )
+    ledger = {
+        "currency": spec.currency,
+        "deposits": dec(audit.deposits),
+        "withdrawals": dec(audit.withdrawals),
+        "fees": dec(audit.fees),
+        "realized_pnl": dec(audit.realized_pnl),
+        "unrealized_pnl": dec(unrealized),
+        "total_equity": dec(total_equity),
+        "audit_ok": audit.ok,
+        "residual": dec(audit.residual),
+        "in_flight": dec(audit.in_flight),
+        "ledgers": audit.ledgers,
+        "transactions": audit.transactions,
+        "problems": list(audit.problems),
+    }
+    report = {
+        "cluster": config.name,
+        "mode": cluster.mode,
+        "symbol": spec.symbol,
+        "data": source,
+        "bars": bars,
+        "start": iso(first) if first is not None else None,
+        "end": iso(last) if last is not None else None,
+        "interrupted": interrupted,
+        "generated_at": iso(datetime.now(UTC)),
+        "costs": config.costs.model_dump(),
+        "master": master,
+        "farms": farms,
+        "goals": [],
+        "ledger": ledger,
+    }
+    return report, audit
+
+
+def single_agent_config(
+    strategy: str,
+    params: dict[str, Any] | None = None,
+    *,
+    data: str | Path,
+    cash: float | str | Decimal = 10_000,
+    fee_bps: float = 10.0,
+    slippage_bps: float = 5.0,
+    fraction: float = 1.0,
+    qty_step: float = 1e-8,
+    symbol: str | None = None,
+) -> ClusterConfig:
+    """A one-farm, one-agent cluster trading ``strategy`` on ``data``: the quickest paper
+    session, with the backtest's defaults (all of ``cash`` to the agent)."""
+    from cival.strategies import FAMILY_BY_STRATEGY, get_strategy
+
+    get_strategy(strategy)
+    deposit = Decimal(repr(cash)) if isinstance(cash, float) else Decimal(str(cash))
+    path = Path(data).expanduser().resolve()
+    raw = {
+        "name": f"paper-{strategy}",
+        "master": {"initial_deposit": str(deposit)},
+        "farms": [
+            {
+                "name": strategy,
+                "type": FAMILY_BY_STRATEGY[strategy],
+                "agents": [
+                    {
+                        "name": f"{strategy}-1",
+                        "strategy": strategy,
+                        "params": dict(params or {}),
+                        "sizing": {"fraction": fraction, "qty_step": qty_step},
+                    }
+                ],
+            }
+        ],
+        "costs": {"fee_bps": fee_bps, "slippage_bps": slippage_bps},
+        "data": {
+            "source": "file",
+            "path": str(path),
+            **({"symbol": symbol} if symbol else {}),
+        },
+    }
+    return config_from_dict(raw, source="<command line>")
+
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "FundingReport",
+    "LocalCluster",
+    "PaperResult",
+    "Progress",
+    "RayCluster",
+    "RuntimeFailure",
+    "build_wallets",
+    "connect_ray",
+    "fund",
+    "replay_batches",
+    "run_paper",
+    "session_bars",
+    "session_report",
+    "single_agent_config",
+]

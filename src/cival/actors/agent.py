@@ -1,39 +1,98 @@
 """An agent: one strategy on one instrument, trading through the paper broker.
 
-A plain class. The Ray actor wraps it unchanged, and a farm hosting its agents inline
-(scale mode) holds it directly, so both modes run the same code. Each bar goes:
+A plain class. The Ray agent actor wraps it unchanged, and a farm hosting its agents
+inline (scale mode) holds it directly, so both modes run the same code. Each bar goes:
 
 1. the bar opens: the broker fills a stop or the order due (the fill model's rules);
 2. the bar closes: the strategy's live form computes the bar's signals (the same row
    the vectorised form gives), and the broker is told what they want at the next open.
 
-Fills leave as :class:`~cival.core.messages.Fill` messages with exact decimals:
-``qty`` is the whole number of quantity steps times the step, ``price`` and ``fee`` are
-the fill model's floats read exactly (``Decimal(repr(x))``), which is this module's
-float boundary. Sizing uses the broker's float cash, exactly as the backtester does, so
-paper trading and ``cival backtest`` produce the same trades from the same bars.
+A batch of bars runs the strategy's compiled loop once over the batch (step 2 for every
+bar, which needs nothing from step 1), then the broker bar by bar: the same rows and the
+same fills as one bar at a time.
+
+Fills leave as :class:`~cival.core.messages.Fill` messages with exact decimals: ``qty``
+is the whole number of quantity steps times the step; ``price`` and ``fee`` are the fill
+model's floats read exactly (``Decimal(repr(x))``), which is this module's float
+boundary. Sizing uses the broker's float cash, exactly as the backtester does, so paper
+trading and ``cival backtest`` produce the same trades from the same bars.
+
+With books (a :class:`~cival.core.wallets.WalletTree` holding the agent's wallet), every
+fill is booked there under the fill's id. The booked cash is the broker's cash after the
+fill, rounded down to the ledger's scale (``notional`` in the Fill), so the books never
+hold more than the broker and can never be overdrawn by a fill; the broker's cash is
+reset to the books' after every allocation or collection.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from cival.actors.performance import PerformanceTracker
 from cival.backtest.broker import PaperBroker
-from cival.backtest.fills import Execution
-from cival.backtest.fills import FillModel
-from cival.core.bar import Bar
-from cival.core.messages import Fill, OrderIntent
+from cival.backtest.fills import Execution, FillModel, step_decimals
+from cival.core.bar import Bar, BarBatch, timestamp_of
+from cival.core.errors import CivalError
+from cival.core.ledger import TxType
+from cival.core.messages import (
+    Allocate,
+    Collect,
+    Fill,
+    OrderIntent,
+    PerformanceReport,
+    Transfer,
+)
+from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
 from cival.strategies import get_strategy
 
 
+class AgentError(CivalError):
+    """An agent was asked something it cannot do (a message not addressed to it, bad bars)."""
+
+
+@dataclass
+class AgentUpdate:
+    """What an agent reports after a batch of bars."""
+
+    name: str
+    fills: list[Fill]
+    intents: list[OrderIntent]
+    equity: np.ndarray
+    """Equity (broker cash + position at the close) at each bar of the batch, float."""
+    report: PerformanceReport
+    position_qty: Decimal = Decimal(0)
+    last_close: float = float("nan")
+    booked_ns: list[int] = field(default_factory=list)
+    """``time.monotonic_ns()`` when each fill was booked (latency measurement)."""
+
+
+def iso(when: datetime | pd.Timestamp) -> str:
+    """ISO 8601 UTC with a ``Z``."""
+    return pd.Timestamp(when).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def dec(value: float | Decimal) -> str:
+    """A float or Decimal as a plain decimal string (no exponent)."""
+    d = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+    return f"{d.normalize():f}" if d != 0 else "0"
+
+
 class Agent:
-    """Runs ``strategy`` with ``params`` on ``symbol`` bars, filling through a PaperBroker."""
+    """Runs ``strategy`` with ``params`` on ``symbol`` bars, filling through a PaperBroker.
+
+    ``books`` holds the agent's wallet (it is added below ``farm`` when missing); None
+    gives the agent books of its own, as an agent actor has. ``standalone=True`` runs
+    without books at all, on the fill model's cash (research use, tests).
+    """
 
     def __init__(
         self,
@@ -42,64 +101,377 @@ class Agent:
         params: BaseModel | Mapping[str, Any] | None,
         model: FillModel,
         symbol: str,
+        farm: str = "",
+        books: WalletTree | None = None,
+        standalone: bool | None = None,
     ) -> None:
         self.name = name
+        self.ref = agent_ref(name)
+        self.farm = farm
         self.symbol = symbol
         self.strategy = get_strategy(strategy)
         self.signals = self.strategy.live(params)
+        self.model = model
         self.broker = PaperBroker(model)
         self.step = Decimal(repr(model.qty_step))
+        self._decimals = step_decimals(model.qty_step)
         self.fills: list[Fill] = []
+        self.executions: list[tuple[int, Execution]] = []
+        """(bar time in ns, execution) of every fill, for the trades table."""
+        self.performance = PerformanceTracker()
+        self.last_close = float("nan")
+        self.last_ns = 0
+        if standalone is None:
+            standalone = books is None and not farm
+        self.standalone = standalone
+        if standalone:
+            self.books: WalletTree | None = None
+            self.performance.start(self.broker.cash)
+        else:
+            if books is None:
+                books = WalletTree.rooted(
+                    EntityKind.AGENT,
+                    name,
+                    parent=farm_ref(farm or "unassigned"),
+                    qty_step=self.step,
+                )
+            elif self.ref not in {e.ref for e in books.entities()}:
+                books.add_agent(farm, name)
+            self.books = books
+            self.broker.cash = 0.0
 
     @property
     def params(self) -> BaseModel:
         return self.signals.params
 
+    @property
+    def own_books(self) -> bool:
+        """Whether the agent's wallet is the top of its books (an agent actor's)."""
+        return self.books is not None and self.books.root.ref == self.ref
+
+    # -- money ----------------------------------------------------------------------
+
+    def on_allocate(self, msg: Allocate) -> None:
+        """Book an allocation from the farm (agent actors; an inline farm books it itself)."""
+        books = self._books()
+        if msg.target != self.ref:
+            raise AgentError(f"{self.ref} received an allocation for {msg.target}")
+        books.receive(
+            self.ref,
+            msg.source,
+            msg.amount,
+            key=msg.id,
+            at=msg.at,
+            type=TxType.ALLOCATION,
+        )
+        self.sync_cash()
+
+    def on_collect(self, msg: Collect) -> Transfer:
+        """Send cash up to the farm (all of it when ``msg.amount`` is None); returns the
+        Transfer the farm must book. A duplicate Collect returns the same Transfer."""
+        books = self._books()
+        if msg.source != self.ref:
+            raise AgentError(f"{self.ref} received a collection for {msg.source}")
+        parent = books.root.parent or farm_ref(self.farm)
+        transfer_id = f"{msg.id}:transfer"
+        tx = books.send(
+            self.ref,
+            parent,
+            msg.amount,
+            key=transfer_id,
+            at=msg.at,
+            type=TxType.COLLECTION,
+        )
+        self.sync_cash()
+        amount = tx.amount_of(f"{self.ref}/link/{parent}")
+        return Transfer(
+            id=transfer_id,
+            at=msg.at,
+            source=self.ref,
+            target=parent,
+            amount=amount,
+            cause=msg.id,
+        )
+
+    def sync_cash(self) -> None:
+        """Set the broker's cash to the books' (after money moved in or out)."""
+        books = self._books()
+        cash = books.cash(self.ref).amount
+        self.broker.cash = float(cash)
+        if self.performance.bars == 0:
+            self.performance.start_equity = float("nan")
+            self.performance.start(float(cash))
+
+    # -- bars -----------------------------------------------------------------------
+
+    def on_batch(self, batch: BarBatch, with_equity: bool = True) -> AgentUpdate:
+        """Process consecutive bars; returns the fills, the intents and the figures after them."""
+        fills, intents, equity, booked = self._run(batch)
+        return AgentUpdate(
+            name=self.name,
+            fills=fills,
+            intents=intents,
+            equity=equity if with_equity else np.empty(0),
+            report=self.report(),
+            position_qty=Decimal(int(self.broker.units)) * self.step,
+            last_close=self.last_close,
+            booked_ns=booked,
+        )
+
+    def _run(
+        self, batch: BarBatch
+    ) -> tuple[list[Fill], list[OrderIntent], np.ndarray, list[int]]:
+        n = len(batch)
+        rows = self.signals.update_many(
+            batch.open, batch.high, batch.low, batch.close, batch.ts
+        )
+        cols = self.strategy.columns
+        entries = (rows[:, cols.index("entry")] != 0.0).tolist()
+        exits = (rows[:, cols.index("exit")] != 0.0).tolist()
+        broker = self.broker
+        fills: list[Fill] = []
+        intents: list[OrderIntent] = []
+        booked: list[int] = []
+        equity = np.empty(n)
+        # Python floats: faster in this loop than numpy scalars, and the same values.
+        opens, highs, lows, closes = (
+            a.tolist() for a in (batch.open, batch.high, batch.low, batch.close)
+        )
+        ts = batch.ts.tolist()
+        step = self.model.qty_step
+        for i in range(n):
+            execution = broker.on_bar(opens[i], highs[i], lows[i])
+            if execution is not None:
+                fills.append(
+                    self._filled(execution, int(ts[i]), broker.last_fill_reason)
+                )
+                booked.append(time.monotonic_ns())
+            equity[i] = broker.cash + broker.units * (closes[i] * step)
+            entry, exit_ = entries[i], exits[i]
+            broker.submit(entry, exit_)
+            if (entry and not exit_ and broker.units == 0.0) or (
+                exit_ and broker.units > 0.0
+            ):
+                at = timestamp_of(int(ts[i]))
+                intents.append(
+                    OrderIntent(
+                        id=f"{self.name}:intent:{self.signals.bars_seen - n + i + 1}",
+                        agent=self.name,
+                        symbol=self.symbol,
+                        side="sell" if exit_ else "buy",
+                        signal_at=at,
+                        at=at,
+                    )
+                )
+        if n:
+            self.last_close = float(closes[-1])
+            self.last_ns = int(ts[-1])
+            self.performance.update(batch.ts, equity)
+        return fills, intents, equity, booked
+
     def on_bar(self, bar: Bar) -> list[Fill | OrderIntent]:
         """Process one bar; returns the fill at its open (if any) and the intent for the next."""
-        out: list[Fill | OrderIntent] = []
-        execution = self.broker.on_bar(bar.open, bar.high, bar.low)
-        if execution is not None:
-            out.append(self._fill_message(execution, bar.timestamp, self.broker.last_fill_reason))
-        row = self.signals.update(bar.open, bar.high, bar.low, bar.close, pd.Timestamp(bar.timestamp))
-        self.broker.submit(bool(row["entry"]), bool(row["exit"]))
-        side = self.broker.pending
-        if (side > 0 and not self.broker.in_position) or (side < 0 and self.broker.in_position):
-            out.append(
-                OrderIntent(
-                    agent=self.name,
-                    symbol=self.symbol,
-                    side="buy" if side > 0 else "sell",
-                    signal_at=bar.timestamp,
-                    at=bar.timestamp,
-                )
-            )
-        return out
+        fills, intents, _, _ = self._run(BarBatch.from_bars([bar]))
+        return [*fills, *intents]
 
     def on_bars(self, bars: Iterable[Bar]) -> list[Fill | OrderIntent]:
-        """A batch of bars (replay amortises per-call overhead this way); same result as one by one."""
+        """Bars one by one, in order; the same messages as :meth:`on_bar` for each."""
         out: list[Fill | OrderIntent] = []
         for bar in bars:
             out.extend(self.on_bar(bar))
         return out
 
     def equity(self, close: float) -> float:
+        """The broker's cash plus the position at ``close`` (floats, as the backtest)."""
         return self.broker.equity(close)
 
-    def _fill_message(self, execution: Execution, at: datetime, reason: str) -> Fill:
+    # -- fills ----------------------------------------------------------------------
+
+    def _filled(self, execution: Execution, ts_ns: int, reason: str) -> Fill:
+        self.executions.append((ts_ns, execution))
+        buy = execution.side > 0
+        fill_id = f"{self.name}:{self.symbol}:{len(self.fills) + 1}"
+        fee = Decimal(repr(execution.fee))
+        notional = None
+        if self.books is not None:
+            quantum = self.books.ledger.quantum
+            before = self.books.cash(self.ref).amount
+            after = Decimal(repr(execution.cash_after)).quantize(quantum, ROUND_DOWN)
+            fee_booked = fee.quantize(quantum, ROUND_UP)
+            notional = (
+                before - fee_booked - after if buy else after - before + fee_booked
+            )
+            if notional <= 0 or after < 0:
+                raise AgentError(
+                    f"{self.ref}: fill {fill_id} would book a notional of {notional} with cash {before} -> {after}; "
+                    "the broker and the books disagree (was money moved without sync_cash()?)"
+                )
         fill = Fill(
-            id=f"{self.name}:{self.symbol}:{len(self.fills) + 1}",
-            at=at,
+            id=fill_id,
+            at=timestamp_of(ts_ns),
             agent=self.name,
             symbol=self.symbol,
-            side="buy" if execution.side > 0 else "sell",
+            side="buy" if buy else "sell",
             qty=Decimal(int(execution.units)) * self.step,
-            price=Decimal(repr(execution.unit_price / self.broker.model.qty_step)),
-            fee=Decimal(repr(execution.fee)),
+            price=Decimal(repr(execution.unit_price / self.model.qty_step)),
+            fee=fee,
             reason=reason,  # type: ignore[arg-type]
+            notional=notional,
         )
+        self.book(fill)
         self.fills.append(fill)
         return fill
 
+    def book(self, fill: Fill) -> None:
+        """Book a fill in the agent's books (a fill booked before changes nothing)."""
+        if self.books is None:
+            return
+        book = self.books.buy if fill.side == "buy" else self.books.sell
+        book(
+            self.ref,
+            fill.symbol,
+            fill.qty,
+            fill.price,
+            fill.fee,
+            key=fill.id,
+            at=fill.at,
+            notional=fill.notional,
+        )
 
-__all__ = ["Agent"]
+    # -- reporting ------------------------------------------------------------------
+
+    def trades(self) -> list[dict[str, Any]]:
+        """Closed trades, with the backtest's trade columns (the same float arithmetic)."""
+        out = []
+        step = self.model.qty_step
+        ex = self.executions
+        for b in range(0, len(ex) - 1, 2):
+            (t_in, buy), (t_out, sell) = ex[b], ex[b + 1]
+            n_in, n_out = buy.units * buy.unit_price, sell.units * sell.unit_price
+            pnl = (n_out - n_in) - buy.fee - sell.fee
+            out.append(
+                {
+                    "entry_time": iso(timestamp_of(t_in)),
+                    "entry_price": dec(buy.unit_price / step),
+                    "exit_time": iso(timestamp_of(t_out)),
+                    "exit_price": dec(sell.unit_price / step),
+                    "qty": dec(float(np.round(buy.units * step, self._decimals))),
+                    "fees": dec(buy.fee + sell.fee),
+                    "pnl": dec(pnl),
+                    "return": dec(pnl / (n_in + buy.fee)),
+                }
+            )
+        return out
+
+    def figures(self) -> dict[str, Decimal]:
+        """Exact figures from the books, positions marked at the last close."""
+        books = self._books()
+        mark = self._mark()
+        cash = books.cash(self.ref).amount
+        value = cost = Decimal(0)
+        for pos in books.positions(self.ref):
+            cost += pos.cost
+            value += self._value(pos.quantity, mark) if mark is not None else pos.cost
+        return {
+            "cash": cash,
+            "equity": cash + value,
+            "realized_pnl": books.realized_pnl(self.ref).amount,
+            "unrealized_pnl": value - cost,
+            "fees": books.fees(self.ref).amount,
+        }
+
+    def report(self) -> PerformanceReport:
+        at = timestamp_of(self.last_ns) if self.last_ns else None
+        extra = {"at": at} if at is not None else {}
+        if self.books is None:
+            return PerformanceReport(
+                entity=self.ref,
+                equity=Decimal(
+                    repr(
+                        self.equity(
+                            self.last_close
+                            if self.last_close == self.last_close
+                            else 0.0
+                        )
+                    )
+                ),
+                trades=len(self.executions) // 2,
+                in_position=self.broker.in_position,
+                bars=self.performance.bars,
+                **extra,
+            )
+        fig = self.figures()
+        return PerformanceReport(
+            entity=self.ref,
+            equity=fig["equity"],
+            cash=fig["cash"],
+            realized_pnl=fig["realized_pnl"],
+            unrealized_pnl=fig["unrealized_pnl"],
+            fees=fig["fees"],
+            trades=len(self.executions) // 2,
+            in_position=self.broker.in_position,
+            max_drawdown=self.performance.max_drawdown
+            if self.performance.bars
+            else None,
+            sharpe=self.performance.sharpe,
+            bars=self.performance.bars,
+            **extra,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The agent's part of a session report (amounts as decimal strings)."""
+        books = self._books()
+        fig = self.figures()
+        mark = self._mark()
+        positions = [
+            {
+                "symbol": p.symbol,
+                "qty": dec(p.quantity),
+                "cost": dec(p.cost),
+                "mark": dec(mark) if mark is not None else None,
+                "value": dec(self._value(p.quantity, mark))
+                if mark is not None
+                else None,
+            }
+            for p in books.positions(self.ref)
+        ]
+        return {
+            "name": self.name,
+            "strategy": self.strategy.name,
+            "params": self.params.model_dump(),
+            "symbol": self.symbol,
+            **{k: dec(v) for k, v in fig.items()},
+            "positions": positions,
+            "trades": self.trades(),
+            "trade_count": len(self.executions) // 2,
+            "bars": self.performance.bars,
+            "max_drawdown": self.performance.max_drawdown
+            if self.performance.bars
+            else None,
+            "sharpe": self.performance.sharpe,
+            "halts": [],
+        }
+
+    def _mark(self) -> Decimal | None:
+        """The last close, read exactly (None before the first bar)."""
+        return (
+            Decimal(repr(self.last_close))
+            if self.last_close == self.last_close
+            else None
+        )
+
+    def _value(self, qty: Decimal, mark: Decimal) -> Decimal:
+        """A position's value at ``mark``, to the ledger's scale (half even): a valuation,
+        never booked."""
+        assert self.books is not None
+        return (qty * mark).quantize(self.books.ledger.quantum, ROUND_HALF_EVEN)
+
+    def _books(self) -> WalletTree:
+        if self.books is None:
+            raise AgentError(
+                f"{self.ref} runs without books (standalone); it holds no wallet"
+            )
+        return self.books
+
+
+__all__ = ["Agent", "AgentError", "AgentUpdate", "dec", "iso"]

@@ -60,6 +60,18 @@ class Collect(Message):
     reason: str = ""
 
 
+class Transfer(Message):
+    """Event: money sent up from ``source`` to ``target`` in answer to a :class:`Collect`
+    (``cause`` is that Collect's id). The sender booked it under this message's id; the
+    receiver books it under the same id, so a duplicate changes nothing."""
+
+    kind: Literal["transfer"] = "transfer"
+    source: str
+    target: str
+    amount: ExactDecimal = Field(ge=0)
+    cause: str = ""
+
+
 class OrderIntent(Message):
     """Command: what an agent's signals want filled at the next bar's open."""
 
@@ -83,6 +95,9 @@ class Fill(Message):
     """Fill price per unit of the instrument, slippage included."""
     fee: ExactDecimal = Field(ge=0)
     reason: Literal["signal", "stop"] = "signal"
+    notional: ExactDecimal | None = Field(default=None, gt=0)
+    """Cash the broker settled for the trade, fee excluded, at the ledger's scale (None:
+    quantity x price, rounded against the holder)."""
 
 
 class PerformanceReport(Message):
@@ -94,6 +109,24 @@ class PerformanceReport(Message):
     realized_pnl: ExactDecimal = Decimal(0)
     trades: int = Field(0, ge=0)
     in_position: bool = False
+    cash: ExactDecimal | None = None
+    unrealized_pnl: ExactDecimal = Decimal(0)
+    fees: ExactDecimal = Decimal(0)
+    max_drawdown: float | None = None
+    """Largest fall from a peak of equity so far, as a fraction (bar closes)."""
+    sharpe: float | None = None
+    """Annualised Sharpe ratio of bar returns so far (as in ``cival backtest``)."""
+    bars: int = Field(0, ge=0)
 
 
-__all__ = ["SCHEMA_VERSION", "Allocate", "Collect", "Fill", "Message", "OrderIntent", "PerformanceReport", "new_id"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Allocate",
+    "Collect",
+    "Fill",
+    "Message",
+    "OrderIntent",
+    "PerformanceReport",
+    "Transfer",
+    "new_id",
+]

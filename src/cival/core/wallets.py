@@ -42,7 +42,13 @@ from cival.core.ledger import (
     TxDraft,
     TxType,
 )
-from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE, Amountlike, Money, to_decimal
+from cival.core.money import (
+    DEFAULT_QTY_STEP,
+    DEFAULT_SCALE,
+    Amountlike,
+    Money,
+    to_decimal,
+)
 
 MASTER = "master"
 PERCENT_PLACES = Decimal("0.0001")

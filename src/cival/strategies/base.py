@@ -137,6 +137,39 @@ class LiveSignals:
             for name, value in zip(self.strategy.columns, self._out, strict=True)
         }
 
+    def update_many(
+        self, o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray, ts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Process consecutive bars in one compiled call; returns the raw rows (bars x
+        columns, booleans as 0/1), exactly the rows :meth:`update` would give one by one.
+
+        ``ts`` (nanoseconds since the epoch, UTC), when given, must rise strictly and follow
+        the last bar seen; bars out of order or with a missing price are refused before any
+        is processed, and the state is left as it was.
+        """
+        o, h, l, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (o, h, l, c))
+        n = o.shape[0]
+        if not (h.shape[0] == l.shape[0] == c.shape[0] == n):
+            raise StrategyError(f"{self.strategy.name}: open, high, low and close must have the same length")
+        bad = np.isnan(o) | np.isnan(h) | np.isnan(l) | np.isnan(c)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise StrategyError(f"{self.strategy.name}: bar {self.bars_seen + i + 1} has a missing price")
+        if ts is not None and n:
+            ts = np.asarray(ts, dtype=np.int64)
+            last = None if self.last_timestamp is None else self.last_timestamp.value
+            steps = np.diff(ts) if last is None else np.diff(np.concatenate(([last], ts)))
+            if (steps <= 0).any():
+                i = int(np.flatnonzero(steps <= 0)[0]) + (0 if last is not None else 1)
+                raise StrategyError(
+                    f"{self.strategy.name}: bar at {pd.Timestamp(int(ts[i]), tz='UTC')} does not follow the previous "
+                    "bar; feed bars once each, in time order"
+                )
+            self.last_timestamp = pd.Timestamp(int(ts[-1]), tz="UTC")
+        out = self.strategy.run(o, h, l, c, self._state, self._buf, self._p, len(self.strategy.columns))
+        self.bars_seen += n
+        return out
+
     def update_bar(self, bar: Mapping[str, float] | pd.Series, timestamp: pd.Timestamp | None = None) -> dict[str, float | bool]:
         """:meth:`update` from a mapping or a row of a bars frame (its name is the timestamp)."""
         if timestamp is None and isinstance(bar, pd.Series) and isinstance(bar.name, pd.Timestamp):

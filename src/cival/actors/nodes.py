@@ -1,0 +1,502 @@
+"""The master wallet and the farms as plain classes: their books and their message handlers.
+
+Each node keeps its own books (a :class:`~cival.core.wallets.WalletTree` rooted at its
+wallet) and handles messages; a handler returns the messages it sends on, and something
+else (the Ray actors of :mod:`cival.actors.remote`, or the in-process cluster of
+:mod:`cival.runtime`) delivers them. Keeping delivery out of the nodes is what lets the
+same code run as Ray actors, in one process, and under a test that delivers messages in
+a random order, twice, or not yet.
+
+Money between nodes: the sender books the sending under the message id before the
+message leaves; the receiver books the receipt under the same id. A duplicate message is
+booked once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from cival.actors.agent import Agent, AgentUpdate, dec
+from cival.actors.performance import PerformanceTracker
+from cival.allocation import plan_for
+from cival.backtest.fills import FillModel
+from cival.config import ClusterConfig, FarmConfig, SyntheticData
+from cival.core.bar import BarBatch
+from cival.core.errors import CivalError
+from cival.core.ledger import TxType
+from cival.core.messages import Allocate, Collect, PerformanceReport, Transfer
+from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
+
+
+class NodeError(CivalError):
+    """A message reached a node it is not for, or asks for something impossible."""
+
+
+# -- specs: what each node is built from (picklable, sent to actors) ----------------------
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    farm: str
+    strategy: str
+    params: dict[str, Any]
+    model: FillModel
+    symbol: str
+    currency: str = "USD"
+
+    def build(self, books: WalletTree | None = None) -> Agent:
+        """The agent, with books of its own (``books=None``) or inside a farm's books."""
+        if books is None:
+            books = WalletTree.rooted(
+                EntityKind.AGENT,
+                self.name,
+                parent=farm_ref(self.farm),
+                currency=self.currency,
+                qty_step=Decimal(repr(self.model.qty_step)),
+            )
+        return Agent(
+            self.name,
+            self.strategy,
+            self.params,
+            self.model,
+            self.symbol,
+            farm=self.farm,
+            books=books,
+        )
+
+
+@dataclass(frozen=True)
+class FarmSpec:
+    config: FarmConfig
+    agents: tuple[AgentSpec, ...]
+    currency: str = "USD"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def inline(self) -> bool:
+        return self.config.inline
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Everything needed to build a cluster's nodes from a config."""
+
+    config: ClusterConfig
+    farms: tuple[FarmSpec, ...]
+    symbol: str
+
+    @property
+    def currency(self) -> str:
+        return self.config.master.base_currency
+
+    @property
+    def agents(self) -> list[AgentSpec]:
+        return [a for f in self.farms for a in f.agents]
+
+
+def cluster_spec(
+    config: ClusterConfig, symbol: str | None = None, inline: bool | None = None
+) -> ClusterSpec:
+    """The node specs of a config. ``symbol`` defaults to the data's; ``inline`` forces every
+    farm's agents inline (True) or into actors (False)."""
+    if symbol is None:
+        data = config.data
+        if isinstance(data, SyntheticData):
+            symbol = data.symbol
+        else:
+            symbol = data.symbol or (config.data_path() or "bars").name.split(".")[0]
+    currency = config.master.base_currency
+    risk = config.risk
+    farms = []
+    for farm in config.farms:
+        if inline is not None:
+            farm = farm.model_copy(
+                update={
+                    "runtime": farm.runtime.model_copy(
+                        update={"agents": "inline" if inline else "actors"}
+                    )
+                }
+            )
+        agents = []
+        for agent in farm.agents:
+            model = FillModel(
+                cash=1.0,  # replaced by the allocation the agent receives
+                fee_bps=config.costs.fee_bps,
+                slippage_bps=config.costs.slippage_bps,
+                fraction=float(min(agent.sizing.fraction, risk.max_position_fraction)),
+                qty_step=float(agent.sizing.qty_step),
+                stop_loss_pct=float(risk.stop_loss_pct)
+                if risk.stop_loss_pct is not None
+                else None,
+            )
+            agents.append(
+                AgentSpec(
+                    name=agent.name,
+                    farm=farm.name,
+                    strategy=agent.strategy,
+                    params=agent.params.model_dump(),
+                    model=model,
+                    symbol=agent.symbol or symbol,
+                    currency=currency,
+                )
+            )
+        farms.append(FarmSpec(config=farm, agents=tuple(agents), currency=currency))
+    return ClusterSpec(config=config, farms=tuple(farms), symbol=symbol)
+
+
+# -- master -----------------------------------------------------------------------------
+
+
+class MasterNode:
+    """The master wallet: takes deposits, funds farms, receives collections."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.spec = spec
+        config = spec.config
+        self.books = WalletTree.rooted(
+            EntityKind.MASTER, config.master.name, currency=spec.currency
+        )
+        self.farms = [f.name for f in spec.farms]
+
+    def deposit(self, amount: Decimal, key: str) -> None:
+        self.books.deposit(amount, key=key)
+
+    def fund(self) -> list[Allocate]:
+        """Deposit the initial capital and split it across the farms by the master's policy.
+
+        Returns the Allocate messages to deliver (each already booked as sent). The
+        message ids are deterministic, so funding twice books and sends nothing new.
+        """
+        config = self.spec.config
+        self.books.deposit(config.master.initial_deposit, key="deposit:initial")
+        plan = plan_for(
+            config.master.allocation,
+            config.master.initial_deposit,
+            self.farms,
+            self.books.ledger.quantum,
+        )
+        out = []
+        for farm, amount in plan.shares.items():
+            if amount > 0:
+                msg = Allocate(
+                    id=f"fund:{farm_ref(farm)}",
+                    source=MASTER,
+                    target=farm_ref(farm),
+                    amount=amount,
+                )
+                out.append(self.allocate(msg))
+        return out
+
+    def allocate(self, msg: Allocate) -> Allocate:
+        """Book an allocation to a farm as sent; returns the message to deliver."""
+        if (
+            msg.source != MASTER
+            or not msg.target.startswith("farm:")
+            or msg.target[5:] not in self.farms
+        ):
+            raise NodeError(
+                f"the master allocates to its farms ({', '.join(self.farms)}), not {msg.target}"
+            )
+        self.books.send(
+            MASTER,
+            msg.target,
+            msg.amount,
+            key=msg.id,
+            at=msg.at,
+            type=TxType.ALLOCATION,
+        )
+        return msg
+
+    def collect(
+        self,
+        farm: str,
+        amount: Decimal | None = None,
+        reason: str = "",
+        id: str | None = None,
+    ) -> Collect:
+        """A Collect to send to ``farm`` (its reply, a Transfer, goes to :meth:`on_transfer`)."""
+        if farm not in self.farms:
+            raise NodeError(f"no farm named {farm!r}; farms: {', '.join(self.farms)}")
+        extra = {"id": id} if id else {}
+        return Collect(source=farm_ref(farm), amount=amount, reason=reason, **extra)
+
+    def on_transfer(self, msg: Transfer) -> None:
+        if msg.target != MASTER:
+            raise NodeError(f"the master received a transfer for {msg.target}")
+        self.books.receive(
+            MASTER,
+            msg.source,
+            msg.amount,
+            key=msg.id,
+            at=msg.at,
+            type=TxType.COLLECTION,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        b = self.books
+        cash = b.cash(MASTER).amount
+        return {
+            "name": self.spec.config.master.name,
+            "cash": dec(cash),
+            "positions": [],
+            "equity": dec(cash),
+            "realized_pnl": "0",
+            "unrealized_pnl": "0",
+            "fees": "0",
+            "trades": [],
+            "halts": [],
+            "allocated": dec(
+                sum(
+                    (b.link_balance(MASTER, farm_ref(f)) for f in self.farms),
+                    Decimal(0),
+                )
+            ),
+        }
+
+
+# -- farm -------------------------------------------------------------------------------
+
+
+@dataclass
+class FarmUpdate:
+    """What a farm reports after a batch of bars."""
+
+    name: str
+    report: PerformanceReport
+    agents: list[PerformanceReport]
+    fills: int
+    booked_ns: list[int] = field(default_factory=list)
+    positions: dict[str, str] = field(default_factory=dict)
+    """Agent name -> open quantity (decimal string, '0' when flat)."""
+
+
+class FarmNode:
+    """A farm: funds its agents by its policy and aggregates their performance.
+
+    With ``spec.inline`` the farm holds its agents (:class:`Agent` objects sharing the
+    farm's books); otherwise each agent has books of its own somewhere else (an actor)
+    and the farm exchanges messages with it.
+    """
+
+    def __init__(self, spec: FarmSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.ref = farm_ref(spec.name)
+        self.books = WalletTree.rooted(
+            EntityKind.FARM, spec.name, parent=MASTER, currency=spec.currency
+        )
+        self.agent_names = [a.name for a in spec.agents]
+        self.agents: dict[str, Agent] = {}
+        if spec.inline:
+            self.agents = {a.name: a.build(self.books) for a in spec.agents}
+        self.reports: dict[str, PerformanceReport] = {}
+        self.positions: dict[str, str] = {a: "0" for a in self.agent_names}
+        self.performance = PerformanceTracker()
+        self.fill_count = 0
+
+    # money
+
+    def on_allocate(self, msg: Allocate) -> list[Allocate]:
+        """Book the allocation received, split it across the agents by the farm's policy.
+
+        Inline agents are funded in the farm's own books; otherwise the Allocate messages
+        for the agents are returned (already booked as sent).
+        """
+        if msg.target != self.ref:
+            raise NodeError(f"farm {self.name} received an allocation for {msg.target}")
+        self.books.receive(
+            self.ref,
+            msg.source,
+            msg.amount,
+            key=msg.id,
+            at=msg.at,
+            type=TxType.ALLOCATION,
+        )
+        plan = plan_for(
+            self.spec.config.allocation,
+            msg.amount,
+            self.agent_names,
+            self.books.ledger.quantum,
+        )
+        out = []
+        for name, amount in plan.shares.items():
+            if amount <= 0:
+                continue
+            child = Allocate(
+                id=f"{msg.id}>{agent_ref(name)}",
+                at=msg.at,
+                source=self.ref,
+                target=agent_ref(name),
+                amount=amount,
+            )
+            if self.spec.inline:
+                self.books.allocate(agent_ref(name), amount, key=child.id, at=msg.at)
+                self.agents[name].sync_cash()
+            else:
+                self.books.send(
+                    self.ref,
+                    child.target,
+                    amount,
+                    key=child.id,
+                    at=msg.at,
+                    type=TxType.ALLOCATION,
+                )
+                out.append(child)
+        return out
+
+    def collect_agents(self, msg: Collect) -> list[Collect]:
+        """For a "collect everything" (``msg.amount`` None): first take every agent's cash
+        into the farm. Inline agents' cash moves in the farm's books; for agent actors the
+        Collect messages to send are returned (their Transfers go to :meth:`on_transfer`)."""
+        out = []
+        for name in self.agent_names:
+            child = Collect(
+                id=f"{msg.id}>{agent_ref(name)}",
+                at=msg.at,
+                source=agent_ref(name),
+                amount=None,
+                reason=msg.reason,
+            )
+            if self.spec.inline:
+                self.books.collect(agent_ref(name), None, key=child.id, at=msg.at)
+                self.agents[name].sync_cash()
+            else:
+                out.append(child)
+        return out
+
+    def on_transfer(self, msg: Transfer) -> None:
+        if msg.target != self.ref:
+            raise NodeError(f"farm {self.name} received a transfer for {msg.target}")
+        self.books.receive(
+            self.ref,
+            msg.source,
+            msg.amount,
+            key=msg.id,
+            at=msg.at,
+            type=TxType.COLLECTION,
+        )
+
+    def on_collect(self, msg: Collect) -> Transfer:
+        """Send the farm's own cash up to the master (``msg.amount``, or all of it)."""
+        if msg.source != self.ref:
+            raise NodeError(f"farm {self.name} received a collection for {msg.source}")
+        transfer_id = f"{msg.id}:transfer"
+        tx = self.books.send(
+            self.ref,
+            MASTER,
+            msg.amount,
+            key=transfer_id,
+            at=msg.at,
+            type=TxType.COLLECTION,
+        )
+        amount = tx.amount_of(f"{self.ref}/link/{MASTER}")
+        return Transfer(
+            id=transfer_id,
+            at=msg.at,
+            source=self.ref,
+            target=MASTER,
+            amount=amount,
+            cause=msg.id,
+        )
+
+    # bars
+
+    def run_inline(self, batch: BarBatch) -> list[AgentUpdate]:
+        return [agent.on_batch(batch) for agent in self.agents.values()]
+
+    def on_updates(self, batch: BarBatch, updates: list[AgentUpdate]) -> FarmUpdate:
+        """Aggregate the agents' updates for a batch: the farm's equity per bar is its own
+        cash plus its agents' equity."""
+        own = float(self.books.cash(self.ref).amount)
+        equity = np.full(len(batch), own)
+        booked: list[int] = []
+        for u in updates:
+            if u.equity.shape[0] == len(batch):
+                equity += u.equity
+            self.reports[u.name] = u.report
+            self.positions[u.name] = dec(u.position_qty)
+            self.fill_count += len(u.fills)
+            booked += u.booked_ns
+        # Starting equity: what the farm received from the master, net.
+        self.performance.start(float(-self.books.link_balance(self.ref, MASTER)))
+        self.performance.update(batch.ts, equity)
+        return FarmUpdate(
+            self.name,
+            self.report(),
+            list(self.reports.values()),
+            self.fill_count,
+            booked,
+            dict(self.positions),
+        )
+
+    def report(self) -> PerformanceReport:
+        own = self.books.cash(self.ref).amount
+        reports = list(self.reports.values())
+        total = own + sum((r.equity for r in reports), Decimal(0))
+        return PerformanceReport(
+            entity=self.ref,
+            equity=total,
+            cash=own,
+            realized_pnl=sum((r.realized_pnl for r in reports), Decimal(0)),
+            unrealized_pnl=sum((r.unrealized_pnl for r in reports), Decimal(0)),
+            fees=sum((r.fees for r in reports), Decimal(0)),
+            trades=sum(r.trades for r in reports),
+            in_position=any(r.in_position for r in reports),
+            max_drawdown=self.performance.max_drawdown
+            if self.performance.bars
+            else None,
+            sharpe=self.performance.sharpe,
+            bars=self.performance.bars,
+        )
+
+    def snapshot(self, agents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The farm's part of a session report; ``agents`` are the agents' snapshots (taken
+        from the inline agents when not given)."""
+        if agents is None:
+            agents = [a.snapshot() for a in self.agents.values()]
+        cash = self.books.cash(self.ref).amount
+        total = cash + sum((Decimal(a["equity"]) for a in agents), Decimal(0))
+        return {
+            "name": self.name,
+            "type": self.spec.config.type,
+            "agents_mode": "inline" if self.spec.inline else "actors",
+            "cash": dec(cash),
+            "positions": [],
+            "equity": dec(cash),
+            "total_equity": dec(total),
+            "realized_pnl": dec(
+                sum((Decimal(a["realized_pnl"]) for a in agents), Decimal(0))
+            ),
+            "unrealized_pnl": dec(
+                sum((Decimal(a["unrealized_pnl"]) for a in agents), Decimal(0))
+            ),
+            "fees": dec(sum((Decimal(a["fees"]) for a in agents), Decimal(0))),
+            "trades": [],
+            "trade_count": sum(a["trade_count"] for a in agents),
+            "max_drawdown": self.performance.max_drawdown
+            if self.performance.bars
+            else None,
+            "sharpe": self.performance.sharpe,
+            "halts": [],
+            "agents": agents,
+        }
+
+
+__all__ = [
+    "AgentSpec",
+    "ClusterSpec",
+    "FarmNode",
+    "FarmSpec",
+    "FarmUpdate",
+    "MasterNode",
+    "NodeError",
+    "cluster_spec",
+]

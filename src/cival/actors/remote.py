@@ -1,0 +1,152 @@
+"""The Ray actors: a master wallet, one actor per farm, and one per agent.
+
+Each wraps a plain node (:mod:`cival.actors.nodes`, :mod:`cival.actors.agent`) and
+delivers the messages its node sends: the master to its farms, a farm to its agents.
+Calls only go down the hierarchy (replies come back as return values), so no two actors
+ever wait on each other. Ray runs one actor's calls one at a time, in the order each
+caller sent them, which is the order the nodes need.
+
+Bars reach the farms as an object reference to a :class:`~cival.core.bar.BarBatch`
+(wrapped in a list so Ray passes the reference on rather than the value); a farm with
+agent actors forwards the same reference, so a batch is stored once however many
+agents read it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from cival.actors.agent import AgentUpdate
+from cival.actors.books import BooksSummary, summarize
+from cival.actors.nodes import (
+    AgentSpec,
+    ClusterSpec,
+    FarmNode,
+    FarmSpec,
+    FarmUpdate,
+    MasterNode,
+)
+from cival.core.bar import BarBatch
+from cival.core.messages import Allocate, Collect, Transfer
+
+
+@ray.remote(num_cpus=0)
+class AgentActor:
+    """One agent with books of its own."""
+
+    def __init__(self, spec: AgentSpec) -> None:
+        self.agent = spec.build()
+
+    def on_allocate(self, msg: Allocate) -> None:
+        self.agent.on_allocate(msg)
+
+    def on_collect(self, msg: Collect) -> Transfer:
+        return self.agent.on_collect(msg)
+
+    def on_batch(self, batch: BarBatch) -> AgentUpdate:
+        return self.agent.on_batch(batch)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.agent.snapshot()
+
+    def books(self) -> BooksSummary:
+        assert self.agent.books is not None
+        return summarize(self.agent.books)
+
+    def ping(self) -> str:
+        return self.agent.name
+
+
+@ray.remote(num_cpus=0)
+class FarmActor:
+    """A farm, with its agents inline or as :class:`AgentActor` handles."""
+
+    def __init__(self, spec: FarmSpec, agents: dict[str, Any] | None = None) -> None:
+        self.node = FarmNode(spec)
+        self.handles = agents or {}
+
+    def on_allocate(self, msg: Allocate) -> None:
+        out = self.node.on_allocate(msg)
+        ray.get(
+            [
+                self.handles[m.target.removeprefix("agent:")].on_allocate.remote(m)
+                for m in out
+            ]
+        )
+
+    def on_collect(self, msg: Collect) -> Transfer:
+        if msg.amount is None:
+            out = self.node.collect_agents(msg)
+            transfers = ray.get(
+                [
+                    self.handles[m.source.removeprefix("agent:")].on_collect.remote(m)
+                    for m in out
+                ]
+            )
+            for t in transfers:
+                self.node.on_transfer(t)
+        return self.node.on_collect(msg)
+
+    def on_bars(self, wrapped: list[Any]) -> FarmUpdate:
+        ref = wrapped[0]
+        if self.node.spec.inline:
+            batch = ray.get(ref)
+            updates = self.node.run_inline(batch)
+        else:
+            pending = [h.on_batch.remote(ref) for h in self.handles.values()]
+            batch = ray.get(ref)
+            updates = ray.get(pending)
+        return self.node.on_updates(batch, updates)
+
+    def snapshot(self) -> dict[str, Any]:
+        agents = (
+            None
+            if self.node.spec.inline
+            else ray.get([h.snapshot.remote() for h in self.handles.values()])
+        )
+        return self.node.snapshot(agents)
+
+    def books(self) -> list[BooksSummary]:
+        """The farm's books and, for agent actors, theirs."""
+        own = [summarize(self.node.books)]
+        return own + ray.get([h.books.remote() for h in self.handles.values()])
+
+    def ping(self) -> str:
+        ray.get([h.ping.remote() for h in self.handles.values()])
+        return self.node.name
+
+
+@ray.remote(num_cpus=0)
+class MasterActor:
+    """The master wallet, with handles to its farms."""
+
+    def __init__(self, spec: ClusterSpec, farms: dict[str, Any]) -> None:
+        self.node = MasterNode(spec)
+        self.farms = farms
+
+    def fund(self) -> list[Allocate]:
+        out = self.node.fund()
+        ray.get(
+            [
+                self.farms[m.target.removeprefix("farm:")].on_allocate.remote(m)
+                for m in out
+            ]
+        )
+        return out
+
+    def collect(self, farm: str, amount: Any = None, reason: str = "") -> Transfer:
+        msg = self.node.collect(farm, amount, reason)
+        transfer = ray.get(self.farms[farm].on_collect.remote(msg))
+        self.node.on_transfer(transfer)
+        return transfer
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.node.snapshot()
+
+    def books(self) -> BooksSummary:
+        return summarize(self.node.books)
+
+
+__all__ = ["AgentActor", "FarmActor", "MasterActor"]
