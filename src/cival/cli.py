@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,81 +57,80 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cival.config import load_config
-    from cival.runtime import build_wallets, fund
-
+    """``cival paper`` on the bundled demo config and its bundled data."""
     path = Path(args.config) if args.config else demo_config_path()
-    config = load_config(path)
-    tree = build_wallets(config)
-    report = fund(tree, config)
-    posted = len(tree.ledger)
-    # Deliver every funding message a second time, as a retrying network would:
-    # the idempotency keys must make this a no-op.
-    fund(tree, config)
-    replayed_new = len(tree.ledger) - posted
-    audit = tree.ledger.audit()
+    args.config_path = str(path)
+    args.strategy = None
+    args.data = getattr(args, "data", None)
+    if not args.json and not args.quiet:
+        print(f"Cival demo: the cluster in {path}, paper trading its bundled bars.")
+    return cmd_paper(args)
 
-    strategies = {a.name: a.strategy for _, a in config.agents()}
-    farm_types = {f.name: f.type for f in config.farms}
-    shares = {(r.target_type.value, r.target): r.percentage_of_parent for r in report.allocations}
-    rows = tree.tree()
 
-    if args.json:
-        out: dict[str, Any] = {
-            "cluster": config.name,
-            "config": str(path),
-            "currency": tree.currency,
-            "wallets": [
-                {
-                    "ref": r.ref,
-                    "kind": r.kind.value,
-                    "name": r.name,
-                    "depth": r.depth,
-                    "cash": str(r.cash),
-                    "total_equity": str(r.total_equity),
-                    "percentage_of_parent": _opt_str(shares.get((r.kind.value, r.name))),
-                }
-                for r in rows
-            ],
-            "transactions": posted,
-            "replayed_new_transactions": replayed_new,
-            "audit": {"ok": audit.ok, "residual": str(audit.residual), "problems": list(audit.problems)},
-        }
-        print(json.dumps(out, indent=2))
-        return 0 if audit.ok else 1
+def cmd_paper(args: argparse.Namespace) -> int:
+    from cival.config import load_config
+    from cival.console import LiveTree, summary_lines
+    from cival.data.feeds import parse_speed
+    from cival.runtime import run_paper, session_bars, single_agent_config
 
-    cur = tree.currency
-    print(f"Cival demo: cluster {config.name!r} from {path}")
-    print(
-        f"Deposited {_fmt(config.master.initial_deposit)} {cur} into {config.master.name!r}, "
-        f"then allocated down the tree by each level's policy.\n"
-    )
-    width = max(len(_label(r, rows, i)) for i, r in enumerate(rows)) + 2
-    header = f"{'wallet':<{width}}{'cash':>16}{'subtree equity':>18}{'of parent':>11}  role"
-    print(header)
-    print("-" * len(header))
-    for i, r in enumerate(rows):
-        share = shares.get((r.kind.value, r.name))
-        role = {
-            "master": f"master wallet ({config.master.allocation.policy}, reserve {_fmt_pct(config.master.allocation.reserve_pct)})",
-            "farm": f"{farm_types.get(r.name, '')} farm",
-            "agent": f"agent: {strategies.get(r.name, '')}",
-        }[r.kind.value]
-        if r.kind.value == "farm":
-            farm_cfg = next(f for f in config.farms if f.name == r.name)
-            role += f" ({farm_cfg.allocation.policy}, reserve {_fmt_pct(farm_cfg.allocation.reserve_pct)})"
-        print(
-            f"{_label(r, rows, i):<{width}}{_fmt(r.cash):>16}{_fmt(r.total_equity):>18}"
-            f"{(_fmt_pct(share) if share is not None else ''):>11}  {role}"
+    parse_speed(args.speed)
+    if args.strategy and args.config_path:
+        print("error: give a CONFIG file or --strategy, not both", file=sys.stderr)
+        return 2
+    if args.strategy:
+        if not args.data:
+            print("error: --strategy needs --data FILE (the bars to trade)", file=sys.stderr)
+            return 2
+        config = single_agent_config(
+            args.strategy,
+            parse_param_args(args.param),
+            data=args.data,
+            cash=args.cash if args.cash is not None else 10_000.0,
+            fee_bps=args.fee_bps if args.fee_bps is not None else 10.0,
+            slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
+            fraction=args.fraction if args.fraction is not None else 1.0,
         )
-    print()
-    print(f"Ledger: {posted} transactions ({', '.join(_count_types(tree))}).")
-    print(f"Delivered every funding message twice: {replayed_new} new transactions, balances unchanged.")
-    print(f"Audit {'OK' if audit.ok else 'FAILED'}: cash + positions at cost {_fmt(audit.cash + audit.positions_at_cost)} {cur}"
-          f" = deposits - withdrawals + realised P&L - fees; residual {audit.residual.normalize():f}.")
-    for problem in audit.problems:
-        print(f"  problem: {problem}")
-    return 0 if audit.ok else 1
+        bars = session_bars(config, max_bars=args.bars)
+    elif args.config_path:
+        if args.param or any(getattr(args, k) is not None for k in ("cash", "fee_bps", "slippage_bps", "fraction")):
+            print("error: --param and the cost options go with --strategy; a config sets them itself", file=sys.stderr)
+            return 2
+        config = load_config(args.config_path)
+        bars = session_bars(config, data=args.data, max_bars=args.bars)
+    else:
+        print("error: give a CONFIG file, or --strategy NAME --data FILE", file=sys.stderr)
+        return 2
+    symbol = None
+    if args.data and not args.strategy:
+        symbol = Path(args.data).name.split(".")[0]
+    quiet = args.json or args.quiet
+    live = None if quiet else LiveTree(f"{config.name}", config.master.base_currency)
+    result = run_paper(
+        config,
+        bars=bars,
+        speed=args.speed,
+        batch_size=args.batch,
+        local=args.local,
+        inline=True if args.inline else None,
+        address=args.address,
+        on_progress=live,
+        source=str(args.data or config.data_path() or "synthetic"),
+        symbol=symbol,
+    )
+    if live is not None:
+        live.finish()
+    if args.report:
+        Path(args.report).write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result.report, indent=2))
+    else:
+        for line in summary_lines(result.report, result.audit, result.seconds, result.start_seconds):
+            print(line)
+        if args.report:
+            print(f"Report written to {args.report}")
+    if result.interrupted:
+        return 130
+    return 0 if result.audit.ok else 1
 
 
 def parse_param_args(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -412,48 +410,6 @@ def _cell(value: Any, fmt: str) -> str:
         return str(value)
 
 
-# -- formatting helpers -----------------------------------------------------------------
-
-
-def _fmt(amount: Decimal) -> str:
-    return f"{amount:,.2f}"
-
-
-def _fmt_pct(value: Decimal) -> str:
-    return f"{value.normalize():f} %"
-
-
-def _opt_str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _label(row: Any, rows: Sequence[Any], index: int) -> str:
-    """Tree-drawing prefix: '├─ ' for a middle child, '└─ ' for the last one."""
-    if row.depth == 0:
-        return row.name
-    prefix = ""
-    for depth in range(1, row.depth):
-        prefix += "   " if _is_last_at(rows, index, depth) else "│  "
-    return prefix + ("└─ " if _is_last_at(rows, index, row.depth) else "├─ ") + row.name
-
-
-def _is_last_at(rows: Sequence[Any], index: int, depth: int) -> bool:
-    """True when the ancestor of rows[index] at ``depth`` has no later sibling."""
-    for later in rows[index + 1 :]:
-        if later.depth < depth:
-            return True
-        if later.depth == depth:
-            return False
-    return True
-
-
-def _count_types(tree: Any) -> list[str]:
-    counts: dict[str, int] = {}
-    for tx in tree.ledger.journal:
-        counts[tx.type.value] = counts.get(tx.type.value, 0) + 1
-    return [f"{n} {name}" for name, n in counts.items()]
-
-
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -470,6 +426,18 @@ def _add_cost_arguments(p: argparse.ArgumentParser) -> None:
 def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", action="store_true", help="run in this process, without Ray")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+
+
+def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
+    p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
+    p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
+    p.add_argument("--bars", type=int, default=None, metavar="N", help="replay only the first N bars")
+    p.add_argument("--report", metavar="FILE.json", help="write the session report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tree")
+    p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
+    p.add_argument("--batch", type=int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
+    p.add_argument("--inline", action="store_true", help="run every farm's agents inside the farm's process")
+    _add_ray_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -493,16 +461,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="fund the demo cluster's wallets through the ledger and print the tree",
+        help="paper-trade the demo cluster on bundled bars, with a live wallet tree",
         description=(
-            "Load the demo config (or --config), deposit the initial capital, allocate it to farms "
-            "and agents by their policies through the double-entry ledger, and print the wallet tree "
-            "with the ledger audit. Needs no database, message broker or data files."
+            "Run the bundled demo cluster (three farms: Alligator, Darvas, Elliott) as Ray actors, "
+            "paper trading the bundled BTC/USDT hourly bars: the master wallet funds the farms, the "
+            "farms fund their agents, every fill is booked, and the terminal shows the wallet tree "
+            "as it changes. Ends with a summary and the ledger audit. Same options as `cival paper`."
         ),
     )
-    p.add_argument("--config", metavar="FILE", help="a cluster config instead of the bundled demo.yaml")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--config", dest="config", metavar="FILE", help="a cluster config instead of the bundled demo.yaml")
+    _add_session_arguments(p, batch=100)
+    p.set_defaults(func=cmd_demo, param=None, cash=None, fee_bps=None, slippage_bps=None, fraction=None)
+
+    p = sub.add_parser(
+        "paper",
+        help="run a paper-trading session: a cluster config, or one strategy on a data file",
+        description=(
+            "Paper trading: build the cluster of CONFIG (master wallet, farm and agent actors on Ray; "
+            "RAY_ADDRESS or --address joins an existing cluster) and replay bars through it, or, with "
+            "--strategy, a one-farm, one-agent cluster on --data with the backtest's defaults. Fills "
+            "follow the backtest's fill model, so the trades equal `cival backtest`'s on the same bars. "
+            "Ctrl-C stops cleanly: open positions are reported and the ledger audited."
+        ),
+    )
+    p.add_argument("config_path", nargs="?", metavar="CONFIG", help="cluster config (YAML)")
+    p.add_argument("--strategy", metavar="NAME", help="instead of a config: alligator, darvas or elliott")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable; with --strategy)")
+    p.add_argument("--cash", type=float, default=None, metavar="N", help="with --strategy: starting cash (default 10000)")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="with --strategy: fee per side, basis points (default 10)")
+    p.add_argument(
+        "--slippage-bps", type=float, default=None, metavar="N", help="with --strategy: adverse slippage, basis points (default 5)"
+    )
+    p.add_argument("--fraction", type=float, default=None, metavar="F", help="with --strategy: share of cash per entry (default 1.0)")
+    _add_session_arguments(p, batch=2000)
+    p.set_defaults(func=cmd_paper)
 
     p = sub.add_parser(
         "signals",

@@ -100,7 +100,7 @@ class FixedPolicy(StrictModel):
     reserve_pct: Percent = Decimal(0)
 
 
-AllocationPolicy = Annotated[EqualPolicy | FixedPolicy, Field(discriminator="policy")]
+AllocationPolicy = Annotated[Union[EqualPolicy, FixedPolicy], Field(discriminator="policy")]
 
 
 # -- agents and farms -------------------------------------------------------------------
@@ -130,7 +130,7 @@ def _agent_model(strategy: str, params: type[BaseModel]) -> type[_AgentBase]:
 
 
 AGENT_MODELS = {name: _agent_model(name, params) for name, params in PARAMS_BY_STRATEGY.items()}
-AgentConfig = Annotated[tuple(AGENT_MODELS.values()), Field(discriminator="strategy")]  # type: ignore[valid-type]
+AgentConfig = Annotated[Union[tuple(AGENT_MODELS.values())], Field(discriminator="strategy")]  # type: ignore[valid-type]
 
 FarmType = Literal["trend_following", "breakout", "price_action"]
 
@@ -249,7 +249,7 @@ class StrategyPerformanceGoal(_GoalBase):
 
 
 GoalConfig = Annotated[
-    TradeVolumeGoal | ProfitTargetGoal | StrategyPerformanceGoal, Field(discriminator="type")
+    Union[TradeVolumeGoal, ProfitTargetGoal, StrategyPerformanceGoal], Field(discriminator="type")
 ]
 
 
@@ -296,7 +296,7 @@ class SyntheticData(StrictModel):
     start_price: PositiveAmount = Decimal(100)
 
 
-DataConfig = Annotated[FileData | SyntheticData, Field(discriminator="source")]
+DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | None:
@@ -404,7 +404,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text; syntax errors and duplicate keys raise ConfigError with the line."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"

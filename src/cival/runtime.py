@@ -421,6 +421,7 @@ def run_paper(
     stop: threading.Event | None = None,
     window: int = 3,
     source: str | None = None,
+    symbol: str | None = None,
 ) -> PaperResult:
     """Run a paper-trading session of ``config`` and return its report.
 
@@ -430,7 +431,7 @@ def run_paper(
     into actors. ``stop`` (set it from another thread) ends the session after the batches
     already sent; so does Ctrl-C in the calling thread.
     """
-    spec = cluster_spec(config, inline=inline)
+    spec = cluster_spec(config, symbol=symbol, inline=inline)
     if batches is None:
         frame = bars if bars is not None else session_bars(config)
         total: int | None = len(frame)

@@ -21,7 +21,9 @@ With books (a :class:`~cival.core.wallets.WalletTree` holding the agent's wallet
 fill is booked there under the fill's id. The booked cash is the broker's cash after the
 fill, rounded down to the ledger's scale (``notional`` in the Fill), so the books never
 hold more than the broker and can never be overdrawn by a fill; the broker's cash is
-reset to the books' after every allocation or collection.
+reset to the books' after every allocation or collection. The notional so booked is
+quantity x price but for that rounding and the dust (under 1e-9 of the cash) the fill
+model, like vectorbt, snaps to zero when a buy spends nearly all the cash.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ starting equity ``E0``; ``sharpe = mean(r) / std(r) * sqrt(bars_per_year)`` with
 sample std and ``bars_per_year = (bars - 1) / years``; ``max_drawdown`` the largest
 fall from the running peak, which starts at ``E0``), so a paper session's figures equal
 the backtest's on the same bars, up to the order of floating-point sums.
+
+The running sums are updated bar by bar, in order (Welford's method, compiled), so the
+figures do not depend on how the bars were batched.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 DAYS_PER_YEAR = 365.25
@@ -49,25 +53,11 @@ class PerformanceTracker:
             self.start(float(equity[0]))
         if self.bars == 0:
             self.first_ns = int(ts_ns[0])
-        previous = np.concatenate(([self.last_equity], equity[:-1]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            returns = equity / previous - 1.0
-        # Chan et al.'s parallel update of the mean and the sum of squared deviations.
-        count = self.bars + n
-        batch_mean = float(np.mean(returns))
-        batch_m2 = float(np.sum((returns - batch_mean) ** 2))
-        delta = batch_mean - self._mean
-        self._mean += delta * n / count
-        self._m2 += batch_m2 + delta * delta * self.bars * n / count
-        peaks = np.maximum.accumulate(np.concatenate(([self.peak], equity)))[1:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            drawdown = float(np.max(1.0 - equity / peaks))
-        if math.isfinite(drawdown):
-            self.max_drawdown = max(self.max_drawdown, drawdown)
-        self.peak = float(peaks[-1])
-        self.bars = count
+        state = np.array([self.last_equity, self._mean, self._m2, float(self.bars), self.peak, self.max_drawdown])
+        _track(np.ascontiguousarray(equity, dtype=np.float64), state)
+        self.last_equity, self._mean, self._m2, count, self.peak, self.max_drawdown = (float(x) for x in state)
+        self.bars = int(count)
         self.last_ns = int(ts_ns[-1])
-        self.last_equity = float(equity[-1])
 
     @property
     def sharpe(self) -> float | None:
@@ -79,6 +69,28 @@ class PerformanceTracker:
             return None
         value = self._mean / std * math.sqrt((self.bars - 1) / years)
         return value if math.isfinite(value) else None
+
+
+@njit(cache=True)
+def _track(equity, state):  # pragma: no cover - compiled
+    """Welford's update of the mean and sum of squared deviations of bar returns, and the
+    running peak and largest drawdown. state: last, mean, m2, count, peak, max_drawdown."""
+    last, mean, m2, count, peak, worst = state[0], state[1], state[2], state[3], state[4], state[5]
+    for i in range(equity.shape[0]):
+        e = equity[i]
+        r = e / last - 1.0 if last != 0.0 else np.nan
+        count += 1.0
+        delta = r - mean
+        mean += delta / count
+        m2 += delta * (r - mean)
+        if e > peak:
+            peak = e
+        if peak > 0.0:
+            dd = 1.0 - e / peak
+            if dd > worst:
+                worst = dd
+        last = e
+    state[0], state[1], state[2], state[3], state[4], state[5] = last, mean, m2, count, peak, worst
 
 
 __all__ = ["PerformanceTracker"]

@@ -90,7 +90,7 @@ def compute_metrics(sim: Simulation, initial_cash: float) -> dict[str, Any]:
         "bars": int(n),
         "start": _iso(index[0]) if n else None,
         "end": _iso(index[-1]) if n else None,
-        "trades": len(pnl),
+        "trades": int(len(pnl)),
         "total_return": _finite(final / initial_cash - 1.0),
         "cagr": _finite(cagr) if cagr is not None else None,
         "sharpe": _finite(sharpe) if sharpe is not None else None,

@@ -54,7 +54,7 @@ def step(state, buf, o, h, l, c, p, out):  # pragma: no cover - compiled
     out[0] = jaw
     out[1] = teeth
     out[2] = lips
-    out[3] = 1.0 if (lips > teeth > jaw and c > lips) else 0.0
+    out[3] = 1.0 if (lips > teeth and teeth > jaw and c > lips) else 0.0
     out[4] = 1.0 if lips < teeth else 0.0
 
 

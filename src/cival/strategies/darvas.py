@@ -59,7 +59,8 @@ def step(state, buf, o, h, l, c, p, out):  # pragma: no cover - compiled
             prior_max = -np.inf
             for k in range(1, lookback + 1):
                 v = highs[(t - k) % size]
-                prior_max = max(prior_max, v)
+                if v > prior_max:
+                    prior_max = v
             if h > prior_max:
                 state[_H] = h
                 state[_TOP_BAR] = t

@@ -1,0 +1,291 @@
+"""Paper-trading sessions in one process: parity with the backtester, batching, inline
+farms, duplicate messages and clean errors. (The same on Ray actors: test_runtime_ray.py.)"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from decimal import ROUND_UP, Decimal
+
+import pytest
+
+from cival.actors.agent import dec, iso
+from cival.actors.books import combine, summarize
+from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
+from cival.backtest import FillModel, backtest
+from cival.config import config_from_dict, load_config
+from cival.core.bar import BarBatch
+from cival.core.messages import Allocate
+from cival.data import load_bars
+from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, run_paper, single_agent_config
+from tests.conftest import ROOT
+
+PARITY = [
+    ("intraday_crypto/binance_BTCUSDT_1h.csv", "alligator", {}, {}),
+    ("intraday_crypto/binance_ETHUSDT_1h.csv", "darvas", {"lookback": 30}, {}),
+    ("intraday_crypto/binance_BTCUSDT_15m.csv", "elliott", {"zigzag_pct": 2.0}, {}),
+    ("daily_us_equities/backtrader_NVDA.csv", "darvas", {}, {"fee_bps": 2.0, "slippage_bps": 0.0}),
+    ("intraday_fx/backtestingpy_EURUSD_1h.csv", "alligator", {"jaw_period": 21}, {"fee_bps": 1.0, "slippage_bps": 1.0}),
+    ("daily_us_equities/pandasta_SPY_adjusted.csv", "elliott", {"zigzag_pct": 4.0}, {"fee_bps": 5.0}),
+]
+
+
+def _session(strategy, params, path, costs, cash=10_000.0):
+    config = single_agent_config(strategy, params, data=path, cash=cash, **costs)
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    return config, cluster
+
+
+@pytest.mark.parametrize("path, strategy, params, costs", PARITY, ids=[f"{p[0].split('/')[-1]}-{p[1]}" for p in PARITY])
+def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strategy, params, costs):
+    bars = load_bars(shared_data / path)
+    config = single_agent_config(strategy, params, data=shared_data / path, cash=10_000.0, **costs)
+    result = run_paper(config, bars=bars, local=True)
+    expected = backtest(strategy, bars, params, FillModel(cash=10_000.0, **costs), engine="vectorbt")
+
+    agent = result.report["farms"][0]["agents"][0]
+    got = agent["trades"]
+    want = expected.trades
+    assert len(got) == len(want) >= 5
+    for g, w in zip(got, want.itertuples(index=False), strict=True):
+        assert g["entry_time"] == iso(w.entry_time) and g["exit_time"] == iso(w.exit_time)
+        assert Decimal(g["qty"]) == Decimal(repr(float(w.qty)))
+        assert Decimal(g["entry_price"]) == Decimal(repr(float(w.entry_price)))
+        assert Decimal(g["exit_price"]) == Decimal(repr(float(w.exit_price)))
+        assert Decimal(g["fees"]) == Decimal(repr(float(w.fees)))
+        assert Decimal(g["pnl"]) == Decimal(repr(float(w.pnl)))
+    # The books hold the broker's cash to the cent-and-beyond: within one ledger quantum
+    # of the backtest's final float cash for every fill, never above it.
+    final_cash = Decimal(agent["cash"])
+    assert final_cash <= Decimal(repr(expected.simulation.cash)) < final_cash + Decimal("0.00000001")
+    assert result.audit.ok and result.audit.residual == 0
+    assert Decimal(result.report["ledger"]["deposits"]) == Decimal(10_000)
+    # The running figures agree with the backtest's metrics (same definitions; the sums
+    # are taken in another order, hence the tolerance).
+    assert agent["sharpe"] == pytest.approx(expected.metrics["sharpe"], rel=1e-9)
+    assert agent["max_drawdown"] == pytest.approx(expected.metrics["max_drawdown"], rel=1e-12)
+
+
+def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_data):
+    path = shared_data / "intraday_crypto" / "binance_ETHUSDT_1h.csv"
+    bars = load_bars(path)
+    _, cluster = _session("alligator", {}, path, {"fee_bps": 7.5, "slippage_bps": 2.0}, cash=2_500.0)
+    cluster.submit(BarBatch.from_frame(bars))
+    agent = cluster.agents["alligator-1"]
+    fills = agent.fills
+    expected = backtest("alligator", bars, {}, FillModel(cash=2_500.0, fee_bps=7.5, slippage_bps=2.0)).simulation.fills
+    assert len(fills) == len(expected) > 50
+    ledger = agent.books.ledger
+    for fill, want in zip(fills, expected.itertuples(index=False), strict=True):
+        assert fill.at == want.time.to_pydatetime()
+        assert (fill.qty, fill.price, fill.fee) == (
+            Decimal(repr(float(want.qty))),
+            Decimal(repr(float(want.price))),
+            Decimal(repr(float(want.fee))),
+        )
+        trade = ledger.find(f"{fill.id}/trade")
+        fee = ledger.find(f"{fill.id}/fee")
+        assert trade is not None and fee is not None
+        # The fee is booked rounded against the holder; the notional is the cash the broker
+        # settled, which is qty x price but for rounding to 1e-8 and the dust (under 1e-9 of
+        # the cash) that the fill model, as vectorbt, snaps to zero when a buy spends it all.
+        assert fee.amount_of("agent:alligator-1/fees") == fill.fee.quantize(Decimal("1e-8"), ROUND_UP)
+        assert abs(fill.notional - fill.qty * fill.price) <= fill.notional * Decimal("2e-9") + Decimal("2e-8")
+
+
+def test_batched_and_bar_by_bar_replay_give_identical_reports(shared_data):
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    bars = load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_15m.csv").iloc[:3000]
+    reports = [run_paper(config, bars=bars, local=True, batch_size=size).report for size in (1, 7, 3000)]
+    for r in reports:
+        r.pop("generated_at")
+    assert reports[0] == reports[1] == reports[2]
+    assert sum(a["trade_count"] for f in reports[0]["farms"] for a in f["agents"]) > 20
+
+
+def _comparable(report):
+    """The figures that must not depend on where agents run."""
+    out = copy.deepcopy(report)
+    for key in ("generated_at", "mode"):
+        out.pop(key)
+    for farm in out["farms"]:
+        farm.pop("agents_mode")
+    for key in ("ledgers", "transactions"):
+        out["ledger"].pop(key)
+    return out
+
+
+def test_inline_farms_and_agents_with_their_own_books_give_identical_results(shared_data):
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    bars = load_bars(shared_data / "intraday_crypto" / "binance_ETHUSDT_1h.csv").iloc[:4000]
+    own_books = run_paper(config, bars=bars, local=True, inline=False)
+    inline = run_paper(config, bars=bars, local=True, inline=True)
+    assert own_books.report["ledger"]["ledgers"] == 7 and inline.report["ledger"]["ledgers"] == 4
+    assert _comparable(own_books.report) == _comparable(inline.report)
+    assert own_books.audit.ok and inline.audit.ok
+
+
+def test_report_has_every_documented_key_as_exact_strings():
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    result = run_paper(config, local=True, bars=_demo_bars(config, 1500))
+    report = json.loads(json.dumps(result.report))
+    entity_keys = {"name", "cash", "positions", "equity", "realized_pnl", "unrealized_pnl", "fees", "trades", "halts"}
+    assert entity_keys <= set(report["master"])
+    assert report["goals"] == []
+    for farm in report["farms"]:
+        assert entity_keys | {"total_equity", "agents"} <= set(farm)
+        for agent in farm["agents"]:
+            assert entity_keys <= set(agent)
+            for trade in agent["trades"]:
+                assert list(trade) == ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
+                assert trade["entry_time"].endswith("Z")
+    ledger = report["ledger"]
+    for key in ("deposits", "withdrawals", "fees", "realized_pnl", "unrealized_pnl", "total_equity", "residual"):
+        assert isinstance(ledger[key], str)
+        Decimal(ledger[key])
+    assert ledger["audit_ok"] is True and Decimal(ledger["residual"]) == 0
+    # The farm's cash is its own; its total equity adds its agents'.
+    for farm in report["farms"]:
+        assert Decimal(farm["total_equity"]) == Decimal(farm["cash"]) + sum(Decimal(a["equity"]) for a in farm["agents"])
+    total = Decimal(report["master"]["cash"]) + sum(Decimal(f["total_equity"]) for f in report["farms"])
+    assert total == Decimal(ledger["total_equity"])
+    # Equity = deposits + realised + unrealised - fees, exactly.
+    assert total == (
+        Decimal(ledger["deposits"]) + Decimal(ledger["realized_pnl"]) + Decimal(ledger["unrealized_pnl"]) - Decimal(ledger["fees"])
+    )
+
+
+def _demo_bars(config, n):
+    from cival.runtime import session_bars
+
+    return session_bars(config, max_bars=n)
+
+
+def test_funding_splits_exact_to_the_cent_with_reserves():
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    master = cluster.master.books.cash("master").amount
+    assert master == Decimal("10000.00")  # 10 % reserve of 100,000
+    farms = {n: f.books.cash(f.ref).amount for n, f in cluster.farms.items()}
+    agents = {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()}
+    # 90,000 by weights 0.4/0.3/0.3; each farm keeps 5 % and passes the rest to its one agent.
+    assert farms == {"trend": Decimal("1800.00"), "breakout": Decimal("1350.00"), "price-action": Decimal("1350.00")}
+    assert agents == {"gator-13-8-5": Decimal("34200.00"), "darvas-20-3": Decimal("25650.00"), "elliott-5pct": Decimal("25650.00")}
+    assert master + sum(farms.values()) + sum(agents.values()) == Decimal("100000.00")
+
+
+def test_an_odd_amount_splits_to_the_ledger_quantum_and_nothing_is_lost():
+    raw = {
+        "name": "odd",
+        "master": {"initial_deposit": "1000.00000001", "allocation": {"policy": "equal", "reserve_pct": 3}},
+        "farms": [
+            {"name": f"f{i}", "type": "breakout", "agents": [{"name": f"a{i}{j}", "strategy": "darvas"} for j in range(3)]}
+            for i in range(3)
+        ],
+        "data": {"source": "synthetic", "bars": 100},
+    }
+    cluster = LocalCluster(cluster_spec(config_from_dict(raw)))
+    cluster.fund()
+    audit = combine(cluster.summaries())
+    assert audit.ok and audit.in_flight == 0
+    assert audit.cash == Decimal("1000.00000001")
+    shares = sorted(a.books.cash(a.ref).amount for a in cluster.agents.values())
+    assert shares[-1] - shares[0] <= Decimal("0.00000001")
+
+
+def test_duplicate_allocate_and_fill_messages_change_nothing(shared_data):
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    spec = cluster_spec(config, symbol="BTC")
+    master, farm = MasterNode(spec), FarmNode(spec.farms[0])
+    agent = spec.farms[0].agents[0].build()
+    (to_farm, *_) = master.fund()
+    to_agents = farm.on_allocate(to_farm)
+    for msg in to_agents:
+        agent.on_allocate(msg)
+    before = [summarize(b) for b in (master.books, farm.books, agent.books)]
+    # The same messages again, as a retrying transport would deliver them.
+    assert farm.on_allocate(to_farm) == to_agents
+    for msg in to_agents:
+        agent.on_allocate(msg)
+    key = lambda ms: [(m.id, m.target, m.amount) for m in ms]  # noqa: E731 - a new send has a new time
+    assert key(master.fund()) == key([to_farm, *_])
+    after = [summarize(b) for b in (master.books, farm.books, agent.books)]
+    assert before == after
+
+    bars = load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv").iloc[:2000]
+    agent.on_batch(BarBatch.from_frame(bars))
+    assert len(agent.fills) > 10
+    booked = len(agent.books.ledger)
+    cash = agent.books.cash(agent.ref)
+    for fill in agent.fills:
+        agent.book(fill)
+    assert len(agent.books.ledger) == booked and agent.books.cash(agent.ref) == cash
+    # An allocation changed in flight (same id, other amount) is refused, not booked.
+    forged = Allocate(id=to_agents[0].id, source=to_agents[0].source, target=to_agents[0].target, amount=Decimal(1))
+    with pytest.raises(Exception, match="different postings"):
+        agent.on_allocate(forged)
+    assert len(agent.books.ledger) == booked
+
+
+def test_an_allocation_beyond_the_masters_cash_is_refused_and_books_nothing():
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    master = MasterNode(cluster_spec(config, symbol="X"))
+    master.fund()
+    before = summarize(master.books)
+    too_much = Allocate(source="master", target="farm:trend", amount=Decimal("10000.01"))
+    with pytest.raises(Exception, match=r"has 10,000.00 USD available"):
+        master.allocate(too_much)
+    assert summarize(master.books) == before
+
+
+def test_stop_event_ends_the_session_cleanly_with_positions_reported():
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    stop = threading.Event()
+    seen = []
+
+    def progress(p):
+        seen.append(p.bars)
+        if len(seen) == 5:
+            stop.set()
+
+    result = run_paper(config, local=True, batch_size=100, on_progress=progress, stop=stop)
+    assert result.interrupted and result.report["interrupted"] is True
+    assert result.bars == 500 < 12_556
+    assert result.audit.ok and result.audit.residual == 0
+    agents = [a for f in result.report["farms"] for a in f["agents"]]
+    held = [a for a in agents if a["positions"]]
+    for a in held:
+        p = a["positions"][0]
+        assert Decimal(p["qty"]) > 0 and Decimal(p["value"]) == (Decimal(p["qty"]) * Decimal(p["mark"])).quantize(Decimal("1e-8"))
+
+
+def test_unreachable_ray_address_fails_fast_with_a_hint(monkeypatch):
+    import ray
+
+    if ray.is_initialized():
+        pytest.skip("Ray already running in this process")
+    with pytest.raises(RuntimeFailure, match="RAY_ADDRESS or --address"):
+        connect_ray("127.0.0.1:1")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(RuntimeFailure, match="127.0.0.1:1"):
+        connect_ray(None)
+
+
+def test_bad_session_input_names_the_problem(tmp_path):
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    with pytest.raises(RuntimeFailure, match="--bars must be at least 1"):
+        _demo_bars(config, 0)
+    with pytest.raises(Exception, match="speed 'fast'"):
+        run_paper(config, local=True, speed="fast")
+    with pytest.raises(Exception, match="unknown strategy|no strategy"):
+        single_agent_config("turtle", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+
+
+def test_amounts_in_reports_are_plain_decimal_strings():
+    assert dec(Decimal("1E-8")) == "0.00000001"
+    assert dec(Decimal("100.00")) == "100"
+    assert dec(0.1) == "0.1"
+    assert dec(Decimal(0)) == "0"
