@@ -289,3 +289,27 @@ def test_amounts_in_reports_are_plain_decimal_strings():
     assert dec(Decimal("100.00")) == "100"
     assert dec(0.1) == "0.1"
     assert dec(Decimal(0)) == "0"
+
+
+def test_cluster_audit_flags_money_received_but_never_sent_or_altered_in_flight():
+    from cival.core.wallets import EntityKind, WalletTree
+
+    master = WalletTree.rooted(EntityKind.MASTER, "master")
+    farm = WalletTree.rooted(EntityKind.FARM, "f", parent="master")
+    master.deposit(Decimal(100), key="d")
+    master.send("master", "farm:f", Decimal(60), key="m1")
+    audit = combine([summarize(master), summarize(farm)])
+    assert audit.ok and audit.in_flight == 60 and [m.key for m in audit.pending] == ["m1"]
+    farm.receive("farm:f", "master", Decimal(60), key="m1")
+    assert combine([summarize(master), summarize(farm)]).in_flight == 0
+    # A receipt with no sending creates money: flagged.
+    farm.receive("farm:f", "master", Decimal(5), key="forged")
+    audit = combine([summarize(master), summarize(farm)])
+    assert not audit.ok and any("never sent" in p for p in audit.problems)
+    # A sending received with another amount: flagged.
+    master.send("master", "farm:f", Decimal(10), key="m2")
+    other = WalletTree.rooted(EntityKind.FARM, "f", parent="master")
+    other.receive("farm:f", "master", Decimal(60), key="m1")
+    other.receive("farm:f", "master", Decimal(11), key="m2")
+    audit = combine([summarize(master), summarize(other)])
+    assert not audit.ok and any("received 11" in p for p in audit.problems)
