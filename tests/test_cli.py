@@ -132,10 +132,18 @@ def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
 
 
 def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
-    (tmp_path / "mine.yaml").write_text(DEMO_TEXT, encoding="utf-8")
-    result = cival_cli("validate", "mine.yaml")
+    # The data path is relative to the config's folder, not to the working directory.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "data").mkdir()
+    (tmp_path / "conf" / "data" / "BTCUSDT-1h.csv.gz").write_bytes((DEMO.parent / "data" / "BTCUSDT-1h.csv.gz").read_bytes())
+    (tmp_path / "conf" / "mine.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    result = cival_cli("validate", "conf/mine.yaml")
     assert result.returncode == 0, result.stderr
     assert "mine.yaml: OK" in result.stdout
+    (tmp_path / "mine.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    result = cival_cli("validate", "mine.yaml")
+    assert result.returncode == 1
+    assert "data.path: file not found" in result.stderr and "read from the config's folder" in result.stderr
 
 
 def test_validate_good_and_bad_reports_both(cival_cli, tmp_path):
@@ -178,62 +186,58 @@ def test_validate_yaml_error(cival_cli, tmp_path):
 
 
 def test_demo_text_output(cival_cli):
-    result = cival_cli("demo")
+    result = cival_cli("demo", "--local", "--bars", "600")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for name in DEMO_WALLETS:
         assert name in out, name
     assert str(DEMO) in out  # found the demo config without relying on cwd
-    assert "Audit OK" in out
-    assert re.search(r"^Delivered every funding message twice: 0 new transactions", out, re.MULTILINE)
-    assert "Ledger: 7 transactions" in out
+    assert "Session finished: 600 bars of BTCUSDT" in out
+    assert re.search(r"^audit OK: 7 ledgers", out, re.MULTILINE)
+    assert re.search(r"^\s+residual\s+0 USD$", out, re.MULTILINE)
     assert_no_traceback(result)
 
 
-def run_json(cival_cli, *args: str) -> dict:
-    result = cival_cli("demo", "--json", *args)
+def run_json(cival_cli, *args: str, command: str = "demo") -> dict:
+    result = cival_cli(command, "--json", "--local", *args)
     assert result.returncode == 0, result.stderr
     assert_no_traceback(result)
     return json.loads(result.stdout)
 
 
-def test_demo_json_books_are_exact(cival_cli):
-    out = run_json(cival_cli)
-    assert Path(out["config"]).resolve() == DEMO.resolve()
-    assert out["cluster"] == "demo"
-    assert out["currency"] == "USD"
+def _cash(report: dict) -> dict[str, Decimal]:
+    cash = {report["master"]["name"]: Decimal(report["master"]["cash"])}
+    for farm in report["farms"]:
+        cash[farm["name"]] = Decimal(farm["cash"])
+        for agent in farm["agents"]:
+            cash[agent["name"]] = Decimal(agent["cash"])
+    return cash
 
-    wallets = {w["name"]: w for w in out["wallets"]}
-    assert list(wallets) == ["master", "trend", "gator-13-8-5", "breakout", "darvas-20-3",
-                             "price-action", "elliott-5pct"]
-    assert [w["kind"] for w in out["wallets"]] == ["master", "farm", "agent", "farm", "agent", "farm", "agent"]
-    assert [w["depth"] for w in out["wallets"]] == [0, 1, 2, 1, 2, 1, 2]
 
-    cash = {name: Decimal(w["cash"]) for name, w in wallets.items()}
+def test_demo_json_funding_is_exact(cival_cli):
+    # One bar: orders fill at the next open, so the books hold the funding alone.
+    out = run_json(cival_cli, "--bars", "1")
+    assert out["cluster"] == "demo" and out["symbol"] == "BTCUSDT"
+    assert out["ledger"]["currency"] == "USD"
+    cash = _cash(out)
+    assert list(cash) == ["master", "trend", "gator-13-8-5", "breakout", "darvas-20-3", "price-action", "elliott-5pct"]
     assert sum(cash.values(), Decimal(0)) == Decimal("100000.00")
-    assert Decimal(wallets["master"]["total_equity"]) == Decimal("100000.00")
-
-    assert out["audit"]["ok"] is True
-    assert Decimal(out["audit"]["residual"]) == 0
-    assert out["audit"]["problems"] == []
-    assert out["transactions"] == 7  # 1 deposit + 3 farm + 3 agent allocations
-    assert out["replayed_new_transactions"] == 0
+    assert Decimal(out["ledger"]["total_equity"]) == Decimal("100000.00")
+    assert out["ledger"]["audit_ok"] is True and Decimal(out["ledger"]["residual"]) == 0
+    # 1 deposit, then each of the 6 allocations booked twice: sent and received.
+    assert out["ledger"]["transactions"] == 13 and out["ledger"]["ledgers"] == 7
 
     # Master keeps the 10 % reserve; the other 90 000 go 0.4/0.3/0.3 to the farms.
     assert cash["master"] == Decimal("10000")
-    assert wallets["master"]["percentage_of_parent"] is None
     farm_share = {"trend": Decimal(36), "breakout": Decimal(27), "price-action": Decimal(27)}
     agent_of = {"trend": "gator-13-8-5", "breakout": "darvas-20-3", "price-action": "elliott-5pct"}
+    farms = {f["name"]: f for f in out["farms"]}
     for farm, pct in farm_share.items():
-        assert Decimal(wallets[farm]["percentage_of_parent"]) == pct
         allocated = Decimal("100000") * pct / 100
-        assert Decimal(wallets[farm]["total_equity"]) == allocated
-        agent = agent_of[farm]
+        assert Decimal(farms[farm]["total_equity"]) == allocated
         # Each farm keeps 5 % and passes 95 % on to its only agent.
-        assert Decimal(wallets[agent]["percentage_of_parent"]) == Decimal(95)
-        assert cash[agent] == allocated * Decimal("0.95")
+        assert cash[agent_of[farm]] == allocated * Decimal("0.95")
         assert cash[farm] == allocated * Decimal("0.05")
-        assert Decimal(wallets[agent]["total_equity"]) == cash[agent]
     assert cash["gator-13-8-5"] == Decimal("34200")
     assert cash["darvas-20-3"] == cash["elliott-5pct"] == Decimal("25650")
 
@@ -268,12 +272,12 @@ data: {source: synthetic}
 """
 
 
-def test_demo_with_custom_config_books_exact_amounts(cival_cli, tmp_path):
+def test_paper_with_custom_config_books_exact_amounts(cival_cli, tmp_path):
     (tmp_path / "custom.yaml").write_text(CUSTOM, encoding="utf-8")
-    out = run_json(cival_cli, "--config", "custom.yaml")
+    out = run_json(cival_cli, "custom.yaml", "--bars", "1", command="paper")
     assert out["cluster"] == "custom"
-    assert out["currency"] == "EUR"
-    cash = {w["name"]: Decimal(w["cash"]) for w in out["wallets"]}
+    assert out["ledger"]["currency"] == "EUR"
+    cash = _cash(out)
     assert list(cash) == ["treasury", "fa", "a1", "fb", "b1", "b2", "fc", "c1", "c2"]
 
     # Ledger quantum is 1e-8, so 1000.01 is 100_001_000_000 units.
@@ -309,26 +313,21 @@ def test_demo_with_custom_config_books_exact_amounts(cival_cli, tmp_path):
     assert fc_reserve + c1 + c2 == fc
     assert sum(cash.values(), Decimal(0)) == Decimal("1000.01")
 
-    equity = {w["name"]: Decimal(w["total_equity"]) for w in out["wallets"]}
-    assert (equity["treasury"], equity["fa"], equity["fb"], equity["fc"]) == (Decimal("1000.01"), fa, fb, fc)
-    pct = {w["name"]: w["percentage_of_parent"] for w in out["wallets"]}
-    assert pct["treasury"] is None
-    assert Decimal(pct["fa"]) == Decimal("33.3333")
-    assert Decimal(pct["b1"]) == Decimal("50")
-    assert out["audit"]["ok"] is True
-    assert Decimal(out["audit"]["residual"]) == 0
-    assert out["replayed_new_transactions"] == 0
-    assert out["transactions"] == 1 + 3 + 5
+    equity = {f["name"]: Decimal(f["total_equity"]) for f in out["farms"]}
+    assert (Decimal(out["ledger"]["total_equity"]), equity["fa"], equity["fb"], equity["fc"]) == (Decimal("1000.01"), fa, fb, fc)
+    assert out["ledger"]["audit_ok"] is True
+    assert Decimal(out["ledger"]["residual"]) == 0
+    assert out["ledger"]["transactions"] == 1 + 2 * (3 + 5)
 
 
-def test_demo_with_custom_config_text_output(cival_cli, tmp_path):
+def test_paper_with_custom_config_text_output(cival_cli, tmp_path):
     (tmp_path / "custom.yaml").write_text(CUSTOM, encoding="utf-8")
-    result = cival_cli("demo", "--config", "custom.yaml")
+    result = cival_cli("paper", "custom.yaml", "--local", "--bars", "300")
     assert result.returncode == 0, result.stderr
     for name in ("treasury", "fa", "a1", "fb", "b1", "b2", "fc", "c1", "c2"):
         assert re.search(rf"(^|\s){re.escape(name)}\s", result.stdout, re.MULTILINE), name
-    assert "1,000.01 EUR" in result.stdout
-    assert "Audit OK" in result.stdout
+    assert "from deposits of 1,000.01" in result.stdout
+    assert "audit OK" in result.stdout
 
 
 def test_demo_with_invalid_config(cival_cli, tmp_path):

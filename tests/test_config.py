@@ -23,7 +23,13 @@ from cival.config import (
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
-DEMO_TEXT = DEMO.read_text(encoding="utf-8")
+DEMO_FILE_TEXT = DEMO.read_text(encoding="utf-8")
+FILE_DATA = "data:\n  source: file\n  path: data/BTCUSDT-1h.csv.gz\n  symbol: BTCUSDT\n"
+SYNTHETIC_DATA = "data:\n  source: synthetic\n  symbol: SYN-USD\n  bars: 5000\n  seed: 42\n  timeframe: 1h\n"
+# The validation tests below mutate the demo config without its bundled data file beside
+# it, so they use the demo with synthetic data.
+DEMO_TEXT = DEMO_FILE_TEXT.replace(FILE_DATA, SYNTHETIC_DATA)
+assert DEMO_TEXT != DEMO_FILE_TEXT
 
 
 @pytest.fixture
@@ -89,8 +95,11 @@ def test_demo_config_loads_with_expected_shape():
     # Empty storage/streams sections mean the embedded defaults.
     assert config.storage.url is None
     assert config.streams.url is None
-    assert config.data.source == "synthetic"
-    assert config.data_path() is None
+    # The demo trades the bars bundled beside it, found relative to the config file.
+    assert config.data.source == "file"
+    assert config.data_path() == DEMO.parent.resolve() / "data" / "BTCUSDT-1h.csv.gz"
+    assert config.data_path().is_file()
+    assert config_from_dict(parse_yaml(DEMO_TEXT, "x")).data.source == "synthetic"
 
 
 def test_demo_agent_params_are_parsed_into_their_strategy_models():
@@ -454,7 +463,9 @@ def test_relative_data_path_resolves_against_the_config_folder(tmp_path, monkeyp
         (lambda c: c.goals[0], "name", "x"),
         (lambda c: c.goals[0].assign[0], "farm", "breakout"),
         (lambda c: c.risk, "max_position_fraction", Decimal("0.5")),
-        (lambda c: c.data, "seed", 1),
+        (lambda c: c.data, "path", "other.csv"),
+        (lambda c: c.costs, "fee_bps", 1.0),
+        (lambda c: c.farms[0].runtime, "agents", "inline"),
         (lambda c: c.storage, "url", "postgresql://db/x"),
     ],
 )

@@ -62,6 +62,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.config_path = str(path)
     args.strategy = None
     args.data = getattr(args, "data", None)
+    from cival.config import load_config
+
+    load_config(path)  # a bad config is reported before anything is printed
     if not args.json and not args.quiet:
         print(f"Cival demo: the cluster in {path}, paper trading its bundled bars.")
     return cmd_paper(args)
@@ -104,7 +107,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if args.data and not args.strategy:
         symbol = Path(args.data).name.split(".")[0]
     quiet = args.json or args.quiet
-    live = None if quiet else LiveTree(f"{config.name}", config.master.base_currency)
+    live = None if quiet else LiveTree(config.name, config.master.base_currency, master=config.master.name)
     result = run_paper(
         config,
         bars=bars,

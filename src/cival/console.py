@@ -37,8 +37,10 @@ class LiveTree:
         fps: float = 8.0,
         log_every: float = 5.0,
         tty: bool | None = None,
+        master: str = "master",
     ) -> None:
         self.title = title
+        self.master = master
         self.currency = currency
         self.out = out or sys.stdout
         self.tty = self.out.isatty() if tty is None else tty
@@ -77,7 +79,7 @@ class LiveTree:
         total_equity = p.master_cash
         for f in p.farms:
             total_equity += Decimal(f.report.equity)
-        rows.append(("master", money(p.master_cash), money(total_equity), "", "", ""))
+        rows.append((self.master, money(p.master_cash), money(total_equity), "", "", ""))
         for i, f in enumerate(p.farms):
             last_farm = i == len(p.farms) - 1
             r = f.report
