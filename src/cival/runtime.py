@@ -485,7 +485,8 @@ def run_paper(
                     continue
                 if first is None:
                     first = pd.Timestamp(int(batch.ts[0]), tz="UTC")
-                inflight.append((batch, cluster.submit(batch), time.monotonic_ns()))
+                arrived = time.monotonic_ns()
+                inflight.append((batch, cluster.submit(batch), arrived))
                 while len(inflight) > (window if cluster.mode == "ray" else 0):
                     finish(inflight.popleft())
         except KeyboardInterrupt:
