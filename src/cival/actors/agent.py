@@ -220,56 +220,40 @@ class Agent:
             booked_ns=booked,
         )
 
-    def _run(
-        self, batch: BarBatch
-    ) -> tuple[list[Fill], list[OrderIntent], np.ndarray, list[int]]:
+    def _run(self, batch: BarBatch) -> tuple[list[Fill], list[OrderIntent], np.ndarray, list[int]]:
         n = len(batch)
-        rows = self.signals.update_many(
-            batch.open, batch.high, batch.low, batch.close, batch.ts
-        )
+        rows = self.signals.update_many(batch.open, batch.high, batch.low, batch.close, batch.ts)
         cols = self.strategy.columns
-        entries = (rows[:, cols.index("entry")] != 0.0).tolist()
-        exits = (rows[:, cols.index("exit")] != 0.0).tolist()
-        broker = self.broker
+        entries = rows[:, cols.index("entry")] != 0.0
+        exits = rows[:, cols.index("exit")] != 0.0
+        # The broker's compiled loop over the batch: fills at each open, the signals known.
+        run = self.broker.run(batch.open, batch.high, batch.low, batch.close, entries, exits)
         fills: list[Fill] = []
-        intents: list[OrderIntent] = []
         booked: list[int] = []
-        equity = np.empty(n)
-        # Python floats: faster in this loop than numpy scalars, and the same values.
-        opens, highs, lows, closes = (
-            a.tolist() for a in (batch.open, batch.high, batch.low, batch.close)
-        )
-        ts = batch.ts.tolist()
-        step = self.model.qty_step
-        for i in range(n):
-            execution = broker.on_bar(opens[i], highs[i], lows[i])
-            if execution is not None:
-                fills.append(
-                    self._filled(execution, int(ts[i]), broker.last_fill_reason)
+        for i, reason, execution in run.executions():
+            fills.append(self._filled(execution, int(batch.ts[i]), reason))
+            booked.append(time.monotonic_ns())
+        # An intent at each close whose signal the next open will act on.
+        wants = (entries & ~exits & ~run.held) | (exits & run.held)
+        first = self.signals.bars_seen - n + 1
+        intents = []
+        for i in np.flatnonzero(wants).tolist():
+            at = timestamp_of(int(batch.ts[i]))
+            intents.append(
+                OrderIntent(
+                    id=f"{self.name}:intent:{first + i}",
+                    agent=self.name,
+                    symbol=self.symbol,
+                    side="sell" if exits[i] else "buy",
+                    signal_at=at,
+                    at=at,
                 )
-                booked.append(time.monotonic_ns())
-            equity[i] = broker.cash + broker.units * (closes[i] * step)
-            entry, exit_ = entries[i], exits[i]
-            broker.submit(entry, exit_)
-            if (entry and not exit_ and broker.units == 0.0) or (
-                exit_ and broker.units > 0.0
-            ):
-                at = timestamp_of(int(ts[i]))
-                intents.append(
-                    OrderIntent(
-                        id=f"{self.name}:intent:{self.signals.bars_seen - n + i + 1}",
-                        agent=self.name,
-                        symbol=self.symbol,
-                        side="sell" if exit_ else "buy",
-                        signal_at=at,
-                        at=at,
-                    )
-                )
+            )
         if n:
-            self.last_close = float(closes[-1])
-            self.last_ns = int(ts[-1])
-            self.performance.update(batch.ts, equity)
-        return fills, intents, equity, booked
+            self.last_close = float(batch.close[-1])
+            self.last_ns = int(batch.ts[-1])
+            self.performance.update(batch.ts, run.equity)
+        return fills, intents, run.equity, booked
 
     def on_bar(self, bar: Bar) -> list[Fill | OrderIntent]:
         """Process one bar; returns the fill at its open (if any) and the intent for the next."""

@@ -31,8 +31,11 @@ then ``floor`` of an exact integer count, and an exit sells exactly the units he
 a fractional step such as 1e-8 in binary floating point, ``x // 1e-8 * 1e-8`` can leave a
 dust position that can never be sold; counting units avoids that.)
 
-``is_close``, ``add`` and ``settle`` are compiled (numba): Python calls them per fill in
-the bar-by-bar engine, and compiled loops call the very same functions.
+Every rule above is written once, as compiled (numba) functions: ``buy_nb``,
+``sell_units_nb`` and ``stop_price_nb`` over a packed parameter array
+(:func:`model_params`), with ``is_close``, ``add`` and ``settle``. The Python functions
+:func:`buy`, :func:`sell`, :func:`sell_units` and :func:`stop_price` call them, and so do
+the broker's compiled per-bar step and batch loop (:mod:`cival.backtest.broker`).
 
 The arithmetic below reproduces vectorbt's order execution (``portfolio/nb.py``
 ``buy_nb``/``sell_nb`` with percent sizing, and its ``add_nb`` that snaps a sum within
@@ -137,6 +140,73 @@ def settle(cash: float, side: int, notional: float, fee: float) -> float:  # pra
     return cash + add(notional, -fee)
 
 
+# Packed model parameters for compiled code (see model_params).
+P_FEE, P_SLIP, P_FRACTION, P_STEP, P_SL, P_TP = range(6)
+
+
+def model_params(model: FillModel) -> np.ndarray:
+    """The fill model as a float64 array for the compiled functions: fee rate, slippage,
+    fraction, qty_step, stop-loss and take-profit percent (NaN when off)."""
+    return np.array(
+        [
+            model.fee_rate,
+            model.slippage,
+            model.fraction,
+            model.qty_step,
+            math.nan if model.stop_loss_pct is None else model.stop_loss_pct,
+            math.nan if model.take_profit_pct is None else model.take_profit_pct,
+        ],
+        dtype=np.float64,
+    )
+
+
+@njit(cache=True)
+def buy_nb(p, cash, open_price):  # pragma: no cover - compiled
+    """An entry at ``open_price``: (units, unit_price, notional, fee, cash_after); units 0
+    when not even one unit is affordable."""
+    unit_price = (open_price * p[P_STEP]) * (1 + p[P_SLIP])
+    cash_limit = min(cash, p[P_FRACTION] * cash)
+    if cash_limit == 0:
+        return 0.0, unit_price, 0.0, 0.0, cash
+    max_cost = add(cash_limit, -0.0) / (1 + p[P_FEE])
+    if max_cost <= 0:
+        return 0.0, unit_price, 0.0, 0.0, cash
+    units = np.floor(max_cost / unit_price)
+    if units <= 0:
+        return 0.0, unit_price, 0.0, 0.0, cash
+    notional = units * unit_price
+    fee = notional * p[P_FEE]
+    return units, unit_price, notional, fee, settle(cash, 1, notional, fee)
+
+
+@njit(cache=True)
+def sell_units_nb(p, cash, units, price_per_unit):  # pragma: no cover - compiled
+    """An exit of all ``units`` at ``price_per_unit`` less slippage: (unit_price, notional,
+    fee, cash_after)."""
+    unit_price = price_per_unit * (1 - p[P_SLIP])
+    notional = units * unit_price
+    fee = notional * p[P_FEE]
+    return unit_price, notional, fee, settle(cash, -1, notional, fee)
+
+
+@njit(cache=True)
+def stop_price_nb(p, entry_unit_price, open_, high, low):  # pragma: no cover - compiled
+    """Where a stop exits this bar, per unit and before slippage (NaN when none is hit)."""
+    if not np.isnan(p[P_SL]):
+        level = entry_unit_price * (1 - p[P_SL] / 100)
+        if open_ <= level:
+            return open_
+        if low <= level <= high:
+            return level
+    if not np.isnan(p[P_TP]):
+        level = entry_unit_price * (1 + p[P_TP] / 100)
+        if level <= open_:
+            return open_
+        if low <= level <= high:
+            return level
+    return np.nan
+
+
 def order_signals(entry: np.ndarray, exit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(buy, sell) intents per bar: an entry only where there is no exit on the same bar."""
     entry = np.asarray(entry, dtype=bool)
@@ -146,19 +216,10 @@ def order_signals(entry: np.ndarray, exit: np.ndarray) -> tuple[np.ndarray, np.n
 
 def buy(model: FillModel, cash: float, open_price: float) -> Execution | None:
     """Size and fill an entry at ``open_price``; None when not even one unit is affordable."""
-    unit_price = (open_price * model.qty_step) * (1 + model.slippage)
-    cash_limit = min(cash, model.fraction * cash)
-    if cash_limit == 0:
-        return None
-    max_cost = add(cash_limit, -0.0) / (1 + model.fee_rate)
-    if max_cost <= 0:
-        return None
-    units = (max_cost / unit_price) // 1.0 * 1.0
+    units, unit_price, notional, fee, cash_after = buy_nb(model_params(model), float(cash), float(open_price))
     if units <= 0:
         return None
-    notional = units * unit_price
-    fee = notional * model.fee_rate
-    return Execution(1, units, unit_price, notional, fee, settle(cash, 1, notional, fee))
+    return Execution(1, units, unit_price, notional, fee, cash_after)
 
 
 def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: float, low: float) -> float:
@@ -167,19 +228,7 @@ def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: fl
     ``entry_unit_price`` is the entry fill's unit price; ``open_``, ``high``, ``low`` are the
     bar's prices times ``qty_step``. See the module docstring for the rule.
     """
-    if model.stop_loss_pct is not None:
-        level = entry_unit_price * (1 - model.stop_loss_pct / 100)
-        if open_ <= level:
-            return open_
-        if low <= level <= high:
-            return level
-    if model.take_profit_pct is not None:
-        level = entry_unit_price * (1 + model.take_profit_pct / 100)
-        if level <= open_:
-            return open_
-        if low <= level <= high:
-            return level
-    return math.nan
+    return float(stop_price_nb(model_params(model), float(entry_unit_price), float(open_), float(high), float(low)))
 
 
 def sell(model: FillModel, cash: float, units: float, open_price: float) -> Execution:
@@ -189,10 +238,8 @@ def sell(model: FillModel, cash: float, units: float, open_price: float) -> Exec
 
 def sell_units(model: FillModel, cash: float, units: float, price_per_unit: float) -> Execution:
     """Fill an exit of all ``units`` at ``price_per_unit`` (a price times qty_step), less slippage."""
-    unit_price = price_per_unit * (1 - model.slippage)
-    notional = units * unit_price
-    fee = notional * model.fee_rate
-    return Execution(-1, units, unit_price, notional, fee, settle(cash, -1, notional, fee))
+    unit_price, notional, fee, cash_after = sell_units_nb(model_params(model), float(cash), float(units), float(price_per_unit))
+    return Execution(-1, float(units), unit_price, notional, fee, cash_after)
 
 
 __all__ = [
@@ -200,6 +247,10 @@ __all__ = [
     "FillModel",
     "add",
     "buy",
+    "buy_nb",
+    "model_params",
+    "sell_units_nb",
+    "stop_price_nb",
     "is_close",
     "order_signals",
     "sell",

@@ -43,25 +43,16 @@ class Simulation:
 
 
 def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
-    """Bar-by-bar simulation: the paper-trading broker fed the signals bar by bar."""
+    """Bar-by-bar simulation: the paper-trading broker's compiled bar step over every bar."""
     from cival.backtest.broker import PaperBroker
 
     entry = np.asarray(entry, dtype=bool)
     exit = np.asarray(exit, dtype=bool)
     opens, highs, lows, closes = (bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close"))
     broker = PaperBroker(model)
-    n = len(bars)
-    fills: list[tuple[int, Execution]] = []
-    equity = np.empty(n)
-    held = np.zeros(n, dtype=bool)
-    for t in range(n):
-        fill = broker.on_bar(opens[t], highs[t], lows[t])
-        if fill is not None:
-            fills.append((t, fill))
-        equity[t] = broker.equity(closes[t])
-        held[t] = broker.in_position
-        broker.submit(entry[t], exit[t])
-    return _simulation(bars, model, _fill_arrays(fills), equity, held, broker.cash)
+    run = broker.run(opens, highs, lows, closes, entry, exit)
+    fills = [(t, execution) for t, _, execution in run.executions()]
+    return _simulation(bars, model, _fill_arrays(fills), run.equity, run.held, broker.cash)
 
 
 def _fill_arrays(fills: list[tuple[int, Execution]]) -> dict[str, np.ndarray]:
