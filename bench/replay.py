@@ -83,7 +83,7 @@ def _variant(strategy: str, i: int) -> dict:
 
 def bench_replay(bars, repeat: int) -> None:
     from cival.backtest import FillModel, backtest
-    from cival.runtime import RayCluster, cluster_spec, replay_batches
+    from cival.runtime import DEFAULT_BATCH, RayCluster, cluster_spec, replay_batches
 
     config = nine_agent_config(DATA)
     spec = cluster_spec(config, symbol="BTCUSDT")
@@ -107,9 +107,9 @@ def bench_replay(bars, repeat: int) -> None:
             cluster.fund()
             t0 = time.perf_counter()
             handles = []
-            for batch in replay_batches(bars, "max", 2000):
+            for batch in replay_batches(bars, "max", DEFAULT_BATCH):  # as run_paper does
                 handles.append(cluster.submit(batch))
-                if len(handles) > 3:
+                if len(handles) > 2:
                     cluster.wait(handles.pop(0))
             for h in handles:
                 cluster.wait(h)

@@ -394,3 +394,50 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
     while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "Ray processes left running"
+
+
+def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
+    """RAY_ADDRESS (or --address): the session's actors go to that cluster, which is left
+    running afterwards."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import tempfile
+
+    ray_cli = Path(sys.executable).parent / "ray"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block",
+         f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "ray start --head did not come up"
+                time.sleep(0.5)
+        env = dict(os.environ, PYTHONPATH=str(SRC), RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"127.0.0.1:{port}")
+        result = subprocess.run(
+            [sys.executable, "-m", "cival", "demo", "--bars", "300", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["mode"] == "ray" and report["ledger"]["audit_ok"] is True and report["bars"] == 300
+        assert head.poll() is None  # the cluster it joined is still up
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=10)

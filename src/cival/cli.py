@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--slippage-bps", type=float, default=None, metavar="N", help="with --strategy: adverse slippage, basis points (default 5)"
     )
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="with --strategy: share of cash per entry (default 1.0)")
-    _add_session_arguments(p, batch=2000)
+    _add_session_arguments(p, batch=10_000)
     p.set_defaults(func=cmd_paper)
 
     p = sub.add_parser(

@@ -44,8 +44,8 @@ from cival.core.messages import Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 
-DEFAULT_BATCH = 2_000
-"""Bars per batch when replaying at full speed."""
+DEFAULT_BATCH = 10_000
+"""Bars per batch when replaying at full speed (each batch costs a few actor calls)."""
 
 
 class RuntimeFailure(CivalError):
@@ -419,7 +419,7 @@ def run_paper(
     address: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
-    window: int = 3,
+    window: int = 2,
     source: str | None = None,
     symbol: str | None = None,
 ) -> PaperResult:

@@ -66,8 +66,9 @@ class AgentUpdate:
     """What an agent reports after a batch of bars."""
 
     name: str
-    fills: list[Fill]
-    intents: list[OrderIntent]
+    fills: int
+    """Fills booked in the batch (the messages stay with the agent: ``Agent.fills``)."""
+    intents: int
     equity: np.ndarray
     """Equity (broker cash + position at the close) at each bar of the batch, float."""
     report: PerformanceReport
@@ -121,6 +122,7 @@ class Agent:
         self.executions: list[tuple[int, Execution]] = []
         """(bar time in ns, execution) of every fill, for the trades table."""
         self.performance = PerformanceTracker()
+        self._cash_key = f"{self.ref}/cash"
         self.last_close = float("nan")
         self.last_ns = 0
         if standalone is None:
@@ -211,8 +213,8 @@ class Agent:
         fills, intents, equity, booked = self._run(batch)
         return AgentUpdate(
             name=self.name,
-            fills=fills,
-            intents=intents,
+            fills=len(fills),
+            intents=len(intents),
             equity=equity if with_equity else np.empty(0),
             report=self.report(),
             position_qty=Decimal(int(self.broker.units)) * self.step,
@@ -240,7 +242,8 @@ class Agent:
         for i in np.flatnonzero(wants).tolist():
             at = timestamp_of(int(batch.ts[i]))
             intents.append(
-                OrderIntent(
+                # Built from checked values by this code: constructed without re-validation.
+                OrderIntent.model_construct(
                     id=f"{self.name}:intent:{first + i}",
                     agent=self.name,
                     symbol=self.symbol,
@@ -281,7 +284,7 @@ class Agent:
         notional = None
         if self.books is not None:
             quantum = self.books.ledger.quantum
-            before = self.books.cash(self.ref).amount
+            before = self.books.ledger.balance(self._cash_key)
             after = Decimal(repr(execution.cash_after)).quantize(quantum, ROUND_DOWN)
             fee_booked = fee.quantize(quantum, ROUND_UP)
             notional = (
@@ -460,4 +463,14 @@ class Agent:
         return self.books
 
 
-__all__ = ["Agent", "AgentError", "AgentUpdate", "dec", "iso"]
+def warm_up(strategy: str, model: FillModel) -> None:
+    """Load (or compile) the compiled code an agent runs, on three throwaway bars, so that a
+    new process pays for it while the cluster starts rather than on its first bars."""
+    prices = np.array([100.0, 101.0, 99.0])
+    ts = np.array([0, 60_000_000_000, 120_000_000_000], dtype=np.int64)
+    batch = BarBatch(ts, prices, prices + 1.0, prices - 1.0, prices)
+    agent = Agent("warm-up", strategy, None, model, "X", standalone=True)
+    agent._run(batch)
+
+
+__all__ = ["Agent", "AgentError", "AgentUpdate", "dec", "iso", "warm_up"]

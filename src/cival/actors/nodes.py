@@ -423,7 +423,7 @@ class FarmNode:
                 equity += u.equity
             self.reports[u.name] = u.report
             self.positions[u.name] = dec(u.position_qty)
-            self.fill_count += len(u.fills)
+            self.fill_count += u.fills
             booked += u.booked_ns
         # Starting equity: what the farm received from the master, net.
         self.performance.start(float(-self.books.link_balance(self.ref, MASTER)))

@@ -186,6 +186,8 @@ class AuditReport:
 def _utc(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
+    if at.tzinfo is UTC:
+        return at
     if at.tzinfo is None or at.utcoffset() is None:
         raise LedgerError(f"timestamp {at.isoformat()} has no time zone; pass an aware datetime (UTC)")
     return at.astimezone(UTC)
@@ -215,8 +217,10 @@ class Ledger:
 
     def open_account(self, key: str, kind: AccountKind, owner: str, symbol: str | None = None) -> Account:
         """Open an account (idempotent for the same definition)."""
-        account = Account(key=key, kind=AccountKind(kind), owner=owner, symbol=symbol)
         existing = self._accounts.get(key)
+        if existing is not None and existing.kind is kind and existing.owner == owner and existing.symbol == symbol:
+            return existing  # the common case, kept cheap: fills reopen their position account
+        account = Account(key=key, kind=AccountKind(kind), owner=owner, symbol=symbol)
         if existing is not None:
             if existing != account:
                 raise LedgerError(f"account {key!r} already exists as {existing}; cannot reopen it as {account}")
@@ -320,14 +324,17 @@ class Ledger:
                 delta[p.account] = delta.get(p.account, ZERO) + p.amount
                 if p.quantity:
                     qdelta[p.account] = qdelta.get(p.account, ZERO) + p.quantity
-        what = "+".join(dict.fromkeys(d.type.value for _, d, _ in fresh)) or "transaction"
+
+        def what() -> str:  # for error messages only
+            return "+".join(dict.fromkeys(d.type.value for _, d, _ in fresh)) or "transaction"
+
         for key, d in delta.items():
             acct = self._accounts[key]
             after = self._balance[key] + d
             if acct.kind is AccountKind.CASH and after < 0:
-                raise InsufficientFundsError(key, self._balance[key], -d, self.currency, what)
+                raise InsufficientFundsError(key, self._balance[key], -d, self.currency, what())
             if acct.kind is AccountKind.POSITION and after < 0:
-                raise LedgerError(f"{what} refused: position {key} would have a negative cost ({after})")
+                raise LedgerError(f"{what()} refused: position {key} would have a negative cost ({after})")
         for key in {**delta, **qdelta}:
             acct = self._accounts[key]
             if acct.kind is not AccountKind.POSITION:
@@ -336,12 +343,12 @@ class Ledger:
             c_after = self._balance[key] + delta.get(key, ZERO)
             if q_after < 0:
                 raise LedgerError(
-                    f"{what} refused: {key} holds {self._quantity[key]} units; "
+                    f"{what()} refused: {key} holds {self._quantity[key]} units; "
                     f"cannot remove {-qdelta[key]}. Sell at most what is held."
                 )
             if q_after == 0 and c_after != 0:
                 raise LedgerError(
-                    f"{what} refused: {key} would hold no units but a cost of {c_after}; "
+                    f"{what()} refused: {key} would hold no units but a cost of {c_after}; "
                     "relieve the whole cost when closing a position"
                 )
 
@@ -381,6 +388,7 @@ class Ledger:
         allowed = ALLOWED_KINDS[tx_type]
         total = ZERO
         postings: list[Posting] = []
+        unchanged = True
         for p in draft.postings:
             if not isinstance(p, Posting):
                 raise LedgerError(f"{key}: postings must be Posting objects, got {type(p).__name__}")
@@ -391,19 +399,26 @@ class Ledger:
                 raise LedgerError(
                     f"{key}: a {tx_type.value} transaction may not touch {acct.kind.value} account {p.account}"
                 )
-            amount = to_decimal(p.amount, what=f"{key}: amount for {p.account}")
+            amount, quantity = p.amount, p.quantity
+            if type(amount) is not Decimal or not amount.is_finite():
+                amount = to_decimal(amount, what=f"{key}: amount for {p.account}")
+                unchanged = False
             if amount % self._quantum != 0:
                 raise LedgerError(
                     f"{key}: amount {amount} for {p.account} has more than {self.scale} decimal places; "
                     "round it explicitly before posting"
                 )
-            quantity = to_decimal(p.quantity, what=f"{key}: quantity for {p.account}")
+            if type(quantity) is not Decimal or not quantity.is_finite():
+                quantity = to_decimal(quantity, what=f"{key}: quantity for {p.account}")
+                unchanged = False
             if quantity and acct.kind is not AccountKind.POSITION:
                 raise LedgerError(f"{key}: only position accounts carry a quantity ({p.account} does not)")
             total += amount
-            postings.append(Posting(p.account, amount, quantity))
+            postings.append(p if unchanged else Posting(p.account, amount, quantity))
         if total != 0:
             raise LedgerError(f"{key}: postings must sum to zero, they sum to {total} {self.currency}")
+        if unchanged and type(draft.postings) is tuple and draft.type is tx_type:
+            return draft  # already exact: no copy
         return TxDraft(tx_type, key, tuple(postings), draft.at, draft.memo)
 
     @staticmethod

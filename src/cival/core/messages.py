@@ -37,6 +37,8 @@ class Message(BaseModel):
     @field_validator("at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is UTC:
+            return value
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("must carry a time zone (UTC)")
         return value.astimezone(UTC)
