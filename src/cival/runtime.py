@@ -48,6 +48,10 @@ DEFAULT_BATCH = 10_000
 """Bars per batch when replaying at full speed (each batch costs a few actor calls)."""
 
 
+SMALL_BATCH = 256
+"""Batches up to this many bars are sent by value (no object store round trip)."""
+
+
 class RuntimeFailure(CivalError):
     """The cluster could not be started or reached, or a session could not run."""
 
@@ -292,8 +296,9 @@ class RayCluster:
     def submit(self, batch: BarBatch) -> list[Any]:
         import ray
 
-        ref = ray.put(batch)
-        return [farm.on_bars.remote([ref]) for farm in self.farms.values()]
+        # A few bars travel in the call itself; a large batch is stored once and shared.
+        item = batch if len(batch) <= SMALL_BATCH else ray.put(batch)
+        return [farm.on_bars.remote([item]) for farm in self.farms.values()]
 
     def wait(self, handle: list[Any]) -> list[FarmUpdate]:
         import ray

@@ -6,10 +6,10 @@ Calls only go down the hierarchy (replies come back as return values), so no two
 ever wait on each other. Ray runs one actor's calls one at a time, in the order each
 caller sent them, which is the order the nodes need.
 
-Bars reach the farms as an object reference to a :class:`~cival.core.bar.BarBatch`
-(wrapped in a list so Ray passes the reference on rather than the value); a farm with
-agent actors forwards the same reference, so a batch is stored once however many
-agents read it.
+Bars reach the farms as a :class:`~cival.core.bar.BarBatch`: small batches (live bars)
+by value, in the call itself; large ones (replay) as an object reference, wrapped in a
+list so Ray passes the reference on rather than the value. A farm with agent actors
+forwards what it got, so a large batch is stored once however many agents read it.
 
 Each actor process keeps a growing journal of small objects; with Python's default
 collector thresholds, full collections walk that whole heap again and again (a quarter
@@ -111,14 +111,13 @@ class FarmActor:
         return self.node.on_collect(msg)
 
     def on_bars(self, wrapped: list[Any]) -> FarmUpdate:
-        ref = wrapped[0]
+        """``wrapped[0]`` is a batch, or a reference to one (large batches are stored once)."""
+        item = wrapped[0]
+        batch = ray.get(item) if isinstance(item, ray.ObjectRef) else item
         if self.node.spec.inline:
-            batch = ray.get(ref)
             updates = self.node.run_inline(batch)
         else:
-            pending = [h.on_batch.remote(ref) for h in self.handles.values()]
-            batch = ray.get(ref)
-            updates = ray.get(pending)
+            updates = ray.get([h.on_batch.remote(item) for h in self.handles.values()])
         return self.node.on_updates(batch, updates)
 
     def snapshot(self) -> dict[str, Any]:
