@@ -313,3 +313,14 @@ def test_cluster_audit_flags_money_received_but_never_sent_or_altered_in_flight(
     other.receive("farm:f", "master", Decimal(11), key="m2")
     audit = combine([summarize(master), summarize(other)])
     assert not audit.ok and any("received 11" in p for p in audit.problems)
+
+
+def test_paced_replay_bar_by_bar_equals_full_speed_batches():
+    """--speed N sends one bar at a time when its time comes; the results equal --speed max."""
+    config = load_config(ROOT / "configs" / "demo.yaml")
+    bars = _demo_bars(config, 800)
+    paced = run_paper(config, bars=bars, local=True, speed=1e12)  # 1 h bars at 1e12 x: no waiting
+    fast = run_paper(config, bars=bars, local=True, speed="max")
+    assert paced.bars == fast.bars == 800
+    a, b = _comparable(paced.report), _comparable(fast.report)
+    assert a == b and sum(x["trade_count"] for f in a["farms"] for x in f["agents"]) > 5
