@@ -3,7 +3,6 @@ to end, actor and inline farms, duplicates and a clean stop. One local Ray per m
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import threading
@@ -23,6 +22,7 @@ from cival.core.messages import Allocate  # noqa: E402
 from cival.data import load_bars  # noqa: E402
 from cival.runtime import RayCluster, run_paper, session_bars, single_agent_config  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
+from tests.test_runtime import _comparable  # noqa: E402
 
 DEMO = ROOT / "configs" / "demo.yaml"
 
@@ -56,17 +56,6 @@ def test_a_one_agent_cluster_on_ray_trades_exactly_as_the_backtest(shared_data, 
         for key, value in (("qty", w.qty), ("entry_price", w.entry_price), ("exit_price", w.exit_price), ("fees", w.fees)):
             assert Decimal(g[key]) == Decimal(repr(float(value))), key
     assert result.audit.ok and result.report["ledger"]["ledgers"] == 3
-
-
-def _comparable(report):
-    out = copy.deepcopy(report)
-    for key in ("generated_at", "mode"):
-        out.pop(key)
-    for farm in out["farms"]:
-        farm.pop("agents_mode")
-    for key in ("ledgers", "transactions"):
-        out["ledger"].pop(key)
-    return out
 
 
 def test_actor_and_inline_farms_on_ray_and_in_process_give_identical_results():

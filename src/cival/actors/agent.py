@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution, FillModel, step_decimals
@@ -176,26 +177,9 @@ class Agent:
         books = self._books()
         if msg.source != self.ref:
             raise AgentError(f"{self.ref} received a collection for {msg.source}")
-        parent = books.root.parent or farm_ref(self.farm)
-        transfer_id = f"{msg.id}:transfer"
-        tx = books.send(
-            self.ref,
-            parent,
-            msg.amount,
-            key=transfer_id,
-            at=msg.at,
-            type=TxType.COLLECTION,
-        )
+        transfer = send_up(books, self.ref, books.root.parent or farm_ref(self.farm), msg)
         self.sync_cash()
-        amount = tx.amount_of(f"{self.ref}/link/{parent}")
-        return Transfer(
-            id=transfer_id,
-            at=msg.at,
-            source=self.ref,
-            target=parent,
-            amount=amount,
-            cause=msg.id,
-        )
+        return transfer
 
     def sync_cash(self) -> None:
         """Set the broker's cash to the books' (after money moved in or out)."""

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from cival.core.ledger import ZERO, AccountKind, AuditReport
+from cival.core.ledger import ZERO, AccountKind, AuditReport, TxType
+from cival.core.messages import Collect, Transfer
 from cival.core.wallets import WalletTree
 
 
@@ -46,6 +47,17 @@ class BooksSummary:
     links: tuple[LinkMove, ...]
     cash: Decimal
     positions_at_cost: Decimal
+
+
+def send_up(books: WalletTree, source: str, parent: str, msg: Collect) -> Transfer:
+    """Answer a Collect: book the sending of ``msg.amount`` (all cash when None) from
+    ``source`` to ``parent`` (in other books) and return the Transfer for the parent to
+    book. Its id derives from the Collect's, so a duplicate Collect returns the same
+    Transfer and books nothing."""
+    transfer_id = f"{msg.id}:transfer"
+    tx = books.send(source, parent, msg.amount, key=transfer_id, at=msg.at, type=TxType.COLLECTION)
+    amount = tx.amount_of(f"{source}/link/{parent}")
+    return Transfer(id=transfer_id, at=msg.at, source=source, target=parent, amount=amount, cause=msg.id)
 
 
 def summarize(books: WalletTree) -> BooksSummary:
@@ -192,4 +204,4 @@ def combine(summaries: list[BooksSummary], currency: str = "USD") -> ClusterAudi
     )
 
 
-__all__ = ["BooksSummary", "ClusterAudit", "LinkMove", "combine", "summarize"]
+__all__ = ["BooksSummary", "ClusterAudit", "LinkMove", "combine", "send_up", "summarize"]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from cival.actors.agent import Agent, AgentUpdate, dec
+from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.allocation import plan_for
 from cival.backtest.fills import FillModel
@@ -388,24 +389,7 @@ class FarmNode:
         """Send the farm's own cash up to the master (``msg.amount``, or all of it)."""
         if msg.source != self.ref:
             raise NodeError(f"farm {self.name} received a collection for {msg.source}")
-        transfer_id = f"{msg.id}:transfer"
-        tx = self.books.send(
-            self.ref,
-            MASTER,
-            msg.amount,
-            key=transfer_id,
-            at=msg.at,
-            type=TxType.COLLECTION,
-        )
-        amount = tx.amount_of(f"{self.ref}/link/{MASTER}")
-        return Transfer(
-            id=transfer_id,
-            at=msg.at,
-            source=self.ref,
-            target=MASTER,
-            amount=amount,
-            cause=msg.id,
-        )
+        return send_up(self.books, self.ref, MASTER, msg)
 
     # bars
 

@@ -25,7 +25,6 @@ import numpy as np
 import ray
 
 from cival.actors.agent import AgentUpdate, warm_up
-from cival.actors.performance import PerformanceTracker
 from cival.actors.books import BooksSummary, summarize
 from cival.actors.nodes import (
     AgentSpec,
@@ -35,6 +34,7 @@ from cival.actors.nodes import (
     FarmUpdate,
     MasterNode,
 )
+from cival.actors.performance import PerformanceTracker
 from cival.core.bar import BarBatch
 from cival.core.messages import Allocate, Collect, Transfer
 
