@@ -149,11 +149,6 @@ class Agent:
     def params(self) -> BaseModel:
         return self.signals.params
 
-    @property
-    def own_books(self) -> bool:
-        """Whether the agent's wallet is the top of its books (an agent actor's)."""
-        return self.books is not None and self.books.root.ref == self.ref
-
     # -- money ----------------------------------------------------------------------
 
     def on_allocate(self, msg: Allocate) -> None:

@@ -174,7 +174,8 @@ class MasterNode:
         """Deposit the initial capital and split it across the farms by the master's policy.
 
         Returns the Allocate messages to deliver (each already booked as sent). The
-        message ids are deterministic, so funding twice books and sends nothing new.
+        message ids are deterministic: funding again books nothing and returns the same
+        messages, whose second delivery books nothing either.
         """
         config = self.spec.config
         self.books.deposit(config.master.initial_deposit, key="deposit:initial")
