@@ -100,7 +100,52 @@ class FixedPolicy(StrictModel):
     reserve_pct: Percent = Decimal(0)
 
 
-AllocationPolicy = Annotated[Union[EqualPolicy, FixedPolicy], Field(discriminator="policy")]
+Share = Annotated[ExactDecimal, Field(ge=0, le=1)]
+
+
+class _LimitedPolicy(StrictModel):
+    reserve_pct: Percent = Decimal(0)
+    min_share: Share = Decimal(0)
+    """Least share of what is distributed that each child gets (a fraction)."""
+    max_share: Share = Decimal(1)
+    """Most share of what is distributed that each child may get (a fraction)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _LimitedPolicy:
+        if self.min_share > self.max_share:
+            raise ValueError(f"min_share ({self.min_share}) must not exceed max_share ({self.max_share})")
+        return self
+
+
+class InverseVolatilityPolicy(_LimitedPolicy):
+    """Split in proportion to ``1 / std`` of each child's bar returns over ``lookback_bars``."""
+
+    policy: Literal["inverse_volatility"]
+    lookback_bars: WholeNumber = Field(100, ge=2)
+
+
+class PerformancePolicy(_LimitedPolicy):
+    """Split in proportion to ``max(score - floor, 0)``, the score being each child's trailing
+    Sharpe ratio or return over ``lookback_bars``; ``min_share`` lets a new child prove itself."""
+
+    policy: Literal["performance"]
+    metric: Literal["sharpe", "return"] = "sharpe"
+    lookback_bars: WholeNumber = Field(100, ge=2)
+    floor: FiniteFloat = 0.0
+    min_share: Share = Decimal("0.05")
+
+
+AllocationPolicy = Annotated[
+    Union[EqualPolicy, FixedPolicy, InverseVolatilityPolicy, PerformancePolicy], Field(discriminator="policy")
+]
+
+
+class RebalanceConfig(StrictModel):
+    """Re-split by the allocation policy every ``every_bars`` bars (off when not given).
+    Only free cash moves, unless ``liquidate`` asks to sell positions (at the next open)."""
+
+    every_bars: WholeNumber | None = Field(None, gt=0)
+    liquidate: bool = False
 
 
 # -- agents and farms -------------------------------------------------------------------
@@ -147,6 +192,7 @@ class FarmConfig(StrictModel):
     name: Name
     type: FarmType
     allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
+    rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
     runtime: FarmRuntime = Field(default_factory=FarmRuntime)
     agents: list[AgentConfig] = Field(min_length=1)  # type: ignore[valid-type]
 
@@ -160,6 +206,7 @@ class MasterConfig(StrictModel):
     base_currency: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{2,9}$")] = "USD"
     initial_deposit: PositiveAmount
     allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
+    rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
 
     @field_validator("base_currency", mode="before")
     @classmethod
@@ -458,6 +505,12 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
 
 
 def _weights(path: str, policy: Any, children: list[str], what: str) -> Iterable[ConfigIssue]:
+    if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
+        yield ConfigIssue(
+            f"{path}.min_share",
+            f"{policy.min_share} for each of {len(children)} {what}s is more than the whole amount; "
+            f"use at most {Decimal(1) / len(children):.4f}",
+        )
     if not isinstance(policy, FixedPolicy):
         return
     for name in policy.weights:
@@ -637,6 +690,9 @@ __all__ = [
     "FarmRuntime",
     "FileData",
     "FixedPolicy",
+    "InverseVolatilityPolicy",
+    "PerformancePolicy",
+    "RebalanceConfig",
     "MasterConfig",
     "RiskConfig",
     "SizingConfig",
