@@ -14,11 +14,12 @@ from cival.actors.agent import dec, iso
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.backtest import FillModel, backtest
-from cival.config import config_from_dict, load_config
+from cival.config import config_from_dict, load_config, parse_yaml
 from cival.core.bar import BarBatch
-from cival.core.messages import Allocate
+from cival.core.bar import timestamp_of
+from cival.core.messages import Allocate, Collect
 from cival.data import load_bars
-from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, run_paper, single_agent_config
+from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, replay_batches, run_paper, single_agent_config
 from tests.conftest import ROOT
 
 PARITY = [
@@ -133,7 +134,10 @@ def test_report_has_every_documented_key_as_exact_strings():
     report = json.loads(json.dumps(result.report))
     entity_keys = {"name", "cash", "positions", "equity", "realized_pnl", "unrealized_pnl", "fees", "trades", "halts"}
     assert entity_keys <= set(report["master"])
-    assert report["goals"] == []
+    assert [g["name"] for g in report["goals"]] == ["trend-profit", "breakout-volume", "price-action-quality"]
+    for g in report["goals"]:
+        assert {"name", "type", "status", "progress", "completed_at", "collected"} <= set(g)
+        assert g["status"] in ("active", "completed", "failed") and 0 <= Decimal(g["progress"]) <= 100
     for farm in report["farms"]:
         assert entity_keys | {"total_equity", "agents"} <= set(farm)
         for agent in farm["agents"]:
@@ -253,7 +257,8 @@ def test_stop_event_ends_the_session_cleanly_with_positions_reported():
 
     result = run_paper(config, local=True, batch_size=100, on_progress=progress, stop=stop)
     assert result.interrupted and result.report["interrupted"] is True
-    assert result.bars == 500 < 12_556
+    # The demo has goals: batches end on its checkpoints (every 24 bars), one at a time.
+    assert result.bars == seen[-1] == 5 * 24
     assert result.audit.ok and result.audit.residual == 0
     agents = [a for f in result.report["farms"] for a in f["agents"]]
     held = [a for a in agents if a["positions"]]
@@ -324,3 +329,82 @@ def test_paced_replay_bar_by_bar_equals_full_speed_batches():
     assert paced.bars == fast.bars == 800
     a, b = _comparable(paced.report), _comparable(fast.report)
     assert a == b and sum(x["trade_count"] for f in a["farms"] for x in f["agents"]) > 5
+
+
+def _goal_config(every: int, inline: bool = False):
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["checkpoint"] = {"every_bars": every}
+    raw["goals"] = [
+        {"name": "gator-300", "type": "profit_target", "target": {"profit": "300"}, "assign": [{"agent": "gator-13-8-5"}]},
+        {"name": "darvas-10", "type": "trade_volume", "target": {"trades": 10}, "assign": [{"farm": "breakout"}], "on_complete": "none"},
+        {"name": "never", "type": "profit_target", "target": {"profit": "1000000"}, "assign": [{"farm": "price-action"}], "deadline": {"bars": 500}},
+    ]
+    if inline:
+        for farm in raw["farms"]:
+            farm["runtime"] = {"agents": "inline"}
+    return config_from_dict(raw)
+
+
+def test_a_completed_goal_collects_the_agents_profit_to_the_master_once():
+    config = _goal_config(every=1)
+    bars = _demo_bars(config, 1500)
+    result = run_paper(config, bars=bars, local=True)
+    goals = {g["name"]: g for g in result.report["goals"]}
+    gator, darvas, never = goals["gator-300"], goals["darvas-10"], goals["never"]
+    assert gator["status"] == "completed" and gator["progress"] == "100" and gator["completing_trade"]
+    assert darvas["status"] == "completed" and darvas["collected"] == "0"  # on_complete: none
+    assert never["status"] == "failed" and Decimal(never["progress"]) < 100
+    # Checked every bar: the collection happens at the close of the completing trade's
+    # bar, and takes exactly the profit above the agent's principal (34,200).
+    collected = Decimal(gator["collected"])
+    assert collected >= Decimal("300")
+    assert Decimal(result.report["master"]["cash"]) == Decimal("10000") + collected
+    assert result.audit.ok and result.audit.residual == 0
+    # The money left the agent: its equity plus what was collected is what it earned.
+    agent = result.report["farms"][0]["agents"][0]
+    earned = sum(Decimal(t["pnl"]) for t in agent["trades"])
+    assert abs(Decimal(agent["equity"]) + collected - Decimal("34200") - earned - Decimal(agent["unrealized_pnl"])) < Decimal("0.0001")
+
+
+def test_goals_act_at_the_same_bars_whatever_the_batching_and_wherever_agents_run():
+    config = _goal_config(every=10)
+    bars = _demo_bars(config, 1500)
+    runs = [
+        run_paper(config, bars=bars, local=True, speed="max", batch_size=10_000),
+        run_paper(config, bars=bars, local=True, speed=1e12),  # one bar at a time
+        run_paper(_goal_config(every=10, inline=True), bars=bars, local=True),
+    ]
+    reports = [_comparable(r.report) for r in runs]
+    assert reports[0] == reports[1] == reports[2]
+    assert any(g["status"] == "completed" and Decimal(g["collected"]) > 0 for g in reports[0]["goals"])
+
+
+def test_a_checkpoint_delivered_again_collects_nothing_more():
+    config = _goal_config(every=1)
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    trades = []
+    goals = None
+    for i, batch in enumerate(replay_batches(_demo_bars(config, 1500), "max", 1)):
+        updates = cluster.submit(batch)
+        trades = [t for u in updates for t in u.trades]
+        now = timestamp_of(int(batch.ts[-1]))
+        goals = cluster.checkpoint(trades, i + 1, now, {})
+        if trades and any(g["status"] == "completed" and g["name"] == "gator-300" for g in goals):
+            break
+    before = combine(cluster.summaries())
+    # The same checkpoint again (a retried call): the goal does not fire twice.
+    again = cluster.checkpoint(trades, i + 1, now, {})
+    assert again == goals
+    after = combine(cluster.summaries())
+    assert (after.transactions, after.cash) == (before.transactions, before.cash)
+    # And the Collect itself delivered twice books nothing.
+    msg = Collect(id="goal:gator-300>agent:gator-13-8-5", source="agent:gator-13-8-5", basis="profit")
+    farm = cluster.farms["trend"]
+    assert farm.goal_collect(msg) == msg
+    transfer = cluster.agents["gator-13-8-5"].on_collect(msg)
+    farm.on_goal_transfer(msg, transfer)
+    cluster.master.on_goal_transfer(msg, farm.forward_up(msg))
+    assert combine(cluster.summaries()).transactions == before.transactions
+    assert {g["name"]: g["collected"] for g in cluster.goal_states()} == {g["name"]: g["collected"] for g in goals}

@@ -124,6 +124,6 @@ def test_stopping_a_ray_session_reports_positions_and_a_clean_audit():
             stop.set()
 
     result = run_paper(config, batch_size=200, on_progress=progress, stop=stop)
-    assert result.interrupted and 600 <= result.bars < 12_556
+    assert result.interrupted and result.bars == calls[-1] < 12_556
     assert result.audit.ok and result.audit.residual == 0 and result.audit.in_flight == 0
     assert result.report["bars"] == result.bars

@@ -379,6 +379,13 @@ class StreamsConfig(StrictModel):
         return _check_url(value, ("redis", "rediss"), "REDIS_URL")
 
 
+class CheckpointConfig(StrictModel):
+    """Goals are evaluated (and their collections made) every ``every_bars`` bars; replay
+    batches end on these checkpoints, so results do not depend on the batch size."""
+
+    every_bars: WholeNumber = Field(100, gt=0)
+
+
 class ClusterConfig(StrictModel):
     """A whole cluster: master wallet, farms, agents, goals, risk, data and infrastructure."""
 
@@ -389,6 +396,7 @@ class ClusterConfig(StrictModel):
     goals: list[GoalConfig] = Field(default_factory=list)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     data: DataConfig
     storage: StorageConfig = Field(default_factory=StorageConfig)
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
@@ -680,6 +688,7 @@ def _issue(err: Any) -> ConfigIssue:
 __all__ = [
     "AGENT_MODELS",
     "Assignment",
+    "CheckpointConfig",
     "ClusterConfig",
     "ConfigError",
     "ConfigIssue",

@@ -99,7 +99,16 @@ class LiveTree:
         head = ("wallet", "cash", "equity", "net P&L", "position", "trades")
         width = max(len(r[0]) for r in [head, *rows]) + 2
         fmt = "{:<%d}{:>16}{:>16}{:>14}{:>14}{:>8}" % width  # noqa: UP031
-        return [self.status(p), "", fmt.format(*head), *(fmt.format(*r) for r in rows)]
+        lines = [self.status(p), "", fmt.format(*head), *(fmt.format(*r) for r in rows)]
+        if p.goals:
+            lines.append("")
+            for g in p.goals:
+                collected = Decimal(g["collected"])
+                lines.append(
+                    f"goal {g['name']:<24} {g['status']:<10} {Decimal(g['progress']):>6.2f} %"
+                    + (f"  collected {money(collected)} {self.currency}" if collected else "")
+                )
+        return lines
 
     def _draw(self, lines: list[str]) -> None:
         if self._drawn:
@@ -134,6 +143,11 @@ def summary_lines(report: dict[str, Any], audit: Any, seconds: float, start_seco
                 f"  {farm['name']}/{a['name']}: {a['trade_count']} trades, realised {money(a['realized_pnl'])}, "
                 f"fees {money(a['fees'])}, equity {money(a['equity'])} {cur}" + (f"; open: {pos}" if pos else "; flat")
             )
+    for g in report.get("goals", []):
+        when = f" at {g['completed_at']}" if g["completed_at"] else ""
+        lines.append(
+            f"  goal {g['name']}: {g['status']}{when}, progress {g['progress']} %, collected {money(g['collected'])} {cur}"
+        )
     ledger = report["ledger"]
     lines += [
         f"Total equity {money(ledger['total_equity'])} {cur} from deposits of {money(ledger['deposits'])} "

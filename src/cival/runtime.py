@@ -181,6 +181,18 @@ class LocalCluster:
     def wait(self, handle: list[FarmUpdate]) -> list[FarmUpdate]:
         return handle
 
+    def checkpoint(self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
+        for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
+            farm = self.farms[self.master.farm_of[msg.source.removeprefix("agent:")]]
+            relay = farm.goal_collect(msg)
+            if relay is not None:
+                farm.on_goal_transfer(msg, self.agents[relay.source.removeprefix("agent:")].on_collect(relay))
+            self.master.on_goal_transfer(msg, farm.forward_up(msg))
+        return self.master.goal_states()
+
+    def goal_states(self) -> list[dict[str, Any]]:
+        return self.master.goal_states()
+
     def master_snapshot(self) -> dict[str, Any]:
         return self.master.snapshot()
 
@@ -305,6 +317,16 @@ class RayCluster:
 
         return ray.get(handle)  # type: ignore[no-any-return]
 
+    def checkpoint(self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get(self.master.checkpoint.remote(trades, bars, now, sharpes))  # type: ignore[no-any-return]
+
+    def goal_states(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get(self.master.goal_states.remote())  # type: ignore[no-any-return]
+
     def master_snapshot(self) -> dict[str, Any]:
         import ray
 
@@ -353,6 +375,7 @@ class Progress:
     farms: list[FarmUpdate]
     master_cash: Decimal
     elapsed: float
+    goals: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -437,6 +460,11 @@ def run_paper(
     already sent; so does Ctrl-C in the calling thread.
     """
     spec = cluster_spec(config, symbol=symbol, inline=inline)
+    every = config.checkpoint.every_bars if config.goals else None
+    if every is not None:
+        # Batches end on checkpoints and run one at a time, so that goals act at the same
+        # bars whatever the batch size.
+        batch_size, window = every, 0
     if batches is None:
         frame = bars if bars is not None else session_bars(config)
         total: int | None = len(frame)
@@ -461,25 +489,27 @@ def run_paper(
         t0 = time.perf_counter()
         inflight: deque[tuple[BarBatch, Any, int]] = deque()
 
+        pending_trades: list[Any] = []
+        goals: list[dict[str, Any]] = cluster.goal_states()
+
         def finish(item: tuple[BarBatch, Any, int]) -> None:
-            nonlocal seen, last
+            nonlocal seen, last, goals, master_cash
             batch, handle, sent_ns = item
             updates = cluster.wait(handle)
             seen += len(batch)
             last = pd.Timestamp(int(batch.ts[-1]), tz="UTC")
             for u in updates:
                 latencies.extend(b - sent_ns for b in u.booked_ns)
+            if every is not None:
+                pending_trades.extend(t for u in updates for t in u.trades)
+                if seen % every == 0 or (total is not None and seen >= total):
+                    sharpes = {u.report.entity: u.report.sharpe for u in updates}
+                    sharpes.update({a.entity: a.sharpe for u in updates for a in u.agents})
+                    goals = cluster.checkpoint(pending_trades, seen, last.to_pydatetime(), sharpes)
+                    pending_trades.clear()
+                    master_cash = Decimal(cluster.master_snapshot()["cash"])
             if on_progress is not None:
-                on_progress(
-                    Progress(
-                        seen,
-                        total,
-                        last,
-                        updates,
-                        master_cash,
-                        time.perf_counter() - t0,
-                    )
-                )
+                on_progress(Progress(seen, total, last, updates, master_cash, time.perf_counter() - t0, goals))
 
         try:
             for batch in batches:
@@ -562,7 +592,7 @@ def session_report(
         "costs": config.costs.model_dump(),
         "master": master,
         "farms": farms,
-        "goals": [],
+        "goals": cluster.goal_states(),
         "ledger": ledger,
     }
     return report, audit

@@ -55,6 +55,7 @@ from cival.core.messages import (
     Transfer,
 )
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
+from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
 
 
@@ -77,6 +78,8 @@ class AgentUpdate:
     last_close: float = float("nan")
     booked_ns: list[int] = field(default_factory=list)
     """``time.monotonic_ns()`` when each fill was booked (latency measurement)."""
+    trades: list[ClosedTrade] = field(default_factory=list)
+    """Trades closed in the batch (for goals)."""
 
 
 def iso(when: datetime | pd.Timestamp) -> str:
@@ -123,6 +126,8 @@ class Agent:
         self.executions: list[tuple[int, Execution]] = []
         """(bar time in ns, execution) of every fill, for the trades table."""
         self.performance = PerformanceTracker()
+        self.principal = Decimal(0)
+        """Money allocated to the agent, less what was collected from it other than profit."""
         self._cash_key = f"{self.ref}/cash"
         self.last_close = float("nan")
         self.last_ns = 0
@@ -156,6 +161,8 @@ class Agent:
         books = self._books()
         if msg.target != self.ref:
             raise AgentError(f"{self.ref} received an allocation for {msg.target}")
+        if books.ledger.find(msg.id) is None:
+            self.principal += msg.amount
         books.receive(
             self.ref,
             msg.source,
@@ -167,14 +174,41 @@ class Agent:
         self.sync_cash()
 
     def on_collect(self, msg: Collect) -> Transfer:
-        """Send cash up to the farm (all of it when ``msg.amount`` is None); returns the
-        Transfer the farm must book. A duplicate Collect returns the same Transfer."""
+        """Send cash up to the farm (see :class:`~cival.core.messages.Collect` for what);
+        returns the Transfer the farm must book. A duplicate Collect returns the same
+        Transfer and moves nothing."""
         books = self._books()
         if msg.source != self.ref:
             raise AgentError(f"{self.ref} received a collection for {msg.source}")
-        transfer = send_up(books, self.ref, books.root.parent or farm_ref(self.farm), msg)
+        parent = books.root.parent or farm_ref(self.farm)
+        replay = books.ledger.find(f"{msg.id}:transfer") is not None
+        if msg.effective_basis == "profit" and not replay:
+            msg = msg.model_copy(update={"amount": self.collectable_profit(), "basis": "amount"})
+        transfer = send_up(books, self.ref, parent, msg)
+        if not replay:
+            self.collected(transfer.amount, msg.effective_basis)
         self.sync_cash()
         return transfer
+
+    def collectable_profit(self) -> Decimal:
+        """Cash + positions at cost above the principal, as far as the cash covers it."""
+        from cival.goals import collectable
+
+        books = self._books()
+        cost = sum((p.cost for p in books.positions(self.ref)), Decimal(0))
+        amount = collectable("collect_profit", self.principal, books.cash(self.ref).amount, cost)
+        assert amount is not None
+        return amount
+
+    def funded(self, amount: Decimal) -> None:
+        """Money arrived from the farm (an inline farm books it and tells the agent)."""
+        self.principal += amount
+        self.sync_cash()
+
+    def collected(self, amount: Decimal, basis: str) -> None:
+        """Money left for the farm: profit leaves the principal as it was."""
+        if basis != "profit":
+            self.principal = max(Decimal(0), self.principal - amount)
 
     def sync_cash(self) -> None:
         """Set the broker's cash to the books' (after money moved in or out)."""
@@ -189,6 +223,7 @@ class Agent:
 
     def on_batch(self, batch: BarBatch, with_equity: bool = True) -> AgentUpdate:
         """Process consecutive bars; returns the fills, the intents and the figures after them."""
+        closed_before = len(self.executions) // 2
         fills, intents, equity, booked = self._run(batch)
         return AgentUpdate(
             name=self.name,
@@ -199,6 +234,7 @@ class Agent:
             position_qty=Decimal(int(self.broker.units)) * self.step,
             last_close=self.last_close,
             booked_ns=booked,
+            trades=self.closed_trades(closed_before),
         )
 
     def _run(self, batch: BarBatch) -> tuple[list[Fill], list[OrderIntent], np.ndarray, list[int]]:
@@ -329,6 +365,16 @@ class Agent:
                     "return": dec(pnl / (n_in + buy.fee)),
                 }
             )
+        return out
+
+    def closed_trades(self, since: int = 0) -> list[ClosedTrade]:
+        """Closed trades from the ``since``-th on, as goals see them (net P&L, exact)."""
+        out = []
+        ex = self.executions
+        for k in range(since, len(ex) // 2):
+            (_, buy), (t_out, sell) = ex[2 * k], ex[2 * k + 1]
+            pnl = (sell.units * sell.unit_price - buy.units * buy.unit_price) - buy.fee - sell.fee
+            out.append(ClosedTrade(f"{self.name}:trade:{k + 1}", self.name, timestamp_of(t_out), Decimal(repr(pnl))))
         return out
 
     def figures(self) -> dict[str, Decimal]:

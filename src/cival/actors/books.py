@@ -49,15 +49,16 @@ class BooksSummary:
     positions_at_cost: Decimal
 
 
-def send_up(books: WalletTree, source: str, parent: str, msg: Collect) -> Transfer:
-    """Answer a Collect: book the sending of ``msg.amount`` (all cash when None) from
-    ``source`` to ``parent`` (in other books) and return the Transfer for the parent to
-    book. Its id derives from the Collect's, so a duplicate Collect returns the same
-    Transfer and books nothing."""
+def send_up(books: WalletTree, source: str, parent: str, msg: Collect, amount: Decimal | None = None) -> Transfer:
+    """Answer a Collect: book the sending of ``amount`` (default: ``msg.amount``; all cash
+    when that is None too; zero allowed) from ``source`` to ``parent`` (in other books) and
+    return the Transfer for the parent to book. Its id derives from the Collect's, so a
+    duplicate Collect returns the same Transfer and books nothing."""
     transfer_id = f"{msg.id}:transfer"
-    tx = books.send(source, parent, msg.amount, key=transfer_id, at=msg.at, type=TxType.COLLECTION)
-    amount = tx.amount_of(f"{source}/link/{parent}")
-    return Transfer(id=transfer_id, at=msg.at, source=source, target=parent, amount=amount, cause=msg.id)
+    value = msg.amount if amount is None else amount
+    tx = books.send(source, parent, value, key=transfer_id, at=msg.at, type=TxType.COLLECTION)
+    moved = tx.amount_of(f"{source}/link/{parent}")
+    return Transfer(id=transfer_id, at=msg.at, source=source, target=parent, amount=moved, cause=msg.id)
 
 
 def summarize(books: WalletTree) -> BooksSummary:

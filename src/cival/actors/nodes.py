@@ -14,7 +14,9 @@ booked once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,9 +30,10 @@ from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
-from cival.core.ledger import TxType
+from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
+from cival.goals import ClosedTrade, GoalEvent, GoalTracker
 
 
 class NodeError(CivalError):
@@ -166,6 +169,10 @@ class MasterNode:
             EntityKind.MASTER, config.master.name, currency=spec.currency
         )
         self.farms = [f.name for f in spec.farms]
+        self.farm_agents = {f.name: [a.name for a in f.agents] for f in spec.farms}
+        self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
+        self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
+        self.events: list[GoalEvent] = []
 
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
@@ -242,6 +249,60 @@ class MasterNode:
             type=TxType.COLLECTION,
         )
 
+    # goals
+
+    def on_checkpoint(
+        self, trades: list[ClosedTrade], bars: int, now: datetime, sharpes: Mapping[str, float | None]
+    ) -> list[Collect]:
+        """Goals see the trades closed since the last checkpoint (in time order), the latest
+        Sharpe ratios (by wallet reference) and the time; returns the Collects that completed
+        goals ask for, one per assigned agent, to deliver through each agent's farm."""
+        for goal in self.goals:
+            first = goal.config.assign[0]
+            ref = farm_ref(first.farm) if first.farm is not None else agent_ref(first.agent)
+            goal.on_sharpe(sharpes.get(ref))
+        out: list[Collect] = []
+        for trade in sorted(trades, key=lambda t: (t.exit_time, t.id)):
+            for goal in self.goals:
+                event = goal.on_trade(trade)
+                if event is not None:
+                    self.events.append(event)
+                    out += self._goal_collects(goal)
+        for goal in self.goals:
+            event = goal.on_bar(bars, now)
+            if event is not None:
+                self.events.append(event)
+        return out
+
+    def _goal_collects(self, goal: GoalTracker) -> list[Collect]:
+        action = goal.config.on_complete
+        if action == "none":
+            return []
+        basis = "profit" if action == "collect_profit" else "all"
+        return [
+            Collect(
+                id=f"goal:{goal.name}>{agent_ref(a)}",
+                at=goal.completed_at or datetime.now(UTC),
+                source=agent_ref(a),
+                basis=basis,
+                reason=f"goal {goal.name} completed: {action}",
+            )
+            for a in goal.agents
+        ]
+
+    def on_goal_transfer(self, msg: Collect, transfer: Transfer) -> None:
+        """Book what a goal's Collect brought up, and count it for the goal (once)."""
+        new = self.books.ledger.find(transfer.id) is None
+        self.on_transfer(transfer)
+        if new:
+            name = msg.id.removeprefix("goal:").split(">", 1)[0]
+            for goal in self.goals:
+                if goal.name == name:
+                    goal.collected += transfer.amount
+
+    def goal_states(self) -> list[dict[str, Any]]:
+        return [g.as_dict() for g in self.goals]
+
     def snapshot(self) -> dict[str, Any]:
         b = self.books
         cash = b.cash(MASTER).amount
@@ -278,6 +339,8 @@ class FarmUpdate:
     booked_ns: list[int] = field(default_factory=list)
     positions: dict[str, str] = field(default_factory=dict)
     """Agent name -> open quantity (decimal string, '0' when flat)."""
+    trades: list[ClosedTrade] = field(default_factory=list)
+    """Trades the farm's agents closed in the batch."""
 
 
 class FarmNode:
@@ -303,6 +366,8 @@ class FarmNode:
         self.positions: dict[str, str] = {a: "0" for a in self.agent_names}
         self.performance = PerformanceTracker()
         self.fill_count = 0
+        self._taken: dict[str, Decimal] = {}
+        """Goal Collect id -> what it took from the agent (forwarded to the master)."""
 
     # money
 
@@ -340,8 +405,10 @@ class FarmNode:
                 amount=amount,
             )
             if self.spec.inline:
+                new = self.books.ledger.find(child.id) is None
                 self.books.allocate(agent_ref(name), amount, key=child.id, at=msg.at)
-                self.agents[name].sync_cash()
+                if new:
+                    self.agents[name].funded(amount)
             else:
                 self.books.send(
                     self.ref,
@@ -368,7 +435,10 @@ class FarmNode:
                 reason=msg.reason,
             )
             if self.spec.inline:
-                self.books.collect(agent_ref(name), None, key=child.id, at=msg.at)
+                new = self.books.ledger.find(child.id) is None
+                tx = self.books.collect(agent_ref(name), None, key=child.id, at=msg.at)
+                if new:
+                    self.agents[name].collected(-tx.amount_of(f"{agent_ref(name)}/cash"), "all")
                 self.agents[name].sync_cash()
             else:
                 out.append(child)
@@ -391,6 +461,41 @@ class FarmNode:
         if msg.source != self.ref:
             raise NodeError(f"farm {self.name} received a collection for {msg.source}")
         return send_up(self.books, self.ref, MASTER, msg)
+
+    def goal_collect(self, msg: Collect) -> Collect | None:
+        """A goal's Collect from the master for one of this farm's agents. An inline agent's
+        money is moved here (returns None); for an agent actor the Collect to deliver is
+        returned, and its Transfer goes to :meth:`on_goal_transfer`. Then :meth:`forward_up`."""
+        name = msg.source.removeprefix("agent:")
+        if name not in self.agent_names:
+            raise NodeError(f"farm {self.name} has no agent {name!r}")
+        if not self.spec.inline:
+            return msg
+        if msg.id in self._taken:  # delivered before
+            return None
+        agent = self.agents[name]
+        basis = msg.effective_basis
+        cash = self.books.cash(agent.ref).amount
+        amount = agent.collectable_profit() if basis == "profit" else (cash if basis == "all" else msg.amount)
+        if amount:
+            self.books.collect(agent.ref, amount, key=f"{msg.id}:transfer", at=msg.at)
+        agent.collected(amount or ZERO, basis)
+        agent.sync_cash()
+        self._taken[msg.id] = amount or ZERO
+        return None
+
+    def on_goal_transfer(self, msg: Collect, transfer: Transfer) -> None:
+        """Book what an agent actor sent for a goal's Collect."""
+        self.on_transfer(transfer)
+        self._taken[msg.id] = transfer.amount
+
+    def forward_up(self, msg: Collect) -> Transfer:
+        """Send what a goal's Collect took from an agent on up to the master: the same
+        amount, under a key derived from the Collect's (a duplicate books nothing)."""
+        if msg.id not in self._taken:
+            raise NodeError(f"farm {self.name}: nothing was collected under {msg.id!r} yet")
+        up = msg.model_copy(update={"id": f"{msg.id}:up", "source": self.ref})
+        return send_up(self.books, self.ref, MASTER, up, amount=self._taken[msg.id])
 
     # bars
 
@@ -420,6 +525,7 @@ class FarmNode:
             self.fill_count,
             booked,
             dict(self.positions),
+            [t for u in updates for t in u.trades],
         )
 
     def report(self) -> PerformanceReport:

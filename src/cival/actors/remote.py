@@ -110,6 +110,14 @@ class FarmActor:
                 self.node.on_transfer(t)
         return self.node.on_collect(msg)
 
+    def goal_collect(self, msg: Collect) -> Transfer:
+        """A goal's Collect for one of this farm's agents: take the money, send it up."""
+        relay = self.node.goal_collect(msg)
+        if relay is not None:
+            transfer = ray.get(self.handles[relay.source.removeprefix("agent:")].on_collect.remote(relay))
+            self.node.on_goal_transfer(msg, transfer)
+        return self.node.forward_up(msg)
+
     def on_bars(self, wrapped: list[Any]) -> FarmUpdate:
         """``wrapped[0]`` is a batch, or a reference to one (large batches are stored once)."""
         item = wrapped[0]
@@ -162,6 +170,16 @@ class MasterActor:
         transfer = ray.get(self.farms[farm].on_collect.remote(msg))
         self.node.on_transfer(transfer)
         return transfer
+
+    def checkpoint(self, trades: list[Any], bars: int, now: Any, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
+        """Goals at a checkpoint; completed goals' collections are made before returning."""
+        for msg in self.node.on_checkpoint(trades, bars, now, sharpes):
+            farm = self.farms[self.node.farm_of[msg.source.removeprefix("agent:")]]
+            self.node.on_goal_transfer(msg, ray.get(farm.goal_collect.remote(msg)))
+        return self.node.goal_states()
+
+    def goal_states(self) -> list[dict[str, Any]]:
+        return self.node.goal_states()
 
     def snapshot(self) -> dict[str, Any]:
         return self.node.snapshot()

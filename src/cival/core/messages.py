@@ -54,12 +54,19 @@ class Allocate(Message):
 
 
 class Collect(Message):
-    """Command: send ``amount`` (or everything, when None) from ``source`` up to its parent."""
+    """Command: send money from ``source`` up to its parent: ``amount``, or (``amount`` None)
+    all its cash, or with ``basis="profit"`` its profit above the principal it was given
+    (a goal's ``collect_profit``)."""
 
     kind: Literal["collect"] = "collect"
     source: str
     amount: ExactDecimal | None = Field(default=None, gt=0)
     reason: str = ""
+    basis: Literal["amount", "all", "profit"] | None = None
+
+    @property
+    def effective_basis(self) -> str:
+        return self.basis or ("amount" if self.amount is not None else "all")
 
 
 class Transfer(Message):

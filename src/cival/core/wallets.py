@@ -440,6 +440,8 @@ class WalletTree:
                     raise IdempotencyConflictError(f"idempotency key {key!r} was already used for a different movement")
                 return prior
             value = self.ledger.balance(cash_account(source))
+        elif not isinstance(amount, Money) and to_decimal(amount, what="transfer") == 0:
+            value = ZERO  # a zero sending (nothing to collect), booked so its receipt matches
         else:
             value = self._amount(amount, f"transfer {source} -> {peer}")
         return self._move(TxType(type), cash_account(source), link, value, key, at)
