@@ -8,6 +8,7 @@ import json
 import threading
 from decimal import ROUND_UP, Decimal
 
+import pandas as pd
 import pytest
 
 from cival.actors.agent import dec, iso
@@ -19,7 +20,15 @@ from cival.core.bar import BarBatch
 from cival.core.bar import timestamp_of
 from cival.core.messages import Allocate, Collect
 from cival.data import load_bars
-from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, replay_batches, run_paper, single_agent_config
+from cival.runtime import (
+    LocalCluster,
+    RuntimeFailure,
+    connect_ray,
+    replay_batches,
+    run_paper,
+    session_bars,
+    single_agent_config,
+)
 from tests.conftest import ROOT
 
 PARITY = [
@@ -408,3 +417,84 @@ def test_a_checkpoint_delivered_again_collects_nothing_more():
     cluster.master.on_goal_transfer(msg, farm.forward_up(msg))
     assert combine(cluster.summaries()).transactions == before.transactions
     assert {g["name"]: g["collected"] for g in cluster.goal_states()} == {g["name"]: g["collected"] for g in goals}
+
+
+def _fills_after(agent, when):
+    return [f for f in agent.fills if f.at > when]
+
+
+def test_a_farm_at_its_drawdown_limit_exits_at_the_next_open_and_stops_trading():
+    config = load_config(ROOT / "configs" / "demo.yaml")  # farm_max_drawdown_pct: 25
+    cluster = LocalCluster(cluster_spec(config))
+    result = run_paper(config, local=True)
+    farms = {f["name"]: f for f in result.report["farms"]}
+    assert all(f["halted"] for f in farms.values())
+    assert result.audit.ok and result.audit.residual == 0
+    # Replay again by hand to look at the fills around the halt.
+    cluster.fund()
+    bars = session_bars(config)
+    every = config.checkpoint.every_bars
+    halted_at = {}
+    for i, batch in enumerate(replay_batches(bars, "max", every)):
+        updates = cluster.submit(batch)
+        now = timestamp_of(int(batch.ts[-1]))
+        cluster.checkpoint([t for u in updates for t in u.trades], (i + 1) * every, now, {}, {u.name: u.report for u in updates})
+        for name, farm in cluster.farms.items():
+            if farm.halted and name not in halted_at:
+                halted_at[name] = now
+    assert set(halted_at) == {"trend", "breakout", "price-action"}
+    index = list(bars.index)
+    for name, farm in cluster.farms.items():
+        assert "farm drawdown" in farm.halted and "limit of 25%" in farm.halted
+        agent = cluster.agents[farm.agent_names[0]]
+        after = _fills_after(agent, halted_at[name])
+        assert all(f.side == "sell" for f in after) and len(after) <= 1
+        if after:  # the position held at the halt was sold at the very next open
+            next_open = index[index.index(pd.Timestamp(halted_at[name])) + 1]
+            assert after[0].at == next_open.to_pydatetime() and after[0].reason == "signal"
+        assert not agent.broker.in_position
+    assert {f["name"]: f["trade_count"] for f in farms.values()} == {
+        n: len(cluster.agents[f.agent_names[0]].executions) // 2 for n, f in cluster.farms.items()
+    }
+
+
+def test_the_master_daily_loss_limit_halts_every_farm():
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["risk"] = {"master_daily_loss_pct": 1}
+    raw["goals"] = []
+    config = config_from_dict(raw)
+    result = run_paper(config, local=True, bars=_demo_bars(config, 3000))
+    master = result.report["master"]
+    assert len(master["halts"]) == 1 and "daily loss" in master["halts"][0]["reason"]
+    for farm in result.report["farms"]:
+        assert farm["halted"] == master["halts"][0]["reason"]
+        assert farm["halts"][0]["at"] == master["halts"][0]["at"]
+        assert all(not a["positions"] for a in farm["agents"])  # everyone exited
+    assert result.audit.ok and result.audit.residual == 0
+
+
+def test_halt_and_resume_by_hand():
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["risk"] = {}
+    raw["goals"] = []
+    config = config_from_dict(raw)
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    batches = list(replay_batches(_demo_bars(config, 3000), "max", 500))
+    cluster.submit(batches[0])
+    gator = cluster.agents["gator-13-8-5"]
+    cluster.halt("agent:gator-13-8-5", reason="checking something")
+    before = len(gator.fills)
+    cluster.submit(batches[1])
+    during = gator.fills[before:]
+    assert all(f.side == "sell" for f in during) and len(during) <= 1 and not gator.broker.in_position
+    assert gator.halts == [{"reason": "checking something", "at": gator.halts[0]["at"], "resumed": False}]
+    cluster.halt("agent:gator-13-8-5", reason="checked", resume=True)
+    count = len(gator.fills)
+    for batch in batches[2:]:
+        cluster.submit(batch)
+    assert any(f.side == "buy" for f in gator.fills[count:])  # trading again
+    assert gator.halted is None and gator.halts[-1]["resumed"] is True
+    assert combine(cluster.summaries()).ok

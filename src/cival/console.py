@@ -85,7 +85,14 @@ class LiveTree:
             r = f.report
             pnl = Decimal(r.realized_pnl) + Decimal(r.unrealized_pnl) - Decimal(r.fees)
             rows.append(
-                (("└─ " if last_farm else "├─ ") + f.name, money(r.cash), money(r.equity), money(pnl), "", f"{r.trades}")
+                (
+                    ("└─ " if last_farm else "├─ ") + f.name,
+                    money(r.cash),
+                    money(r.equity),
+                    money(pnl),
+                    "HALTED" if f.halted else "",
+                    f"{r.trades}",
+                )
             )
             for j, a in enumerate(f.agents):
                 stem = "   " if last_farm else "│  "
@@ -148,6 +155,11 @@ def summary_lines(report: dict[str, Any], audit: Any, seconds: float, start_seco
         lines.append(
             f"  goal {g['name']}: {g['status']}{when}, progress {g['progress']} %, collected {money(g['collected'])} {cur}"
         )
+    entities = [report["master"]] + [f for f in report["farms"]]
+    for entity in entities:
+        for h in entity.get("halts", []):
+            verb = "resumed" if h.get("resumed") else "halted"
+            lines.append(f"  {entity['name']} {verb} at {h['at']}: {h['reason']}")
     ledger = report["ledger"]
     lines += [
         f"Total equity {money(ledger['total_equity'])} {cur} from deposits of {money(ledger['deposits'])} "

@@ -40,7 +40,7 @@ from cival.allocation import AllocationPlan, plan_for
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
-from cival.core.messages import Transfer
+from cival.core.messages import Halt, Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 
@@ -181,7 +181,11 @@ class LocalCluster:
     def wait(self, handle: list[FarmUpdate]) -> list[FarmUpdate]:
         return handle
 
-    def checkpoint(self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
+    def checkpoint(
+        self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any], farms: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        for halt in self.master.risk_halts(now, farms or {}):
+            self._halt_farm(halt)
         for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
             farm = self.farms[self.master.farm_of[msg.source.removeprefix("agent:")]]
             relay = farm.goal_collect(msg)
@@ -192,6 +196,21 @@ class LocalCluster:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self.master.goal_states()
+
+    def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
+        """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""
+        msg = Halt(entity=entity, reason=reason, resume=resume)
+        if entity.startswith("farm:"):
+            self._halt_farm(msg)
+        else:
+            name = entity.removeprefix("agent:")
+            farm = self.farms[self.master.farm_of[name]]
+            agent = farm.agents.get(name) or self.agents[name]
+            agent.on_halt(msg)
+
+    def _halt_farm(self, msg: Halt) -> None:
+        for child in self.farms[msg.entity.removeprefix("farm:")].on_halt(msg):
+            self.agents[child.entity.removeprefix("agent:")].on_halt(child)
 
     def master_snapshot(self) -> dict[str, Any]:
         return self.master.snapshot()
@@ -317,10 +336,18 @@ class RayCluster:
 
         return ray.get(handle)  # type: ignore[no-any-return]
 
-    def checkpoint(self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
+    def checkpoint(
+        self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any], farms: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         import ray
 
-        return ray.get(self.master.checkpoint.remote(trades, bars, now, sharpes))  # type: ignore[no-any-return]
+        return ray.get(self.master.checkpoint.remote(trades, bars, now, sharpes, farms or {}))  # type: ignore[no-any-return]
+
+    def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
+        """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""
+        import ray
+
+        ray.get(self.master.halt.remote(Halt(entity=entity, reason=reason, resume=resume)))
 
     def goal_states(self) -> list[dict[str, Any]]:
         import ray
@@ -460,7 +487,9 @@ def run_paper(
     already sent; so does Ctrl-C in the calling thread.
     """
     spec = cluster_spec(config, symbol=symbol, inline=inline)
-    every = config.checkpoint.every_bars if config.goals else None
+    risk = config.risk
+    checked = config.goals or risk.farm_max_drawdown_pct is not None or risk.master_daily_loss_pct is not None
+    every = config.checkpoint.every_bars if checked else None
     if every is not None:
         # Batches end on checkpoints and run one at a time, so that goals act at the same
         # bars whatever the batch size.
@@ -505,7 +534,8 @@ def run_paper(
                 if seen % every == 0 or (total is not None and seen >= total):
                     sharpes = {u.report.entity: u.report.sharpe for u in updates}
                     sharpes.update({a.entity: a.sharpe for u in updates for a in u.agents})
-                    goals = cluster.checkpoint(pending_trades, seen, last.to_pydatetime(), sharpes)
+                    farms = {u.name: u.report for u in updates}
+                    goals = cluster.checkpoint(pending_trades, seen, last.to_pydatetime(), sharpes, farms)
                     pending_trades.clear()
                     master_cash = Decimal(cluster.master_snapshot()["cash"])
             if on_progress is not None:

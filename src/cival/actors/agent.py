@@ -47,6 +47,7 @@ from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
 from cival.core.ledger import TxType
 from cival.core.messages import (
+    Halt,
     Allocate,
     Collect,
     Fill,
@@ -127,6 +128,9 @@ class Agent:
         """(bar time in ns, execution) of every fill, for the trades table."""
         self.performance = PerformanceTracker()
         self.principal = Decimal(0)
+        self.halted: str | None = None
+        """Why the agent is halted (None when it trades)."""
+        self.halts: list[dict[str, Any]] = []
         """Money allocated to the agent, less what was collected from it other than profit."""
         self._cash_key = f"{self.ref}/cash"
         self.last_close = float("nan")
@@ -190,6 +194,18 @@ class Agent:
         self.sync_cash()
         return transfer
 
+    def on_halt(self, msg: Halt) -> None:
+        """Halt (exit at the next open, no new entries) or resume; recorded with the reason."""
+        if msg.resume:
+            if self.halted is not None:
+                self.halted = None
+                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+            return
+        if self.halted is None:
+            self.halted = msg.reason
+            self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+            self.broker.submit(False, self.broker.in_position)
+
     def collectable_profit(self) -> Decimal:
         """Cash + positions at cost above the principal, as far as the cash covers it."""
         from cival.goals import collectable
@@ -243,6 +259,10 @@ class Agent:
         cols = self.strategy.columns
         entries = rows[:, cols.index("entry")] != 0.0
         exits = rows[:, cols.index("exit")] != 0.0
+        if self.halted is not None:
+            # No new entries: a position left is sold at the first open, a buy due is dropped.
+            entries[:] = False
+            self.broker.submit(False, self.broker.in_position)
         # The broker's compiled loop over the batch: fills at each open, the signals known.
         run = self.broker.run(batch.open, batch.high, batch.low, batch.close, entries, exits)
         fills: list[Fill] = []
@@ -463,7 +483,8 @@ class Agent:
             if self.performance.bars
             else None,
             "sharpe": self.performance.sharpe,
-            "halts": [],
+            "halts": list(self.halts),
+            "halted": self.halted,
         }
 
     def _mark(self) -> Decimal | None:

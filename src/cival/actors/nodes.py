@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cival.actors.agent import Agent, AgentUpdate, dec
+from cival.actors.agent import Agent, AgentUpdate, dec, iso
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.allocation import plan_for
@@ -31,7 +31,7 @@ from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.ledger import ZERO, TxType
-from cival.core.messages import Allocate, Collect, PerformanceReport, Transfer
+from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
 from cival.goals import ClosedTrade, GoalEvent, GoalTracker
 
@@ -173,6 +173,11 @@ class MasterNode:
         self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
         self.events: list[GoalEvent] = []
+        self.halts: list[dict[str, Any]] = []
+        self.halted_farms: set[str] = set()
+        self._day: tuple[Any, float] | None = None
+        """(UTC date, total equity at the last checkpoint before that day)."""
+        self._last_equity: float | None = None
 
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
@@ -274,6 +279,39 @@ class MasterNode:
                 self.events.append(event)
         return out
 
+    def risk_halts(self, now: datetime, farms: Mapping[str, PerformanceReport]) -> list[Halt]:
+        """At a checkpoint, with each farm's latest report: a farm whose drawdown reached
+        ``risk.farm_max_drawdown_pct`` is halted; if the cluster's equity fell by
+        ``risk.master_daily_loss_pct`` since the last checkpoint before the day began (UTC
+        days), every farm is. Returns the Halt messages to deliver to the farms (each sent once)."""
+        risk = self.spec.config.risk
+        out: list[Halt] = []
+        if risk.farm_max_drawdown_pct is not None:
+            limit = float(risk.farm_max_drawdown_pct) / 100
+            for name, report in farms.items():
+                if name not in self.halted_farms and report.max_drawdown is not None and report.max_drawdown >= limit:
+                    reason = f"farm drawdown {report.max_drawdown:.1%} reached the limit of {limit:.0%}"
+                    out.append(self._halt_farm(name, reason, now))
+        if risk.master_daily_loss_pct is not None:
+            equity = float(self.books.cash(MASTER).amount) + sum(float(r.equity) for r in farms.values())
+            today = now.date()
+            if self._day is None or self._day[0] != today:
+                # The day starts from the equity at the last checkpoint before it.
+                self._day = (today, self._last_equity if self._last_equity is not None else equity)
+            self._last_equity = equity
+            start = self._day[1]
+            loss = (start - equity) / start if start > 0 else 0.0
+            limit = float(risk.master_daily_loss_pct) / 100
+            if loss >= limit and len(self.halted_farms) < len(self.farms):
+                reason = f"daily loss {loss:.1%} of the cluster reached the limit of {limit:.0%}"
+                self.halts.append({"reason": reason, "at": iso(now), "resumed": False})
+                out += [self._halt_farm(f, reason, now) for f in self.farms if f not in self.halted_farms]
+        return out
+
+    def _halt_farm(self, farm: str, reason: str, now: datetime) -> Halt:
+        self.halted_farms.add(farm)
+        return Halt(id=f"halt:{farm}:{now.isoformat()}", at=now, entity=farm_ref(farm), reason=reason)
+
     def _goal_collects(self, goal: GoalTracker) -> list[Collect]:
         action = goal.config.on_complete
         if action == "none":
@@ -315,7 +353,7 @@ class MasterNode:
             "unrealized_pnl": "0",
             "fees": "0",
             "trades": [],
-            "halts": [],
+            "halts": list(self.halts),
             "allocated": dec(
                 sum(
                     (b.link_balance(MASTER, farm_ref(f)) for f in self.farms),
@@ -341,6 +379,8 @@ class FarmUpdate:
     """Agent name -> open quantity (decimal string, '0' when flat)."""
     trades: list[ClosedTrade] = field(default_factory=list)
     """Trades the farm's agents closed in the batch."""
+    halted: str | None = None
+    """Why the farm is halted (None when it trades)."""
 
 
 class FarmNode:
@@ -366,6 +406,8 @@ class FarmNode:
         self.positions: dict[str, str] = {a: "0" for a in self.agent_names}
         self.performance = PerformanceTracker()
         self.fill_count = 0
+        self.halted: str | None = None
+        self.halts: list[dict[str, Any]] = []
         self._taken: dict[str, Decimal] = {}
         """Goal Collect id -> what it took from the agent (forwarded to the master)."""
 
@@ -462,6 +504,25 @@ class FarmNode:
             raise NodeError(f"farm {self.name} received a collection for {msg.source}")
         return send_up(self.books, self.ref, MASTER, msg)
 
+    def on_halt(self, msg: Halt) -> list[Halt]:
+        """Halt (or resume) the farm: all its agents. Inline agents are told here; for agent
+        actors the messages to deliver are returned."""
+        if msg.resume:
+            if self.halted is not None:
+                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+            self.halted = None
+        elif self.halted is None:
+            self.halted = msg.reason
+            self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+        out = []
+        for name in self.agent_names:
+            child = Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
+            if self.spec.inline:
+                self.agents[name].on_halt(child)
+            else:
+                out.append(child)
+        return out
+
     def goal_collect(self, msg: Collect) -> Collect | None:
         """A goal's Collect from the master for one of this farm's agents. An inline agent's
         money is moved here (returns None); for an agent actor the Collect to deliver is
@@ -526,6 +587,7 @@ class FarmNode:
             booked,
             dict(self.positions),
             [t for u in updates for t in u.trades],
+            self.halted,
         )
 
     def report(self) -> PerformanceReport:
@@ -576,7 +638,8 @@ class FarmNode:
             if self.performance.bars
             else None,
             "sharpe": self.performance.sharpe,
-            "halts": [],
+            "halts": list(self.halts),
+            "halted": self.halted,
             "agents": agents,
         }
 

@@ -36,7 +36,7 @@ from cival.actors.nodes import (
 )
 from cival.actors.performance import PerformanceTracker
 from cival.core.bar import BarBatch
-from cival.core.messages import Allocate, Collect, Transfer
+from cival.core.messages import Allocate, Collect, Halt, Transfer
 
 
 def _tune_gc() -> None:
@@ -60,6 +60,9 @@ class AgentActor:
 
     def on_collect(self, msg: Collect) -> Transfer:
         return self.agent.on_collect(msg)
+
+    def on_halt(self, msg: Halt) -> None:
+        self.agent.on_halt(msg)
 
     def on_batch(self, batch: BarBatch) -> AgentUpdate:
         return self.agent.on_batch(batch)
@@ -109,6 +112,16 @@ class FarmActor:
             for t in transfers:
                 self.node.on_transfer(t)
         return self.node.on_collect(msg)
+
+    def on_halt(self, msg: Halt) -> None:
+        ray.get([self.handles[c.entity.removeprefix("agent:")].on_halt.remote(c) for c in self.node.on_halt(msg)])
+
+    def halt_agent(self, msg: Halt) -> None:
+        name = msg.entity.removeprefix("agent:")
+        if self.node.spec.inline:
+            self.node.agents[name].on_halt(msg)
+        else:
+            ray.get(self.handles[name].on_halt.remote(msg))
 
     def goal_collect(self, msg: Collect) -> Transfer:
         """A goal's Collect for one of this farm's agents: take the money, send it up."""
@@ -171,8 +184,12 @@ class MasterActor:
         self.node.on_transfer(transfer)
         return transfer
 
-    def checkpoint(self, trades: list[Any], bars: int, now: Any, sharpes: dict[str, Any]) -> list[dict[str, Any]]:
-        """Goals at a checkpoint; completed goals' collections are made before returning."""
+    def checkpoint(
+        self, trades: list[Any], bars: int, now: Any, sharpes: dict[str, Any], farms: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Risk limits and goals at a checkpoint; halts and completed goals' collections are
+        made before returning."""
+        ray.get([self.farms[h.entity.removeprefix("farm:")].on_halt.remote(h) for h in self.node.risk_halts(now, farms)])
         for msg in self.node.on_checkpoint(trades, bars, now, sharpes):
             farm = self.farms[self.node.farm_of[msg.source.removeprefix("agent:")]]
             self.node.on_goal_transfer(msg, ray.get(farm.goal_collect.remote(msg)))
@@ -180,6 +197,14 @@ class MasterActor:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self.node.goal_states()
+
+    def halt(self, msg: Halt) -> None:
+        """A halt (or resume) by hand, for a farm or an agent."""
+        if msg.entity.startswith("farm:"):
+            ray.get(self.farms[msg.entity.removeprefix("farm:")].on_halt.remote(msg))
+        else:
+            farm = self.node.farm_of[msg.entity.removeprefix("agent:")]
+            ray.get(self.farms[farm].halt_agent.remote(msg))
 
     def snapshot(self) -> dict[str, Any]:
         return self.node.snapshot()

@@ -109,6 +109,16 @@ class Fill(Message):
     quantity x price, rounded against the holder)."""
 
 
+class Halt(Message):
+    """Command: stop ``entity`` trading (``resume=True``: let it trade again). A halted agent
+    exits its position at the next open and takes no new entries."""
+
+    kind: Literal["halt"] = "halt"
+    entity: str
+    reason: str
+    resume: bool = False
+
+
 class PerformanceReport(Message):
     """Event: an entity's figures at a bar's close."""
 
@@ -133,6 +143,7 @@ __all__ = [
     "Allocate",
     "Collect",
     "Fill",
+    "Halt",
     "Message",
     "OrderIntent",
     "PerformanceReport",
