@@ -14,6 +14,7 @@ import pytest
 from cival.actors.agent import dec, iso
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
+from cival.allocation import split_equal
 from cival.backtest import FillModel, backtest
 from cival.config import config_from_dict, load_config, parse_yaml
 from cival.core.bar import BarBatch
@@ -498,3 +499,70 @@ def test_halt_and_resume_by_hand():
     assert any(f.side == "buy" for f in gator.fills[count:])  # trading again
     assert gator.halted is None and gator.halts[-1]["resumed"] is True
     assert combine(cluster.summaries()).ok
+
+
+def _rebalance_config(policy, inline=False, every=200):
+    raw = {
+        "name": "rebal",
+        "master": {"initial_deposit": "30000"},
+        "farms": [
+            {
+                "name": "trend",
+                "type": "trend_following",
+                "allocation": policy,
+                "rebalance": {"every_bars": every},
+                "runtime": {"agents": "inline" if inline else "actors"},
+                "agents": [
+                    {"name": "fast", "strategy": "alligator", "params": {"jaw_period": 8, "jaw_shift": 5, "teeth_period": 5, "teeth_shift": 3, "lips_period": 3, "lips_shift": 2}},
+                    {"name": "mid", "strategy": "alligator"},
+                    {"name": "slow", "strategy": "alligator", "params": {"jaw_period": 34, "teeth_period": 21, "lips_period": 13}},
+                ],
+            }
+        ],
+        "checkpoint": {"every_bars": 100},
+        "data": {"source": "file", "path": str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz"), "symbol": "BTCUSDT"},
+    }
+    return config_from_dict(raw)
+
+
+def test_scheduled_rebalancing_moves_free_cash_to_the_policys_shares():
+    config = _rebalance_config({"policy": "equal"})
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    for i, batch in enumerate(replay_batches(_demo_bars(config, 400), "max", 100)):
+        cluster.submit(batch)
+        bars = (i + 1) * 100
+        if bars % 200 == 0:
+            cash = {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()}
+            flat = [n for n, a in cluster.agents.items() if not a.broker.in_position]
+            pool = cluster.farms["trend"].books.cash("farm:trend").amount + sum(cash.values())
+            cluster.checkpoint([], bars, timestamp_of(int(batch.ts[-1])), {}, {})
+            after = {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()}
+            # Free cash only moved: each agent now holds exactly its equal share of the pool.
+            shares = split_equal(pool, ["fast", "mid", "slow"], Decimal("1e-8")).shares
+            assert after == shares, (cash, after, flat)
+            assert combine(cluster.summaries()).ok
+            # Delivered again (a retried checkpoint): nothing more moves.
+            cluster.checkpoint([], bars, timestamp_of(int(batch.ts[-1])), {}, {})
+            assert {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()} == after
+
+
+def test_performance_rebalancing_favours_the_better_agent_the_same_inline_or_not():
+    policy = {"policy": "performance", "metric": "return", "lookback_bars": 200, "min_share": 0.1}
+    bars = _demo_bars(_rebalance_config(policy), 2000)
+    actors = run_paper(_rebalance_config(policy), bars=bars, local=True)
+    inline = run_paper(_rebalance_config(policy, inline=True), bars=bars, local=True)
+    assert _comparable(actors.report) == _comparable(inline.report)
+    farm = actors.report["farms"][0]
+    assert len(farm["rebalances"]) == 2000 // 200
+    # Some rebalance moved money between agents, and every one kept the books exact.
+    assert any(Decimal(d) != 0 for r in farm["rebalances"] for d in r["moves"].values())
+    assert actors.audit.ok and actors.audit.residual == 0
+    # The equal policy, on the same bars, ends elsewhere: the policy mattered.
+    equal = run_paper(_rebalance_config({"policy": "equal"}), bars=bars, local=True)
+    assert equal.report["ledger"]["total_equity"] != actors.report["ledger"]["total_equity"]
+
+
+def test_rebalancing_must_fall_on_checkpoints():
+    with pytest.raises(Exception, match=r"farms\[0\]\.rebalance\.every_bars: 150 is not a multiple of checkpoint\.every_bars \(100\)"):
+        _rebalance_config({"policy": "equal"}, every=150)

@@ -127,3 +127,17 @@ def test_stopping_a_ray_session_reports_positions_and_a_clean_audit():
     assert result.interrupted and result.bars == calls[-1] < 12_556
     assert result.audit.ok and result.audit.residual == 0 and result.audit.in_flight == 0
     assert result.report["bars"] == result.bars
+
+
+def test_rebalancing_goals_and_halts_on_ray_equal_the_same_in_process():
+    from tests.test_runtime import _rebalance_config
+
+    policy = {"policy": "performance", "metric": "return", "lookback_bars": 200, "min_share": 0.1}
+    config = _rebalance_config(policy)
+    bars = session_bars(config, max_bars=1500)
+    on_ray = run_paper(config, bars=bars)
+    local = run_paper(config, bars=bars, local=True)
+    assert on_ray.report["mode"] == "ray"
+    assert _comparable(on_ray.report) == _comparable(local.report)
+    assert any(Decimal(d) != 0 for r in on_ray.report["farms"][0]["rebalances"] for d in r["moves"].values())
+    assert on_ray.audit.ok and on_ray.audit.residual == 0

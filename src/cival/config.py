@@ -558,6 +558,17 @@ def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
             if assignment.agent is not None and assignment.agent not in agent_names:
                 yield ConfigIssue(f"goals[{i}].assign[{j}].agent", _unknown("agent", assignment.agent, agent_names))
 
+    every = config.checkpoint.every_bars
+    for i, farm in enumerate(config.farms):
+        n = farm.rebalance.every_bars
+        if n is not None and n % every != 0:
+            yield ConfigIssue(
+                f"farms[{i}].rebalance.every_bars",
+                f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
+            )
+    if config.master.rebalance.every_bars is not None:
+        yield ConfigIssue("master.rebalance", "rebalancing across farms is not available yet; rebalance within farms")
+
     data_path = config.data_path()
     if data_path is not None and not data_path.is_file():
         yield ConfigIssue("data.path", f"file not found: {data_path} (a relative path is read from the config's folder)")

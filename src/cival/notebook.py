@@ -31,7 +31,15 @@ from cival.config import ClusterConfig, load_config
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError
 from cival.core.messages import Transfer
-from cival.runtime import DEFAULT_BATCH, LocalCluster, RayCluster, replay_batches, session_bars, session_report
+from cival.runtime import (
+    DEFAULT_BATCH,
+    LocalCluster,
+    RayCluster,
+    needs_checkpoints,
+    replay_batches,
+    session_bars,
+    session_report,
+)
 
 
 class Cluster:
@@ -44,9 +52,7 @@ class Cluster:
         self._cluster.start()
         self._cluster.fund()
         self.bars = bars if bars is not None else session_bars(config)
-        risk = config.risk
-        checked = config.goals or risk.farm_max_drawdown_pct is not None or risk.master_daily_loss_pct is not None
-        self._every = config.checkpoint.every_bars if checked else None
+        self._every = config.checkpoint.every_bars if needs_checkpoints(config) else None
         self._batches: Iterator[BarBatch] = replay_batches(self.bars, "max", self._every or DEFAULT_BATCH)
         self._buffer: BarBatch | None = None
         self._pending: list[Any] = []

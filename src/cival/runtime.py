@@ -186,6 +186,15 @@ class LocalCluster:
     ) -> list[dict[str, Any]]:
         for halt in self.master.risk_halts(now, farms or {}):
             self._halt_farm(halt)
+        for farm in self.farms.values():
+            if farm.rebalance_due(bars):
+                agents = farm.agents if farm.spec.inline else {n: self.agents[n] for n in farm.agent_names}
+                cash = {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
+                collects, allocs = farm.rebalance(bars, now, cash)
+                for msg in collects:
+                    farm.on_transfer(self.agents[msg.source.removeprefix("agent:")].on_collect(msg))
+                for msg in farm.send_allocations(allocs):
+                    self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
         for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
             farm = self.farms[self.master.farm_of[msg.source.removeprefix("agent:")]]
             relay = farm.goal_collect(msg)
@@ -487,9 +496,7 @@ def run_paper(
     already sent; so does Ctrl-C in the calling thread.
     """
     spec = cluster_spec(config, symbol=symbol, inline=inline)
-    risk = config.risk
-    checked = config.goals or risk.farm_max_drawdown_pct is not None or risk.master_daily_loss_pct is not None
-    every = config.checkpoint.every_bars if checked else None
+    every = config.checkpoint.every_bars if needs_checkpoints(config) else None
     if every is not None:
         # Batches end on checkpoints and run one at a time, so that goals act at the same
         # bars whatever the batch size.
@@ -571,6 +578,17 @@ def run_paper(
         )
     finally:
         cluster.close()
+
+
+def needs_checkpoints(config: ClusterConfig) -> bool:
+    """Whether goals, risk limits or scheduled rebalancing need the session's checkpoints."""
+    risk = config.risk
+    return bool(
+        config.goals
+        or risk.farm_max_drawdown_pct is not None
+        or risk.master_daily_loss_pct is not None
+        or any(f.rebalance.every_bars is not None for f in config.farms)
+    )
 
 
 def session_report(

@@ -14,6 +14,7 @@ booked once.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -408,6 +409,11 @@ class FarmNode:
         self.fill_count = 0
         self.halted: str | None = None
         self.halts: list[dict[str, Any]] = []
+        self.rebalances: list[dict[str, Any]] = []
+        policy = spec.config.allocation
+        self._lookback = int(getattr(policy, "lookback_bars", 0))
+        self._returns: dict[str, deque[float]] = {a: deque(maxlen=max(self._lookback, 1)) for a in self.agent_names}
+        self._last_equity: dict[str, float] = {}
         self._taken: dict[str, Decimal] = {}
         """Goal Collect id -> what it took from the agent (forwarded to the master)."""
 
@@ -523,6 +529,77 @@ class FarmNode:
                 out.append(child)
         return out
 
+    # rebalancing
+
+    def _record_returns(self, name: str, equity: np.ndarray) -> None:
+        """Keep the agent's last bar returns, for the policies that need them."""
+        if not self._lookback or equity.shape[0] == 0:
+            return
+        last = self._last_equity.get(name)
+        series = np.concatenate(([last], equity)) if last is not None else equity
+        with np.errstate(divide="ignore", invalid="ignore"):
+            returns = series[1:] / series[:-1] - 1.0
+        self._returns[name].extend(returns[np.isfinite(returns)].tolist())
+        self._last_equity[name] = float(equity[-1])
+
+    def rebalance_due(self, bars: int) -> bool:
+        every = self.spec.config.rebalance.every_bars
+        return every is not None and bars % every == 0
+
+    def rebalance(self, bars: int, now: datetime, cash: Mapping[str, Decimal]) -> tuple[list[Collect], list[Allocate]]:
+        """Re-split the farm's free cash across its agents by its policy (``cash``: each
+        agent's cash now). Free cash only: positions stay. The pool is the farm's own cash
+        and its trading agents' cash; the policy's reserve stays with the farm. Agents above
+        their share give back the difference first, then agents below it are topped up.
+        Halted agents are left out. Returns the messages for agent actors (inline agents
+        are moved here); ids carry the bar count, so a repeat books nothing."""
+        names = [n for n in self.agent_names if n in cash and not (self.spec.inline and self.agents[n].halted)]
+        if self.halted is not None or not names:
+            return [], []
+        own = self.books.cash(self.ref).amount
+        pool = own + sum((cash[n] for n in names), Decimal(0))
+        returns = {n: list(self._returns[n]) for n in names}
+        plan = plan_for(self.spec.config.allocation, pool, names, self.books.ledger.quantum, returns)
+        collects: list[Collect] = []
+        allocs: list[Allocate] = []
+        moves = {}
+        for name in names:
+            delta = plan.shares[name] - cash[name]
+            moves[name] = str(delta)
+            key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
+            if delta < 0:
+                msg = Collect(id=key, at=now, source=agent_ref(name), amount=-delta, reason="rebalance")
+                if self.spec.inline:
+                    new = self.books.ledger.find(key) is None
+                    self.books.collect(agent_ref(name), -delta, key=key, at=now)
+                    if new:
+                        self.agents[name].collected(-delta, "amount")
+                    self.agents[name].sync_cash()
+                else:
+                    collects.append(msg)
+        for name in names:
+            delta = plan.shares[name] - cash[name]
+            key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
+            if delta > 0:
+                msg = Allocate(id=key, at=now, source=self.ref, target=agent_ref(name), amount=delta)
+                if self.spec.inline:
+                    new = self.books.ledger.find(key) is None
+                    self.books.allocate(agent_ref(name), delta, key=key, at=now)
+                    if new:
+                        self.agents[name].funded(delta)
+                else:
+                    allocs.append(msg)
+        if not any(r["bars"] == bars for r in self.rebalances):
+            self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
+        return collects, allocs
+
+    def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
+        """Book rebalancing allocations to agent actors as sent (after their collections
+        arrived); returns them for delivery."""
+        for msg in allocs:
+            self.books.send(self.ref, msg.target, msg.amount, key=msg.id, at=msg.at, type=TxType.ALLOCATION)
+        return allocs
+
     def goal_collect(self, msg: Collect) -> Collect | None:
         """A goal's Collect from the master for one of this farm's agents. An inline agent's
         money is moved here (returns None); for an agent actor the Collect to deliver is
@@ -576,6 +653,7 @@ class FarmNode:
             self.positions[u.name] = dec(u.position_qty)
             self.fill_count += u.fills
             booked += u.booked_ns
+            self._record_returns(u.name, u.equity)
         # Starting equity: what the farm received from the master, net.
         self.performance.start(float(-self.books.link_balance(self.ref, MASTER)))
         self.performance.update(batch.ts, equity)
@@ -640,6 +718,7 @@ class FarmNode:
             "sharpe": self.performance.sharpe,
             "halts": list(self.halts),
             "halted": self.halted,
+            "rebalances": list(self.rebalances),
             "agents": agents,
         }
 

@@ -64,6 +64,11 @@ class AgentActor:
     def on_halt(self, msg: Halt) -> None:
         self.agent.on_halt(msg)
 
+    def cash(self) -> tuple[Any, str | None]:
+        """The agent's cash now, and why it is halted (None when it trades)."""
+        assert self.agent.books is not None
+        return self.agent.books.cash(self.agent.ref).amount, self.agent.halted
+
     def on_batch(self, batch: BarBatch) -> AgentUpdate:
         return self.agent.on_batch(batch)
 
@@ -115,6 +120,21 @@ class FarmActor:
 
     def on_halt(self, msg: Halt) -> None:
         ray.get([self.handles[c.entity.removeprefix("agent:")].on_halt.remote(c) for c in self.node.on_halt(msg)])
+
+    def rebalance(self, bars: int, now: Any) -> None:
+        """At a checkpoint: re-split the agents' free cash if the farm's schedule says so."""
+        if not self.node.rebalance_due(bars):
+            return
+        if self.node.spec.inline:
+            agents = self.node.agents
+            cash = {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
+        else:
+            states = ray.get([h.cash.remote() for h in self.handles.values()])
+            cash = {name: amount for name, (amount, halted) in zip(self.handles, states, strict=True) if halted is None}
+        collects, allocs = self.node.rebalance(bars, now, cash)
+        for t in ray.get([self.handles[m.source.removeprefix("agent:")].on_collect.remote(m) for m in collects]):
+            self.node.on_transfer(t)
+        ray.get([self.handles[m.target.removeprefix("agent:")].on_allocate.remote(m) for m in self.node.send_allocations(allocs)])
 
     def halt_agent(self, msg: Halt) -> None:
         name = msg.entity.removeprefix("agent:")
@@ -190,6 +210,7 @@ class MasterActor:
         """Risk limits and goals at a checkpoint; halts and completed goals' collections are
         made before returning."""
         ray.get([self.farms[h.entity.removeprefix("farm:")].on_halt.remote(h) for h in self.node.risk_halts(now, farms)])
+        ray.get([f.rebalance.remote(bars, now) for f in self.farms.values()])
         for msg in self.node.on_checkpoint(trades, bars, now, sharpes):
             farm = self.farms[self.node.farm_of[msg.source.removeprefix("agent:")]]
             self.node.on_goal_transfer(msg, ray.get(farm.goal_collect.remote(msg)))
