@@ -566,3 +566,28 @@ def test_performance_rebalancing_favours_the_better_agent_the_same_inline_or_not
 def test_rebalancing_must_fall_on_checkpoints():
     with pytest.raises(Exception, match=r"farms\[0\]\.rebalance\.every_bars: 150 is not a multiple of checkpoint\.every_bars \(100\)"):
         _rebalance_config({"policy": "equal"}, every=150)
+
+
+def test_collect_all_halts_the_agents_then_takes_all_their_cash_at_the_next_checkpoint():
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["risk"] = {}
+    raw["checkpoint"] = {"every_bars": 10}
+    raw["goals"] = [
+        {"name": "enough", "type": "profit_target", "target": {"profit": "300"}, "assign": [{"agent": "gator-13-8-5"}], "on_complete": "collect_all"}
+    ]
+    config = config_from_dict(raw)
+    for inline in (False, True):
+        result = run_paper(config, bars=_demo_bars(config, 1500), local=True, inline=inline)
+        goal = result.report["goals"][0]
+        gator = result.report["farms"][0]["agents"][0]
+        assert goal["status"] == "completed" and gator["halted"] == "goal enough completed: collect_all"
+        # Flat, emptied, and everything it had is with the master.
+        assert gator["positions"] == [] and Decimal(gator["cash"]) == 0
+        assert Decimal(result.report["master"]["cash"]) == Decimal("10000") + Decimal(goal["collected"])
+        assert Decimal(goal["collected"]) > Decimal("34200")  # principal and profit
+        # Halted at the checkpoint after the completing trade (at most 10 bars on), it sold at
+        # the next open and traded no more.
+        completed = pd.Timestamp(goal["completed_at"])
+        assert pd.Timestamp(gator["trades"][-1]["exit_time"]) <= completed + pd.Timedelta(hours=11)
+        assert result.audit.ok and result.audit.residual == 0

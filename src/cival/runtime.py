@@ -196,6 +196,9 @@ class LocalCluster:
                 for msg in farm.send_allocations(allocs):
                     self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
         for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
+            if isinstance(msg, Halt):
+                self.halt(msg.entity, msg.reason)
+                continue
             farm = self.farms[self.master.farm_of[msg.source.removeprefix("agent:")]]
             relay = farm.goal_collect(msg)
             if relay is not None:

@@ -174,6 +174,8 @@ class MasterNode:
         self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
         self.events: list[GoalEvent] = []
+        self._liquidating: list[tuple[str, str]] = []
+        """(goal, agent) halted by a collect_all goal, to empty at the next checkpoint."""
         self.halts: list[dict[str, Any]] = []
         self.halted_farms: set[str] = set()
         self._day: tuple[Any, float] | None = None
@@ -259,15 +261,28 @@ class MasterNode:
 
     def on_checkpoint(
         self, trades: list[ClosedTrade], bars: int, now: datetime, sharpes: Mapping[str, float | None]
-    ) -> list[Collect]:
+    ) -> list[Collect | Halt]:
         """Goals see the trades closed since the last checkpoint (in time order), the latest
-        Sharpe ratios (by wallet reference) and the time; returns the Collects that completed
-        goals ask for, one per assigned agent, to deliver through each agent's farm."""
+        Sharpe ratios (by wallet reference) and the time; returns what completed goals ask
+        for, to deliver through each agent's farm: a Collect per assigned agent
+        (``collect_profit``), or for ``collect_all`` first a Halt per agent (it sells at the
+        next open) and, at the next checkpoint, a Collect of all its cash."""
+        out: list[Collect | Halt] = []
+        for goal_name, agent in self._liquidating:
+            out.append(
+                Collect(
+                    id=f"goal:{goal_name}>{agent_ref(agent)}",
+                    at=now,
+                    source=agent_ref(agent),
+                    basis="all",
+                    reason=f"goal {goal_name} completed: collect_all",
+                )
+            )
+        self._liquidating = []
         for goal in self.goals:
             first = goal.config.assign[0]
             ref = farm_ref(first.farm) if first.farm is not None else agent_ref(first.agent)
             goal.on_sharpe(sharpes.get(ref))
-        out: list[Collect] = []
         for trade in sorted(trades, key=lambda t: (t.exit_time, t.id)):
             for goal in self.goals:
                 event = goal.on_trade(trade)
@@ -313,11 +328,16 @@ class MasterNode:
         self.halted_farms.add(farm)
         return Halt(id=f"halt:{farm}:{now.isoformat()}", at=now, entity=farm_ref(farm), reason=reason)
 
-    def _goal_collects(self, goal: GoalTracker) -> list[Collect]:
+    def _goal_collects(self, goal: GoalTracker) -> list[Collect | Halt]:
         action = goal.config.on_complete
         if action == "none":
             return []
-        basis = "profit" if action == "collect_profit" else "all"
+        at = goal.completed_at or datetime.now(UTC)
+        if action == "collect_all":
+            self._liquidating += [(goal.name, a) for a in goal.agents]
+            reason = f"goal {goal.name} completed: collect_all"
+            return [Halt(id=f"goal:{goal.name}>halt>{agent_ref(a)}", at=at, entity=agent_ref(a), reason=reason) for a in goal.agents]
+        basis = "profit"
         return [
             Collect(
                 id=f"goal:{goal.name}>{agent_ref(a)}",

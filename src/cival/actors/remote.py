@@ -212,6 +212,9 @@ class MasterActor:
         ray.get([self.farms[h.entity.removeprefix("farm:")].on_halt.remote(h) for h in self.node.risk_halts(now, farms)])
         ray.get([f.rebalance.remote(bars, now) for f in self.farms.values()])
         for msg in self.node.on_checkpoint(trades, bars, now, sharpes):
+            if isinstance(msg, Halt):
+                self.halt(msg)
+                continue
             farm = self.farms[self.node.farm_of[msg.source.removeprefix("agent:")]]
             self.node.on_goal_transfer(msg, ray.get(farm.goal_collect.remote(msg)))
         return self.node.goal_states()
