@@ -57,3 +57,23 @@ def test_tables_add_up_and_halts_act():
         assert transfer.amount > 0 and cluster.audit().ok
         with pytest.raises(Exception, match="no farm or agent named 'nobody'"):
             cluster.halt("nobody")
+
+
+def test_allocating_by_hand_goes_through_the_same_checks():
+    with Cluster.from_config(DEMO, bars=session_bars(load_config(DEMO), max_bars=200)) as cluster:
+        cluster.step(100)
+        before = cluster.wallet_tree()
+        cluster.allocate("trend", "5000")
+        after = cluster.wallet_tree()
+        assert after.loc["master", "cash"] == before.loc["master", "cash"] - 5000
+        # The farm splits it by its policy: equal, keeping a 5 % reserve.
+        assert after.loc["trend", "cash"] == before.loc["trend", "cash"] + 250
+        assert after.loc["gator-13-8-5", "cash"] == before.loc["gator-13-8-5", "cash"] + 4750
+        with pytest.raises(Exception, match=r"has 5,000.00 USD available"):
+            cluster.allocate("breakout", "5000.01")
+        with pytest.raises(Exception, match="an allocation must be positive, got -1"):
+            cluster.allocate("breakout", "-1")
+        cluster.set_policy("trend", {"policy": "performance", "min_share": 0.5})
+        with pytest.raises(Exception):
+            cluster.set_policy("trend", {"policy": "fixed", "weights": {"nobody": 1}})
+        assert cluster.audit().ok

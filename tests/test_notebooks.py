@@ -9,8 +9,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("name", ["backtest.ipynb"])
-def test_notebook_executes(name):
+def _execute(name):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(EXAMPLES / name, as_version=4)
@@ -20,7 +19,22 @@ def test_notebook_executes(name):
     client.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    return outputs
+
+
+def test_backtest_notebook_executes():
+    outputs = _execute("backtest.ipynb")
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figures) == 3  # backtest, heatmap, walk-forward
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "combinations; best by Sharpe" in text and "stitched out of sample" in text
+
+
+def test_farms_notebook_compares_two_policies():
+    outputs = _execute("farms.ipynb")
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) == 1
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert text.count("audit OK:") == 2 and "rebalances; the last moved" in text
+    lines = [line for line in text.splitlines() if "total equity" in line]
+    assert len(lines) == 2 and lines[0] != lines[1] and all("audit OK" in line for line in lines)

@@ -125,6 +125,21 @@ class Cluster:
     def resume(self, entity: str, reason: str = "resumed by hand") -> None:
         self._cluster.halt(_ref(entity, self.spec), reason, resume=True)
 
+    def allocate(self, farm: str, amount: Decimal | str) -> None:
+        """Allocate ``amount`` of the master's cash to ``farm``; the farm splits it across its
+        agents by its policy. The same checks as any allocation: no overdraft, no negative."""
+        value = Decimal(amount)
+        if not value > 0:
+            raise CivalError(f"an allocation must be positive, got {amount}")
+        if farm not in {f.name for f in self.spec.farms}:
+            raise CivalError(f"no farm named {farm!r}; farms: {', '.join(f.name for f in self.spec.farms)}")
+        self._cluster.allocate(farm, value)
+
+    def set_policy(self, farm: str, policy: dict[str, Any]) -> None:
+        """Give ``farm`` another allocation policy (as in a config), from now on: it applies
+        to new allocations and to its scheduled rebalancing."""
+        self._cluster.set_policy(farm, policy)
+
     def collect(self, farm: str, amount: Decimal | str | None = None, reason: str = "by hand") -> Transfer:
         """Bring a farm's money back to the master: ``amount`` of its own cash, or (None)
         all its agents' cash and its own."""

@@ -40,7 +40,7 @@ from cival.allocation import AllocationPlan, plan_for
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
-from cival.core.messages import Halt, Transfer
+from cival.core.messages import Allocate, Halt, Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 
@@ -209,6 +209,15 @@ class LocalCluster:
     def goal_states(self) -> list[dict[str, Any]]:
         return self.master.goal_states()
 
+    def set_policy(self, farm: str, policy: Any) -> None:
+        self.farms[farm].set_policy(policy)
+
+    def allocate(self, farm: str, amount: Decimal) -> None:
+        """Allocate ``amount`` of the master's cash to ``farm`` (which splits it by its policy)."""
+        msg = self.master.allocate(Allocate(source="master", target=f"farm:{farm}", amount=amount))
+        for child in self.farms[farm].on_allocate(msg):
+            self.agents[child.target.removeprefix("agent:")].on_allocate(child)
+
     def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
         """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""
         msg = Halt(entity=entity, reason=reason, resume=resume)
@@ -354,6 +363,17 @@ class RayCluster:
         import ray
 
         return ray.get(self.master.checkpoint.remote(trades, bars, now, sharpes, farms or {}))  # type: ignore[no-any-return]
+
+    def set_policy(self, farm: str, policy: Any) -> None:
+        import ray
+
+        ray.get(self.farms[farm].set_policy.remote(policy))
+
+    def allocate(self, farm: str, amount: Decimal) -> None:
+        """Allocate ``amount`` of the master's cash to ``farm`` (which splits it by its policy)."""
+        import ray
+
+        ray.get(self.master.allocate.remote(Allocate(source="master", target=f"farm:{farm}", amount=amount)))
 
     def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
         """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""

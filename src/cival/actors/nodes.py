@@ -562,6 +562,25 @@ class FarmNode:
         self._returns[name].extend(returns[np.isfinite(returns)].tolist())
         self._last_equity[name] = float(equity[-1])
 
+    def set_policy(self, policy: Any) -> None:
+        """Use another allocation policy from now on (a config allocation model or a dict)."""
+        from pydantic import TypeAdapter
+
+        from cival.config import AllocationPolicy
+
+        model = TypeAdapter(AllocationPolicy).validate_python(policy)
+        config = self.spec.config.model_copy(update={"allocation": model})
+        from cival.config import _weights
+
+        issues = list(_weights("allocation", model, self.agent_names, "agent"))
+        if issues:
+            raise NodeError("; ".join(str(i) for i in issues))
+        self.spec = FarmSpec(config=config, agents=self.spec.agents, currency=self.spec.currency)
+        self._lookback = int(getattr(model, "lookback_bars", 0))
+        self._returns = {
+            a: deque(self._returns.get(a, ()), maxlen=max(self._lookback, 1)) for a in self.agent_names
+        }
+
     def rebalance_due(self, bars: int) -> bool:
         every = self.spec.config.rebalance.every_bars
         return every is not None and bars % every == 0

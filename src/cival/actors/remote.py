@@ -136,6 +136,9 @@ class FarmActor:
             self.node.on_transfer(t)
         ray.get([self.handles[m.target.removeprefix("agent:")].on_allocate.remote(m) for m in self.node.send_allocations(allocs)])
 
+    def set_policy(self, policy: Any) -> None:
+        self.node.set_policy(policy)
+
     def halt_agent(self, msg: Halt) -> None:
         name = msg.entity.removeprefix("agent:")
         if self.node.spec.inline:
@@ -197,6 +200,11 @@ class MasterActor:
             ]
         )
         return out
+
+    def allocate(self, msg: Allocate) -> None:
+        """An allocation by hand to one farm (booked as sent, then delivered)."""
+        msg = self.node.allocate(msg)
+        ray.get(self.farms[msg.target.removeprefix("farm:")].on_allocate.remote(msg))
 
     def collect(self, farm: str, amount: Any = None, reason: str = "") -> Transfer:
         msg = self.node.collect(farm, amount, reason)
