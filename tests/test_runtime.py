@@ -14,7 +14,7 @@ import pytest
 from cival.actors.agent import dec, iso
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
-from cival.allocation import split_equal
+from cival.allocation import split, split_equal
 from cival.backtest import FillModel, backtest
 from cival.config import config_from_dict, load_config, parse_yaml
 from cival.core.bar import BarBatch
@@ -591,3 +591,54 @@ def test_collect_all_halts_the_agents_then_takes_all_their_cash_at_the_next_chec
         completed = pd.Timestamp(goal["completed_at"])
         assert pd.Timestamp(gator["trades"][-1]["exit_time"]) <= completed + pd.Timedelta(hours=11)
         assert result.audit.ok and result.audit.residual == 0
+
+
+def _master_rebalance_config(policy=None, inline=False):
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["risk"] = {}
+    raw["goals"] = []
+    raw["checkpoint"] = {"every_bars": 120}
+    raw["master"]["rebalance"] = {"every_bars": 240}
+    if policy is not None:
+        raw["master"]["allocation"] = policy
+    if inline:
+        for farm in raw["farms"]:
+            farm["runtime"] = {"agents": "inline"}
+    return config_from_dict(raw)
+
+
+def test_master_rebalancing_moves_free_cash_between_farms_by_its_policy():
+    config = _master_rebalance_config()
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    checked = 0
+    for i, batch in enumerate(replay_batches(_demo_bars(config, 1200), "max", 120)):
+        cluster.submit(batch)
+        bars = (i + 1) * 120
+        now = timestamp_of(int(batch.ts[-1]))
+        if bars % 240:
+            cluster.checkpoint([], bars, now, {}, {})
+            continue
+        free = {n: f.free_cash(cluster._agent_cash(f)) for n, f in cluster.farms.items()}
+        pool = cluster.master.books.cash("master").amount + sum(free.values())
+        cluster.checkpoint([], bars, now, {}, {})
+        after = {n: f.free_cash(cluster._agent_cash(f)) for n, f in cluster.farms.items()}
+        # The master's fixed weights 0.4 / 0.3 / 0.3 after its 10 % reserve, of the pool.
+        expected = split(pool, {"trend": Decimal("0.4"), "breakout": Decimal("0.3"), "price-action": Decimal("0.3")}, Decimal("1e-8"), Decimal(10))
+        assert after == expected.shares
+        assert cluster.master.books.cash("master").amount == expected.reserve
+        assert combine(cluster.summaries()).ok and combine(cluster.summaries()).in_flight == 0
+        checked += 1
+    assert checked == 5
+
+
+def test_master_rebalancing_is_the_same_inline_or_in_agent_actors():
+    policy = {"policy": "performance", "metric": "return", "lookback_bars": 240, "min_share": 0.1, "reserve_pct": 5}
+    bars = _demo_bars(_master_rebalance_config(policy), 2400)
+    a = run_paper(_master_rebalance_config(policy), bars=bars, local=True)
+    b = run_paper(_master_rebalance_config(policy, inline=True), bars=bars, local=True)
+    assert _comparable(a.report) == _comparable(b.report)
+    moves = a.report["master"]["rebalances"]
+    assert len(moves) == 10 and any(Decimal(d) != 0 for r in moves for d in r["moves"].values())
+    assert a.audit.ok and a.audit.residual == 0

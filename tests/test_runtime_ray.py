@@ -141,3 +141,16 @@ def test_rebalancing_goals_and_halts_on_ray_equal_the_same_in_process():
     assert _comparable(on_ray.report) == _comparable(local.report)
     assert any(Decimal(d) != 0 for r in on_ray.report["farms"][0]["rebalances"] for d in r["moves"].values())
     assert on_ray.audit.ok and on_ray.audit.residual == 0
+
+
+def test_master_rebalancing_on_ray_equals_the_same_in_process():
+    from tests.test_runtime import _master_rebalance_config
+
+    policy = {"policy": "performance", "metric": "return", "lookback_bars": 240, "min_share": 0.1, "reserve_pct": 5}
+    config = _master_rebalance_config(policy)
+    bars = session_bars(config, max_bars=1440)
+    on_ray = run_paper(config, bars=bars)
+    local = run_paper(config, bars=bars, local=True)
+    assert _comparable(on_ray.report) == _comparable(local.report)
+    assert len(on_ray.report["master"]["rebalances"]) == 6
+    assert on_ray.audit.ok and on_ray.audit.residual == 0

@@ -566,8 +566,15 @@ def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
                 f"farms[{i}].rebalance.every_bars",
                 f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
             )
-    if config.master.rebalance.every_bars is not None:
-        yield ConfigIssue("master.rebalance", "rebalancing across farms is not available yet; rebalance within farms")
+    n = config.master.rebalance.every_bars
+    if n is not None and n % every != 0:
+        yield ConfigIssue(
+            "master.rebalance.every_bars",
+            f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
+        )
+    for path, rebalance in [("master", config.master.rebalance)] + [(f"farms[{i}]", f.rebalance) for i, f in enumerate(config.farms)]:
+        if rebalance.liquidate:
+            yield ConfigIssue(f"{path}.rebalance.liquidate", "selling positions to rebalance is not available yet; leave it false")
 
     data_path = config.data_path()
     if data_path is not None and not data_path.is_file():

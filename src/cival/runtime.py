@@ -188,13 +188,24 @@ class LocalCluster:
             self._halt_farm(halt)
         for farm in self.farms.values():
             if farm.rebalance_due(bars):
-                agents = farm.agents if farm.spec.inline else {n: self.agents[n] for n in farm.agent_names}
-                cash = {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
+                cash = self._agent_cash(farm)
                 collects, allocs = farm.rebalance(bars, now, cash)
                 for msg in collects:
                     farm.on_transfer(self.agents[msg.source.removeprefix("agent:")].on_collect(msg))
                 for msg in farm.send_allocations(allocs):
                     self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
+        if self.master.rebalance_due(bars):
+            free = {name: f.free_cash(self._agent_cash(f)) for name, f in self.farms.items()}
+            returns = {name: f.farm_returns() for name, f in self.farms.items()}
+            collects, allocs = self.master.rebalance(bars, now, free, returns)
+            for msg in collects:
+                farm = self.farms[msg.source.removeprefix("farm:")]
+                for child in farm.release(msg, self._agent_cash(farm)):
+                    farm.on_transfer(self.agents[child.source.removeprefix("agent:")].on_collect(child))
+                self.master.on_transfer(farm.send_released(msg))
+            for msg in self.master.send_allocations(allocs):
+                for child in self.farms[msg.target.removeprefix("farm:")].on_allocate(msg):
+                    self.agents[child.target.removeprefix("agent:")].on_allocate(child)
         for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
             if isinstance(msg, Halt):
                 self.halt(msg.entity, msg.reason)
@@ -208,6 +219,11 @@ class LocalCluster:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self.master.goal_states()
+
+    def _agent_cash(self, farm: FarmNode) -> dict[str, Decimal]:
+        """Each trading agent's cash now (halted agents left out)."""
+        agents = farm.agents if farm.spec.inline else {n: self.agents[n] for n in farm.agent_names}
+        return {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
 
     def set_policy(self, farm: str, policy: Any) -> None:
         self.farms[farm].set_policy(policy)
@@ -610,6 +626,7 @@ def needs_checkpoints(config: ClusterConfig) -> bool:
         config.goals
         or risk.farm_max_drawdown_pct is not None
         or risk.master_daily_loss_pct is not None
+        or config.master.rebalance.every_bars is not None
         or any(f.rebalance.every_bars is not None for f in config.farms)
     )
 

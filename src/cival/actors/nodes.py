@@ -26,7 +26,7 @@ import numpy as np
 from cival.actors.agent import Agent, AgentUpdate, dec, iso
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
-from cival.allocation import plan_for
+from cival.allocation import plan_for, split
 from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch
@@ -175,6 +175,7 @@ class MasterNode:
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
         self.events: list[GoalEvent] = []
         self._liquidating: list[tuple[str, str]] = []
+        self.rebalances: list[dict[str, Any]] = []
         """(goal, agent) halted by a collect_all goal, to empty at the next checkpoint."""
         self.halts: list[dict[str, Any]] = []
         self.halted_farms: set[str] = set()
@@ -324,6 +325,38 @@ class MasterNode:
                 out += [self._halt_farm(f, reason, now) for f in self.farms if f not in self.halted_farms]
         return out
 
+    def rebalance_due(self, bars: int) -> bool:
+        every = self.spec.config.master.rebalance.every_bars
+        return every is not None and bars % every == 0
+
+    def rebalance(
+        self, bars: int, now: datetime, free: Mapping[str, Decimal], returns: Mapping[str, list[float]]
+    ) -> tuple[list[Collect], list[Allocate]]:
+        """Re-split free cash across the trading farms by the master's policy (``free``: each
+        farm's own and its agents' cash, ``returns``: each farm's bar returns). The pool is
+        the master's cash and the farms' free cash; the policy's reserve stays with the
+        master. Farms above their share give back the difference (Collects, delivered
+        first), then those below are topped up (Allocates, already booked as sent when
+        :meth:`send_allocations` is called). Ids carry the bar count."""
+        names = [f for f in self.farms if f in free and f not in self.halted_farms]
+        if not names:
+            return [], []
+        pool = self.books.cash(MASTER).amount + sum((free[f] for f in names), ZERO)
+        plan = plan_for(self.spec.config.master.allocation, pool, names, self.books.ledger.quantum, returns)
+        collects, allocs = [], []
+        for farm in names:
+            delta = plan.shares[farm] - free[farm]
+            key = f"rebalance:master:{bars}>{farm_ref(farm)}"
+            if delta < 0:
+                collects.append(Collect(id=key, at=now, source=farm_ref(farm), amount=-delta, reason="rebalance"))
+            elif delta > 0:
+                allocs.append(Allocate(id=key, at=now, source=MASTER, target=farm_ref(farm), amount=delta))
+        self.rebalances.append({"bars": bars, "at": iso(now), "moves": {f: str(plan.shares[f] - free[f]) for f in names}})
+        return collects, allocs
+
+    def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
+        return [self.allocate(m) for m in allocs]
+
     def _halt_farm(self, farm: str, reason: str, now: datetime) -> Halt:
         self.halted_farms.add(farm)
         return Halt(id=f"halt:{farm}:{now.isoformat()}", at=now, entity=farm_ref(farm), reason=reason)
@@ -375,6 +408,7 @@ class MasterNode:
             "fees": "0",
             "trades": [],
             "halts": list(self.halts),
+            "rebalances": list(self.rebalances),
             "allocated": dec(
                 sum(
                     (b.link_balance(MASTER, farm_ref(f)) for f in self.farms),
@@ -433,6 +467,7 @@ class FarmNode:
         policy = spec.config.allocation
         self._lookback = int(getattr(policy, "lookback_bars", 0))
         self._returns: dict[str, deque[float]] = {a: deque(maxlen=max(self._lookback, 1)) for a in self.agent_names}
+        self._returns["farm"] = deque(maxlen=10_000)  # the farm's own, for its master's policy
         self._last_equity: dict[str, float] = {}
         self._taken: dict[str, Decimal] = {}
         """Goal Collect id -> what it took from the agent (forwarded to the master)."""
@@ -553,7 +588,7 @@ class FarmNode:
 
     def _record_returns(self, name: str, equity: np.ndarray) -> None:
         """Keep the agent's last bar returns, for the policies that need them."""
-        if not self._lookback or equity.shape[0] == 0:
+        if equity.shape[0] == 0 or (not self._lookback and name != "farm"):
             return
         last = self._last_equity.get(name)
         series = np.concatenate(([last], equity)) if last is not None else equity
@@ -578,7 +613,8 @@ class FarmNode:
         self.spec = FarmSpec(config=config, agents=self.spec.agents, currency=self.spec.currency)
         self._lookback = int(getattr(model, "lookback_bars", 0))
         self._returns = {
-            a: deque(self._returns.get(a, ()), maxlen=max(self._lookback, 1)) for a in self.agent_names
+            **{a: deque(self._returns.get(a, ()), maxlen=max(self._lookback, 1)) for a in self.agent_names},
+            "farm": self._returns["farm"],
         }
 
     def rebalance_due(self, bars: int) -> bool:
@@ -631,6 +667,47 @@ class FarmNode:
         if not any(r["bars"] == bars for r in self.rebalances):
             self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
         return collects, allocs
+
+    def free_cash(self, cash: Mapping[str, Decimal]) -> Decimal:
+        """The farm's own cash and its trading agents' (``cash``: each agent's cash now)."""
+        if self.halted is not None:
+            return ZERO
+        return self.books.cash(self.ref).amount + sum((v for v in cash.values()), ZERO)
+
+    def farm_returns(self) -> list[float]:
+        return list(self._returns["farm"])
+
+    def release(self, msg: Collect, cash: Mapping[str, Decimal]) -> list[Collect]:
+        """The master takes ``msg.amount`` of free cash back (a rebalance): from the farm's own
+        cash first, the rest from its trading agents in proportion to their cash (exact
+        split). Inline agents' cash moves here; the Collects for agent actors are returned
+        (their Transfers go to :meth:`on_transfer`). Then :meth:`send_released`."""
+        if msg.id in self._taken:
+            return []
+        own = self.books.cash(self.ref).amount
+        rest = max(ZERO, Decimal(msg.amount or 0) - own)
+        out: list[Collect] = []
+        if rest > 0:
+            weights = {n: v for n, v in cash.items() if v > 0}
+            plan = split(rest, weights, self.books.ledger.quantum) if weights else None
+            for name, amount in (plan.shares.items() if plan else []):
+                if amount <= 0:
+                    continue
+                child = Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=amount, reason=msg.reason)
+                if self.spec.inline:
+                    new = self.books.ledger.find(f"{child.id}:transfer") is None
+                    self.books.collect(agent_ref(name), amount, key=f"{child.id}:transfer", at=msg.at)
+                    if new:
+                        self.agents[name].collected(amount, "amount")
+                    self.agents[name].sync_cash()
+                else:
+                    out.append(child)
+        self._taken[msg.id] = Decimal(msg.amount or 0)
+        return out
+
+    def send_released(self, msg: Collect) -> Transfer:
+        """Send what :meth:`release` gathered up to the master."""
+        return send_up(self.books, self.ref, MASTER, msg, amount=self._taken[msg.id])
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
         """Book rebalancing allocations to agent actors as sent (after their collections
@@ -695,6 +772,7 @@ class FarmNode:
             self._record_returns(u.name, u.equity)
         # Starting equity: what the farm received from the master, net.
         self.performance.start(float(-self.books.link_balance(self.ref, MASTER)))
+        self._record_returns("farm", equity)
         self.performance.update(batch.ts, equity)
         return FarmUpdate(
             self.name,

@@ -125,16 +125,28 @@ class FarmActor:
         """At a checkpoint: re-split the agents' free cash if the farm's schedule says so."""
         if not self.node.rebalance_due(bars):
             return
-        if self.node.spec.inline:
-            agents = self.node.agents
-            cash = {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
-        else:
-            states = ray.get([h.cash.remote() for h in self.handles.values()])
-            cash = {name: amount for name, (amount, halted) in zip(self.handles, states, strict=True) if halted is None}
-        collects, allocs = self.node.rebalance(bars, now, cash)
+        collects, allocs = self.node.rebalance(bars, now, self._agent_cash())
         for t in ray.get([self.handles[m.source.removeprefix("agent:")].on_collect.remote(m) for m in collects]):
             self.node.on_transfer(t)
         ray.get([self.handles[m.target.removeprefix("agent:")].on_allocate.remote(m) for m in self.node.send_allocations(allocs)])
+
+    def _agent_cash(self) -> dict[str, Any]:
+        """Each trading agent's cash now (halted agents left out)."""
+        if self.node.spec.inline:
+            agents = self.node.agents
+            return {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
+        states = ray.get([h.cash.remote() for h in self.handles.values()])
+        return {name: amount for name, (amount, halted) in zip(self.handles, states, strict=True) if halted is None}
+
+    def rebalance_info(self) -> tuple[Any, list[float]]:
+        """The farm's free cash now and its bar returns (for the master's policy)."""
+        return self.node.free_cash(self._agent_cash()), self.node.farm_returns()
+
+    def release(self, msg: Collect) -> Transfer:
+        """Give back free cash to the master (a rebalance): own cash first, then the agents'."""
+        for child in self.node.release(msg, self._agent_cash()):
+            self.node.on_transfer(ray.get(self.handles[child.source.removeprefix("agent:")].on_collect.remote(child)))
+        return self.node.send_released(msg)
 
     def set_policy(self, policy: Any) -> None:
         self.node.set_policy(policy)
@@ -219,6 +231,14 @@ class MasterActor:
         made before returning."""
         ray.get([self.farms[h.entity.removeprefix("farm:")].on_halt.remote(h) for h in self.node.risk_halts(now, farms)])
         ray.get([f.rebalance.remote(bars, now) for f in self.farms.values()])
+        if self.node.rebalance_due(bars):
+            infos = dict(zip(self.farms, ray.get([f.rebalance_info.remote() for f in self.farms.values()]), strict=True))
+            free = {name: info[0] for name, info in infos.items()}
+            returns = {name: info[1] for name, info in infos.items()}
+            collects, allocs = self.node.rebalance(bars, now, free, returns)
+            for msg in collects:
+                self.node.on_transfer(ray.get(self.farms[msg.source.removeprefix("farm:")].release.remote(msg)))
+            ray.get([self.farms[m.target.removeprefix("farm:")].on_allocate.remote(m) for m in self.node.send_allocations(allocs)])
         for msg in self.node.on_checkpoint(trades, bars, now, sharpes):
             if isinstance(msg, Halt):
                 self.halt(msg)
