@@ -642,3 +642,36 @@ def test_master_rebalancing_is_the_same_inline_or_in_agent_actors():
     moves = a.report["master"]["rebalances"]
     assert len(moves) == 10 and any(Decimal(d) != 0 for r in moves for d in r["moves"].values())
     assert a.audit.ok and a.audit.residual == 0
+
+
+def test_an_agents_own_stop_loss_and_position_limit_apply_as_in_the_backtest(shared_data):
+    path = shared_data / "daily_us_equities" / "backtrader_NVDA.csv"
+    bars = load_bars(path)
+    raw = {
+        "name": "risky",
+        "master": {"initial_deposit": "10000"},
+        "risk": {"max_position_fraction": 0.9, "stop_loss_pct": 20},
+        "farms": [
+            {
+                "name": "b",
+                "type": "breakout",
+                "agents": [
+                    {"name": "careful", "strategy": "darvas", "risk": {"stop_loss_pct": 3, "take_profit_pct": 8, "max_position_fraction": 0.5}},
+                    {"name": "default", "strategy": "darvas"},
+                ],
+            }
+        ],
+        "costs": {"fee_bps": 10, "slippage_bps": 5},
+        "data": {"source": "file", "path": str(path)},
+    }
+    result = run_paper(config_from_dict(raw), bars=bars, local=True)
+    agents = {a["name"]: a for a in result.report["farms"][0]["agents"]}
+    for name, model in (
+        ("careful", FillModel(cash=5000.0, fraction=0.5, stop_loss_pct=3.0, take_profit_pct=8.0)),
+        ("default", FillModel(cash=5000.0, fraction=0.9, stop_loss_pct=20.0)),  # the cluster's limits
+    ):
+        expected = backtest("darvas", bars, {}, model).trades
+        got = agents[name]["trades"]
+        assert len(got) == len(expected) > 10
+        assert [Decimal(t["exit_price"]) for t in got] == [Decimal(repr(float(p))) for p in expected["exit_price"]]
+        assert [Decimal(t["qty"]) for t in got] == [Decimal(repr(float(q))) for q in expected["qty"]]

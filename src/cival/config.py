@@ -158,11 +158,20 @@ class SizingConfig(StrictModel):
     qty_step: PositiveAmount = DEFAULT_QTY_STEP
 
 
+class AgentRiskConfig(StrictModel):
+    """An agent's own limits, over the cluster's ``risk`` (the fill model's stop rules)."""
+
+    max_position_fraction: Fraction | None = None
+    stop_loss_pct: Annotated[ExactDecimal, Field(gt=0, lt=100)] | None = None
+    take_profit_pct: Annotated[ExactDecimal, Field(gt=0)] | None = None
+
+
 class _AgentBase(StrictModel):
     name: Name
     symbol: Symbol | None = None
     """The instrument traded; defaults to the data source's symbol."""
     sizing: SizingConfig = Field(default_factory=SizingConfig)
+    risk: AgentRiskConfig = Field(default_factory=AgentRiskConfig)
 
 
 def _agent_model(strategy: str, params: type[BaseModel]) -> type[_AgentBase]:
@@ -705,6 +714,7 @@ def _issue(err: Any) -> ConfigIssue:
 
 __all__ = [
     "AGENT_MODELS",
+    "AgentRiskConfig",
     "Assignment",
     "CheckpointConfig",
     "ClusterConfig",

@@ -136,11 +136,12 @@ def cluster_spec(
                 cash=1.0,  # replaced by the allocation the agent receives
                 fee_bps=config.costs.fee_bps,
                 slippage_bps=config.costs.slippage_bps,
-                fraction=float(min(agent.sizing.fraction, risk.max_position_fraction)),
+                fraction=float(
+                    min(agent.sizing.fraction, agent.risk.max_position_fraction or risk.max_position_fraction)
+                ),
                 qty_step=float(agent.sizing.qty_step),
-                stop_loss_pct=float(risk.stop_loss_pct)
-                if risk.stop_loss_pct is not None
-                else None,
+                stop_loss_pct=_float(agent.risk.stop_loss_pct if agent.risk.stop_loss_pct is not None else risk.stop_loss_pct),
+                take_profit_pct=_float(agent.risk.take_profit_pct),
             )
             agents.append(
                 AgentSpec(
@@ -155,6 +156,10 @@ def cluster_spec(
             )
         farms.append(FarmSpec(config=farm, agents=tuple(agents), currency=currency))
     return ClusterSpec(config=config, farms=tuple(farms), symbol=symbol)
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
 
 
 # -- master -----------------------------------------------------------------------------
