@@ -675,3 +675,20 @@ def test_an_agents_own_stop_loss_and_position_limit_apply_as_in_the_backtest(sha
         assert len(got) == len(expected) > 10
         assert [Decimal(t["exit_price"]) for t in got] == [Decimal(repr(float(p))) for p in expected["exit_price"]]
         assert [Decimal(t["qty"]) for t in got] == [Decimal(repr(float(q))) for q in expected["qty"]]
+
+
+def test_money_moved_by_rebalancing_is_not_counted_as_a_return():
+    policy = {"policy": "performance", "metric": "return", "lookback_bars": 2000, "min_share": 0.1}
+    config = _rebalance_config(policy)
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    for i, batch in enumerate(replay_batches(_demo_bars(config, 2000), "max", 100)):
+        cluster.submit(batch)
+        cluster.checkpoint([], (i + 1) * 100, timestamp_of(int(batch.ts[-1])), {}, {})
+    farm = cluster.farms["trend"]
+    assert farm.rebalances and any(Decimal(d) != 0 for r in farm.rebalances for d in r["moves"].values())
+    # Hourly BTC never moves 20 % in a bar: a jump that size would be a flow taken for a return.
+    for name, returns in farm._returns.items():
+        assert returns and max(abs(r) for r in returns) < 0.2, name
+    for agent in cluster.agents.values():
+        assert agent.performance.max_drawdown < 0.9

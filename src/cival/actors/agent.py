@@ -167,6 +167,7 @@ class Agent:
             raise AgentError(f"{self.ref} received an allocation for {msg.target}")
         if books.ledger.find(msg.id) is None:
             self.principal += msg.amount
+            self.performance.flow(float(msg.amount))
         books.receive(
             self.ref,
             msg.source,
@@ -219,10 +220,12 @@ class Agent:
     def funded(self, amount: Decimal) -> None:
         """Money arrived from the farm (an inline farm books it and tells the agent)."""
         self.principal += amount
+        self.performance.flow(float(amount))
         self.sync_cash()
 
     def collected(self, amount: Decimal, basis: str) -> None:
         """Money left for the farm: profit leaves the principal as it was."""
+        self.performance.flow(-float(amount))
         if basis != "profit":
             self.principal = max(Decimal(0), self.principal - amount)
 

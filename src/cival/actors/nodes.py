@@ -487,6 +487,8 @@ class FarmNode:
         """
         if msg.target != self.ref:
             raise NodeError(f"farm {self.name} received an allocation for {msg.target}")
+        if self.books.ledger.find(msg.id) is None:
+            self._flow("farm", msg.amount)
         self.books.receive(
             self.ref,
             msg.source,
@@ -512,6 +514,8 @@ class FarmNode:
                 target=agent_ref(name),
                 amount=amount,
             )
+            if self.books.ledger.find(child.id) is None:
+                self._flow(name, amount)
             if self.spec.inline:
                 new = self.books.ledger.find(child.id) is None
                 self.books.allocate(agent_ref(name), amount, key=child.id, at=msg.at)
@@ -535,6 +539,7 @@ class FarmNode:
         Collect messages to send are returned (their Transfers go to :meth:`on_transfer`)."""
         out = []
         for name in self.agent_names:
+            self._last_equity.pop(name, None)  # emptied: its next return starts afresh
             child = Collect(
                 id=f"{msg.id}>{agent_ref(name)}",
                 at=msg.at,
@@ -568,7 +573,11 @@ class FarmNode:
         """Send the farm's own cash up to the master (``msg.amount``, or all of it)."""
         if msg.source != self.ref:
             raise NodeError(f"farm {self.name} received a collection for {msg.source}")
-        return send_up(self.books, self.ref, MASTER, msg)
+        new = self.books.ledger.find(f"{msg.id}:transfer") is None
+        transfer = send_up(self.books, self.ref, MASTER, msg)
+        if new:
+            self._flow("farm", -transfer.amount)
+        return transfer
 
     def on_halt(self, msg: Halt) -> list[Halt]:
         """Halt (or resume) the farm: all its agents. Inline agents are told here; for agent
@@ -590,6 +599,14 @@ class FarmNode:
         return out
 
     # rebalancing
+
+    def _flow(self, name: str, amount: Decimal) -> None:
+        """Money moved in (+) or out (-) of ``name`` (an agent, or "farm") between bars: move
+        the return baseline with it, so that it does not count as a return."""
+        if name in self._last_equity:
+            self._last_equity[name] += float(amount)
+        if name == "farm":
+            self.performance.flow(float(amount))
 
     def _record_returns(self, name: str, equity: np.ndarray) -> None:
         """Keep the agent's last bar returns, for the policies that need them."""
@@ -647,6 +664,8 @@ class FarmNode:
             delta = plan.shares[name] - cash[name]
             moves[name] = str(delta)
             key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
+            if delta != 0 and not any(r["bars"] == bars for r in self.rebalances):
+                self._flow(name, delta)
             if delta < 0:
                 msg = Collect(id=key, at=now, source=agent_ref(name), amount=-delta, reason="rebalance")
                 if self.spec.inline:
@@ -698,6 +717,7 @@ class FarmNode:
             for name, amount in (plan.shares.items() if plan else []):
                 if amount <= 0:
                     continue
+                self._flow(name, -amount)
                 child = Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=amount, reason=msg.reason)
                 if self.spec.inline:
                     new = self.books.ledger.find(f"{child.id}:transfer") is None
@@ -712,6 +732,8 @@ class FarmNode:
 
     def send_released(self, msg: Collect) -> Transfer:
         """Send what :meth:`release` gathered up to the master."""
+        if self.books.ledger.find(f"{msg.id}:transfer") is None:
+            self._flow("farm", -self._taken[msg.id])
         return send_up(self.books, self.ref, MASTER, msg, amount=self._taken[msg.id])
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
@@ -740,11 +762,14 @@ class FarmNode:
             self.books.collect(agent.ref, amount, key=f"{msg.id}:transfer", at=msg.at)
         agent.collected(amount or ZERO, basis)
         agent.sync_cash()
+        self._flow(name, -(amount or ZERO))
         self._taken[msg.id] = amount or ZERO
         return None
 
     def on_goal_transfer(self, msg: Collect, transfer: Transfer) -> None:
         """Book what an agent actor sent for a goal's Collect."""
+        if msg.id not in self._taken:
+            self._flow(msg.source.removeprefix("agent:"), -transfer.amount)
         self.on_transfer(transfer)
         self._taken[msg.id] = transfer.amount
 
@@ -754,6 +779,8 @@ class FarmNode:
         if msg.id not in self._taken:
             raise NodeError(f"farm {self.name}: nothing was collected under {msg.id!r} yet")
         up = msg.model_copy(update={"id": f"{msg.id}:up", "source": self.ref})
+        if self.books.ledger.find(f"{up.id}:transfer") is None:
+            self._flow("farm", -self._taken[msg.id])
         return send_up(self.books, self.ref, MASTER, up, amount=self._taken[msg.id])
 
     # bars

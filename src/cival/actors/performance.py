@@ -9,7 +9,8 @@ fall from the running peak, which starts at ``E0``), so a paper session's figure
 the backtest's on the same bars, up to the order of floating-point sums.
 
 The running sums are updated bar by bar, in order (Welford's method, compiled), so the
-figures do not depend on how the bars were batched.
+figures do not depend on how the bars were batched. Money allocated or collected between
+bars is a *flow*, not a return (:meth:`PerformanceTracker.flow`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ class PerformanceTracker:
         self.last_equity, self._mean, self._m2, count, self.peak, self.max_drawdown = (float(x) for x in state)
         self.bars = int(count)
         self.last_ns = int(ts_ns[-1])
+
+    def flow(self, amount: float) -> None:
+        """Money moved in (positive) or out (negative) between bars: not a return. The
+        previous equity and the peak move with it, so returns and drawdowns are those of
+        the trading alone."""
+        if self.bars == 0 or math.isnan(self.last_equity):
+            return
+        self.last_equity += amount
+        self.peak += amount
 
     @property
     def sharpe(self) -> float | None:
