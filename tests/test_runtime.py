@@ -692,3 +692,38 @@ def test_money_moved_by_rebalancing_is_not_counted_as_a_return():
         assert returns and max(abs(r) for r in returns) < 0.2, name
     for agent in cluster.agents.values():
         assert agent.performance.max_drawdown < 0.9
+
+
+def test_rebalancing_with_liquidate_sells_first_then_splits_everything():
+    raw = _rebalance_config({"policy": "equal"}).model_dump(mode="json")
+    raw["farms"][0]["rebalance"] = {"every_bars": 200, "liquidate": True}
+    config = config_from_dict(raw)
+    cluster = LocalCluster(cluster_spec(config))
+    cluster.fund()
+    paused_seen = rebalanced_flat = 0
+    for i, batch in enumerate(replay_batches(_demo_bars(config, 2000), "max", 100)):
+        cluster.submit(batch)
+        bars = (i + 1) * 100
+        farm = cluster.farms["trend"]
+        was_paused = bool(farm._paused)
+        if was_paused:
+            # Paused at the last checkpoint: everyone sold at the first open since.
+            assert not any(a.broker.in_position for a in cluster.agents.values())
+            pool = farm.books.cash(farm.ref).amount + sum(a.books.cash(a.ref).amount for a in cluster.agents.values())
+        cluster.checkpoint([], bars, timestamp_of(int(batch.ts[-1])), {}, {})
+        if farm._paused:
+            paused_seen += 1
+            assert all(cluster.agents[n].halted == "paused: selling to rebalance" for n in farm._paused)
+        if was_paused:
+            shares = split_equal(pool, ["fast", "mid", "slow"], Decimal("1e-8")).shares
+            assert {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()} == shares
+            assert all(a.halted is None for a in cluster.agents.values())  # trading again
+            rebalanced_flat += 1
+    assert paused_seen > 0 and rebalanced_flat >= paused_seen - 1  # the last pause may be at the end
+    assert combine(cluster.summaries()).ok
+    inline_raw = dict(raw)
+    inline_raw["farms"] = [dict(raw["farms"][0], runtime={"agents": "inline"})]
+    bars = _demo_bars(config, 2000)
+    assert _comparable(run_paper(config, bars=bars, local=True).report) == _comparable(
+        run_paper(config_from_dict(inline_raw), bars=bars, local=True).report
+    )

@@ -154,3 +154,20 @@ def test_master_rebalancing_on_ray_equals_the_same_in_process():
     assert _comparable(on_ray.report) == _comparable(local.report)
     assert len(on_ray.report["master"]["rebalances"]) == 6
     assert on_ray.audit.ok and on_ray.audit.residual == 0
+
+
+def test_rebalancing_with_liquidate_on_ray_equals_the_same_in_process():
+    from tests.test_runtime import _rebalance_config
+
+    raw = _rebalance_config({"policy": "equal"}).model_dump(mode="json")
+    raw["farms"][0]["rebalance"] = {"every_bars": 200, "liquidate": True}
+    from cival.config import config_from_dict
+
+    config = config_from_dict(raw)
+    bars = session_bars(config, max_bars=1200)
+    on_ray = run_paper(config, bars=bars)
+    local = run_paper(config, bars=bars, local=True)
+    assert _comparable(on_ray.report) == _comparable(local.report)
+    halts = [h for a in on_ray.report["farms"][0]["agents"] for h in a["halts"]]
+    assert any(h["reason"] == "paused: selling to rebalance" for h in halts)
+    assert on_ray.audit.ok

@@ -581,9 +581,11 @@ def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
             "master.rebalance.every_bars",
             f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
         )
-    for path, rebalance in [("master", config.master.rebalance)] + [(f"farms[{i}]", f.rebalance) for i, f in enumerate(config.farms)]:
-        if rebalance.liquidate:
-            yield ConfigIssue(f"{path}.rebalance.liquidate", "selling positions to rebalance is not available yet; leave it false")
+    if config.master.rebalance.liquidate:
+        yield ConfigIssue(
+            "master.rebalance.liquidate",
+            "selling positions to rebalance across farms is not available yet; use it on farms, or leave it false",
+        )
 
     data_path = config.data_path()
     if data_path is not None and not data_path.is_file():

@@ -187,13 +187,22 @@ class LocalCluster:
         for halt in self.master.risk_halts(now, farms or {}):
             self._halt_farm(halt)
         for farm in self.farms.values():
-            if farm.rebalance_due(bars):
-                cash = self._agent_cash(farm)
-                collects, allocs = farm.rebalance(bars, now, cash)
-                for msg in collects:
-                    farm.on_transfer(self.agents[msg.source.removeprefix("agent:")].on_collect(msg))
-                for msg in farm.send_allocations(allocs):
-                    self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
+            if not farm._paused and not farm.rebalance_due(bars):
+                continue
+            if farm._paused:  # they sold at the open after the last checkpoint: rebalance now
+                for msg in farm.resume_paused(now):
+                    self.agents[msg.entity.removeprefix("agent:")].on_halt(msg)
+            else:
+                pauses = farm.liquidation(now)
+                for msg in pauses:
+                    self.agents[msg.entity.removeprefix("agent:")].on_halt(msg)
+                if farm._paused:
+                    continue  # rebalance at the next checkpoint, once they are flat
+            collects, allocs = farm.rebalance(bars, now, self._agent_cash(farm))
+            for msg in collects:
+                farm.on_transfer(self.agents[msg.source.removeprefix("agent:")].on_collect(msg))
+            for msg in farm.send_allocations(allocs):
+                self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
         if self.master.rebalance_due(bars):
             free = {name: f.free_cash(self._agent_cash(f)) for name, f in self.farms.items()}
             returns = {name: f.farm_returns() for name, f in self.farms.items()}

@@ -198,7 +198,7 @@ class Agent:
     def on_halt(self, msg: Halt) -> None:
         """Halt (exit at the next open, no new entries) or resume; recorded with the reason."""
         if msg.resume:
-            if self.halted is not None:
+            if self.halted is not None and (msg.only is None or msg.only == self.halted):
                 self.halted = None
                 self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
             return

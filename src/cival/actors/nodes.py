@@ -37,6 +37,9 @@ from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_r
 from cival.goals import ClosedTrade, GoalEvent, GoalTracker
 
 
+PAUSED = "paused: selling to rebalance"
+
+
 class NodeError(CivalError):
     """A message reached a node it is not for, or asks for something impossible."""
 
@@ -469,6 +472,8 @@ class FarmNode:
         self.halted: str | None = None
         self.halts: list[dict[str, Any]] = []
         self.rebalances: list[dict[str, Any]] = []
+        self._paused: list[str] = []
+        """Agents paused to sell before a rebalance (``rebalance.liquidate``)."""
         policy = spec.config.allocation
         self._lookback = int(getattr(policy, "lookback_bars", 0))
         self._returns: dict[str, deque[float]] = {a: deque(maxlen=max(self._lookback, 1)) for a in self.agent_names}
@@ -642,6 +647,44 @@ class FarmNode:
     def rebalance_due(self, bars: int) -> bool:
         every = self.spec.config.rebalance.every_bars
         return every is not None and bars % every == 0
+
+    def liquidation(self, now: datetime) -> list[Halt]:
+        """With ``rebalance.liquidate``, when some agent holds a position: pause every trading
+        agent, so that those in a position sell at the next open and none enters; the
+        rebalance then runs at the next checkpoint, after :meth:`resume_paused`. Returns the
+        pauses for agent actors (inline agents are told here); empty when nobody holds a
+        position (rebalance now)."""
+        if not self.spec.config.rebalance.liquidate or self.halted is not None:
+            return []
+        if self.spec.inline:
+            trading = [n for n in self.agent_names if self.agents[n].halted is None]
+            held = [n for n in trading if self.agents[n].broker.in_position]
+        else:
+            trading = list(self.agent_names)  # halted actor agents ignore a pause
+            held = [n for n in trading if self.positions.get(n, "0") != "0"]
+        if not held:
+            return []
+        self._paused = trading
+        out = []
+        for name in trading:
+            msg = Halt(id=f"rebalance:{self.name}:{now.isoformat()}>{agent_ref(name)}", at=now, entity=agent_ref(name), reason=PAUSED)
+            if self.spec.inline:
+                self.agents[name].on_halt(msg)
+            else:
+                out.append(msg)
+        return out
+
+    def resume_paused(self, now: datetime) -> list[Halt]:
+        """Let the agents paused for a rebalance trade again (see :meth:`liquidation`)."""
+        out = []
+        for name in self._paused:
+            msg = Halt(entity=agent_ref(name), at=now, reason="rebalanced", resume=True, only=PAUSED)
+            if self.spec.inline:
+                self.agents[name].on_halt(msg)
+            else:
+                out.append(msg)
+        self._paused = []
+        return out
 
     def rebalance(self, bars: int, now: datetime, cash: Mapping[str, Decimal]) -> tuple[list[Collect], list[Allocate]]:
         """Re-split the farm's free cash across its agents by its policy (``cash``: each

@@ -123,7 +123,14 @@ class FarmActor:
 
     def rebalance(self, bars: int, now: Any) -> None:
         """At a checkpoint: re-split the agents' free cash if the farm's schedule says so."""
-        if not self.node.rebalance_due(bars):
+        if self.node._paused:  # they sold at the open after the last checkpoint: rebalance now
+            ray.get([self.handles[m.entity.removeprefix("agent:")].on_halt.remote(m) for m in self.node.resume_paused(now)])
+        elif self.node.rebalance_due(bars):
+            pauses = self.node.liquidation(now)
+            ray.get([self.handles[m.entity.removeprefix("agent:")].on_halt.remote(m) for m in pauses])
+            if pauses or self.node._paused:
+                return
+        else:
             return
         collects, allocs = self.node.rebalance(bars, now, self._agent_cash())
         for t in ray.get([self.handles[m.source.removeprefix("agent:")].on_collect.remote(m) for m in collects]):

@@ -117,6 +117,8 @@ class Halt(Message):
     entity: str
     reason: str
     resume: bool = False
+    only: str | None = None
+    """With ``resume``: lift only a halt for this reason (None: any)."""
 
 
 class PerformanceReport(Message):
