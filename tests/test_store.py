@@ -4,6 +4,7 @@ refused whole, migrations recorded."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -105,3 +106,27 @@ def test_open_store_chooses_by_url(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match=r"cannot reach PostgreSQL at postgresql://u:\*\*\*@127.0.0.1:1/db"):
         open_store("postgresql://u:secret@127.0.0.1:1/db")
     assert redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_cival_db_upgrade_and_status(backend, tmp_path, capsys, monkeypatch, request):
+    from cival.cli import main
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    where = ["--path", str(tmp_path / "db.sqlite3")]
+    if backend == "postgres":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("postgres_url"))
+        where = []
+    assert main(["db", "status", *where]) == 0
+    out = capsys.readouterr().out
+    if backend == "sqlite":  # a new file (the module's PostgreSQL database may be migrated already)
+        assert "v1 runs and ledgers: pending" in out
+        assert main(["db", "upgrade", *where]) == 0
+        assert "applied v1" in capsys.readouterr().out
+    else:
+        assert "postgres store" in out and "v1 runs and ledgers:" in out
+    assert main(["db", "upgrade", *where]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["db", "status", "--json", *where]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["version"] == 1 and rows[0]["applied_at"]

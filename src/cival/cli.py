@@ -136,6 +136,26 @@ def cmd_paper(args: argparse.Namespace) -> int:
     return 0 if result.audit.ok else 1
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """``cival db upgrade|status``: the store's schema versions."""
+    from cival.store import open_store
+
+    with open_store(args.url, args.path) as store:
+        where = f"{store.kind} store" + (f" at {store.path}" if getattr(store, "path", None) else "")
+        if args.action == "upgrade":
+            applied = store.migrate()
+            print(f"{where}: applied {', '.join(f'v{v}' for v in applied)}" if applied else f"{where}: up to date")
+        rows = store.status()
+        if args.action == "status" or args.json:
+            if args.json:
+                print(json.dumps([{"version": m.version, "name": m.name, "applied_at": m.applied_at.isoformat() if m.applied_at else None} for m in rows], indent=2))
+            else:
+                print(where)
+                for m in rows:
+                    print(f"  v{m.version} {m.name}: " + (f"applied {m.applied_at:%Y-%m-%d %H:%M:%S %Z}" if m.applied_at else "pending"))
+        return 0
+
+
 def parse_param_args(pairs: Sequence[str] | None) -> dict[str, Any]:
     """``["jaw_period=21", "zigzag_pct=2.5"]`` -> ``{"jaw_period": 21, "zigzag_pct": 2.5}``."""
     import yaml
@@ -498,6 +518,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="with --strategy: share of cash per entry (default 1.0)")
     _add_session_arguments(p, batch=10_000)
     p.set_defaults(func=cmd_paper)
+
+    p = sub.add_parser(
+        "db",
+        help="the store's schema: apply pending versions (upgrade) or list them (status)",
+        description=(
+            "The store keeps runs and their books: PostgreSQL when DATABASE_URL (or --url) is set, "
+            "else an embedded SQLite file (--path, default in the user's data directory). "
+            "`upgrade` applies the pending schema versions; `status` lists every version."
+        ),
+    )
+    p.add_argument("action", choices=("upgrade", "status"))
+    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
+    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    p.add_argument("--json", action="store_true", help="print the versions as JSON")
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser(
         "signals",
