@@ -43,7 +43,15 @@ class PostgresStore(Store):
         self._thread = threading.Thread(target=self._loop.run_forever, name="cival-store", daemon=True)
         self._thread.start()
         async def connect() -> Any:  # the pool must be made on the loop that will use it
-            return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=timeout)
+            # Plan each statement for the data at hand: a plan cached while a ledger was empty
+            # (a sequential scan) would make every later batch slower.
+            return await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                server_settings={"plan_cache_mode": "force_custom_plan"},
+            )
 
         try:
             self._pool = self._run(connect())
@@ -149,11 +157,16 @@ class PostgresStore(Store):
         return self._run(go())
 
     async def _read(self, con: Any, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
-        where, args = "run_id = $1 AND ledger = $2", [run_id, ledger]
+        columns = "SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions"
         if seqs is not None and keys is not None:
-            where += " AND (seq = ANY($3::int[]) OR idempotency_key = ANY($4::text[]))"
-            args += [seqs, keys]
-        heads = await con.fetch(f"SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions WHERE {where} ORDER BY seq", *args)
+            # Two lookups, each on its own index (an OR of the two would scan the ledger).
+            heads = await con.fetch(
+                f"{columns} WHERE run_id = $1 AND ledger = $2 AND seq = ANY($3::int[]) "
+                f"UNION {columns} WHERE run_id = $1 AND ledger = $2 AND idempotency_key = ANY($4::text[]) ORDER BY seq",
+                run_id, ledger, seqs, keys,
+            )
+        else:
+            heads = await con.fetch(f"{columns} WHERE run_id = $1 AND ledger = $2 ORDER BY seq", run_id, ledger)
         found = [h["seq"] for h in heads]
         legs = []
         if found:

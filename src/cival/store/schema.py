@@ -4,6 +4,10 @@ Each version has the same tables in both dialects: PostgreSQL keeps money and qu
 in ``NUMERIC`` (exact, unbounded scale), times in ``timestamptz`` and documents in
 ``jsonb``; SQLite keeps money as decimal text (read back as exact Decimals) and times as
 ISO 8601 UTC text.
+
+Postings carry no foreign key to their transaction: the store writes both in one
+database transaction, and a per-row key check would make every batch slower as a
+ledger grows (PostgreSQL plans it once, while the table is still empty).
 """
 
 from __future__ import annotations
@@ -49,8 +53,7 @@ CREATE TABLE ledger_postings (
     account TEXT NOT NULL,
     amount {money} NOT NULL,
     quantity {money} NOT NULL,
-    PRIMARY KEY (run_id, ledger, seq, leg),
-    FOREIGN KEY (run_id, ledger, seq) REFERENCES ledger_transactions(run_id, ledger, seq)
+    PRIMARY KEY (run_id, ledger, seq, leg)
 );
 """
 
