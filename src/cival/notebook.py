@@ -33,6 +33,7 @@ from cival.core.errors import CivalError
 from cival.core.messages import Transfer
 from cival.runtime import (
     DEFAULT_BATCH,
+    Checkpoints,
     LocalCluster,
     RayCluster,
     needs_checkpoints,
@@ -53,9 +54,9 @@ class Cluster:
         self._cluster.fund()
         self.bars = bars if bars is not None else session_bars(config)
         self._every = config.checkpoint.every_bars if needs_checkpoints(config) else None
+        self._checkpoints = Checkpoints(self._every)
         self._batches: Iterator[BarBatch] = replay_batches(self.bars, "max", self._every or DEFAULT_BATCH)
         self._buffer: BarBatch | None = None
-        self._pending: list[Any] = []
         self.seen = 0
         self.last: pd.Timestamp | None = None
         self.first: pd.Timestamp | None = None
@@ -106,15 +107,7 @@ class Cluster:
         if self.first is None:
             self.first = pd.Timestamp(int(batch.ts[0]), tz="UTC")
         self.last = pd.Timestamp(int(batch.ts[-1]), tz="UTC")
-        if self._every is None:
-            return
-        self._pending.extend(t for u in updates for t in u.trades)
-        if self.seen % self._every == 0 or self.done:
-            sharpes = {u.report.entity: u.report.sharpe for u in updates}
-            sharpes.update({a.entity: a.sharpe for u in updates for a in u.agents})
-            farms = {u.name: u.report for u in updates}
-            self._cluster.checkpoint(self._pending, self.seen, timestamp_of(int(batch.ts[-1])), sharpes, farms)
-            self._pending = []
+        self._checkpoints.after_batch(self._cluster, updates, self.seen, timestamp_of(int(batch.ts[-1])), self.done)
 
     # -- acting -----------------------------------------------------------------------
 

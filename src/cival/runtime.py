@@ -573,7 +573,7 @@ def run_paper(
         t0 = time.perf_counter()
         inflight: deque[tuple[BarBatch, Any, int]] = deque()
 
-        pending_trades: list[Any] = []
+        checkpoints = Checkpoints(every)
         goals: list[dict[str, Any]] = cluster.goal_states()
 
         def finish(item: tuple[BarBatch, Any, int]) -> None:
@@ -584,15 +584,11 @@ def run_paper(
             last = pd.Timestamp(int(batch.ts[-1]), tz="UTC")
             for u in updates:
                 latencies.extend(b - sent_ns for b in u.booked_ns)
-            if every is not None:
-                pending_trades.extend(t for u in updates for t in u.trades)
-                if seen % every == 0 or (total is not None and seen >= total):
-                    sharpes = {u.report.entity: u.report.sharpe for u in updates}
-                    sharpes.update({a.entity: a.sharpe for u in updates for a in u.agents})
-                    farms = {u.name: u.report for u in updates}
-                    goals = cluster.checkpoint(pending_trades, seen, last.to_pydatetime(), sharpes, farms)
-                    pending_trades.clear()
-                    master_cash = Decimal(cluster.master_snapshot()["cash"])
+            at_end = total is not None and seen >= total
+            states = checkpoints.after_batch(cluster, updates, seen, last.to_pydatetime(), at_end)
+            if states is not None:
+                goals = states
+                master_cash = Decimal(cluster.master_snapshot()["cash"])
             if on_progress is not None:
                 on_progress(Progress(seen, total, last, updates, master_cash, time.perf_counter() - t0, goals))
 
@@ -626,6 +622,32 @@ def run_paper(
         )
     finally:
         cluster.close()
+
+
+class Checkpoints:
+    """Gathers the trades closed since the last checkpoint and, when a batch ends on one
+    (every ``every`` bars, or at the end of the data), hands them to the cluster with the
+    latest reports: the one rule ``run_paper`` and the notebook ``Cluster`` share."""
+
+    def __init__(self, every: int | None) -> None:
+        self.every = every
+        self.pending: list[Any] = []
+
+    def after_batch(
+        self, cluster: LocalCluster | RayCluster, updates: list[FarmUpdate], bars: int, now: datetime, at_end: bool
+    ) -> list[dict[str, Any]] | None:
+        """Returns the goals' states when a checkpoint ran, else None."""
+        if self.every is None:
+            return None
+        self.pending.extend(t for u in updates for t in u.trades)
+        if bars % self.every != 0 and not at_end:
+            return None
+        sharpes = {u.report.entity: u.report.sharpe for u in updates}
+        sharpes.update({a.entity: a.sharpe for u in updates for a in u.agents})
+        farms = {u.name: u.report for u in updates}
+        goals = cluster.checkpoint(self.pending, bars, now, sharpes, farms)
+        self.pending = []
+        return goals
 
 
 def needs_checkpoints(config: ClusterConfig) -> bool:
@@ -743,6 +765,7 @@ def single_agent_config(
 
 __all__ = [
     "DEFAULT_BATCH",
+    "Checkpoints",
     "FundingReport",
     "LocalCluster",
     "PaperResult",
