@@ -9,6 +9,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Sessions persist to the embedded store by default: the suite's go to a folder of its
+# own, never to the user's data directory.
+if "CIVAL_DATA_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["CIVAL_DATA_DIR"] = tempfile.mkdtemp(prefix="cival-tests-")
+
 
 def shared_data_dir() -> Path | None:
     """``../shared/data`` beside the checkout (or $CIVAL_SHARED_DATA), if present."""

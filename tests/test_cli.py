@@ -377,6 +377,8 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
     )
     try:
         # Not a terminal: a progress line every few seconds; the first means bars are flowing.
+        announced = proc.stdout.readline()  # the run id comes first
+        assert re.match(r"run \d{8}T\d{6}Z-[0-9a-f]{8} \(sqlite store: ", announced), announced
         first = proc.stdout.readline()
         assert re.match(r"paper-darvas: bar [\d,]+/119,784", first), first
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)]
@@ -390,6 +392,13 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
     assert_no_traceback(subprocess.CompletedProcess([], 0, out, ""))
     saved = json.loads(report.read_text())
     assert saved["interrupted"] is True and 0 < saved["bars"] < 119_784 and saved["ledger"]["audit_ok"] is True
+    # The store has the run as interrupted, and rebuilds the very report the session wrote.
+    run_id = announced.split()[1]
+    rebuilt = subprocess.run([sys.executable, "-m", "cival", "report", run_id, "--json"], env=env, capture_output=True, text=True)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout) == saved
+    listed = subprocess.run([sys.executable, "-m", "cival", "runs", "--json"], env=env, capture_output=True, text=True)
+    assert {r["id"]: r["status"] for r in json.loads(listed.stdout)}[run_id] == "interrupted"
     deadline = time.monotonic() + 20
     while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -620,10 +620,10 @@ def test_master_rebalancing_moves_free_cash_between_farms_by_its_policy():
         if bars % 240:
             cluster.checkpoint([], bars, now, {}, {})
             continue
-        free = {n: f.free_cash(cluster._agent_cash(f)) for n, f in cluster.farms.items()}
+        free = {n: f.run_info(cluster.farm_ports[n])[0] for n, f in cluster.farms.items()}
         pool = cluster.master.books.cash("master").amount + sum(free.values())
         cluster.checkpoint([], bars, now, {}, {})
-        after = {n: f.free_cash(cluster._agent_cash(f)) for n, f in cluster.farms.items()}
+        after = {n: f.run_info(cluster.farm_ports[n])[0] for n, f in cluster.farms.items()}
         # The master's fixed weights 0.4 / 0.3 / 0.3 after its 10 % reserve, of the pool.
         expected = split(pool, {"trend": Decimal("0.4"), "breakout": Decimal("0.3"), "price-action": Decimal("0.3")}, Decimal("1e-8"), Decimal(10))
         assert after == expected.shares

@@ -130,3 +130,103 @@ def test_cival_db_upgrade_and_status(backend, tmp_path, capsys, monkeypatch, req
     assert main(["db", "status", "--json", *where]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["version"] == 1 and rows[0]["applied_at"]
+
+
+# -- the journal's writes ------------------------------------------------------------------
+
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from cival.core.events import EventDraft  # noqa: E402
+from cival.store.base import JournalBatch  # noqa: E402
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _event(i: int, kind: str = "halt") -> EventDraft:
+    return EventDraft(f"e{i}", kind, "agent:a", T0 + timedelta(minutes=i), {"reason": f"r{i}", "resume": False, "n": "0.1"})
+
+
+def _fill_row(run: str, n: int) -> dict:
+    return {
+        "run_id": run, "id": f"a:X:{n}", "agent": "a", "n": n, "symbol": "X", "side": "buy" if n % 2 else "sell",
+        "qty": Decimal("0.12345678"), "price": Decimal("42123.456789012345"), "fee": Decimal("4.2"), "notional": None,
+        "reason": "signal", "at": T0, "order_id": f"a:intent:{n}", "bar_ns": 1_714_564_800_000_000_000 + n,
+        "units": 12345678.0, "unit_price": 0.00042123456789012345, "exec_notional": 5200.123456789, "exec_fee": 4.2,
+        "cash_after": 0.1 + 0.2,  # a float that is not a short decimal: kept exactly
+    }
+
+
+def test_a_commit_writes_everything_once_and_numbers_events_without_gaps(store):
+    run = store.create_run("r", "local", {})
+    tree = books()
+    journal = tree.ledger.journal
+    batch = JournalBatch(
+        source="agent:a", version=1, state='{"x": NaN}', reply=b"\x00reply", ledger="agent:a", currency="USD",
+        transactions=journal[:4], rows={"fills": [_fill_row(run, 1), _fill_row(run, 2)]}, events=[_event(1), _event(2)],
+    )
+    result = store.commit(run, batch)
+    assert (result.transactions, result.events) == (4, 2)
+    # The same commit again (a retry after a lost acknowledgement) writes nothing new.
+    again = store.commit(run, batch)
+    assert (again.transactions, again.events) == (0, 0)
+    more = JournalBatch(source="agent:a", version=2, state='{"x": 2}', ledger="agent:a", transactions=journal,
+                        events=[_event(2), _event(3), _event(3), _event(4)])
+    assert store.commit(run, more).events == 2  # e2 was stored, e3 is given twice
+    events = store.events(run)
+    assert [(e.seq, e.id) for e in events] == [(1, "e1"), (2, "e2"), (3, "e3"), (4, "e4")]
+    assert events[0].data == {"reason": "r1", "resume": False, "n": "0.1"} and events[0].at == T0 + timedelta(minutes=1)
+    assert events[0].source == "agent:a" and events[0].run_id == run
+    assert [e.seq for e in store.events(run, after=2, limit=1)] == [3]
+    assert store.runs()[0].events == 4
+    assert store.transactions(run, "agent:a") == list(journal)
+    fills = store.rows("fills", run, where={"agent": "a"}, order="n")
+    assert [f["n"] for f in fills] == [1, 2]
+    assert fills[0]["price"] == Decimal("42123.456789012345") and fills[0]["notional"] is None
+    assert float(fills[0]["cash_after"]) == 0.1 + 0.2 and float(fills[0]["unit_price"]) == 0.00042123456789012345
+    assert fills[0]["at"] == T0
+
+
+def test_node_state_keeps_the_newest_version(store):
+    run = store.create_run("r", "local", {})
+    assert store.node_state(run, "farm:f") is None
+    store.commit(run, JournalBatch(source="farm:f", version=2, state="two", reply=b"r2"))
+    store.commit(run, JournalBatch(source="farm:f", version=1, state="one"))  # a late writer of an older state
+    record = store.node_state(run, "farm:f")
+    assert (record.version, record.state, record.reply) == (2, "two", b"r2")
+    store.commit(run, JournalBatch(source="farm:f", version=3, state="three"))
+    assert store.node_state(run, "farm:f").state == "three"
+    assert store.node_sources(run) == ["farm:f"]
+
+
+def test_registry_updates_and_run_meta(store):
+    run = store.create_run("r", "local", {"a": 1})
+    goal = {"run_id": run, "name": "g", "goal_type": "profit_target", "target": {"profit": "500"}, "on_complete": "none",
+            "deadline": None, "status": "active", "progress": Decimal(0), "collected": Decimal(0)}
+    store.commit(run, JournalBatch(source="run", version=1, rows={"goals": [goal]}))
+    update = {"run_id": run, "name": "g", "status": "completed", "progress": Decimal("100.00"), "collected": Decimal("790.2"),
+              "completed_at": T0, "completing_trade": "a:trade:3"}
+    store.commit(run, JournalBatch(source="master", version=1, updates={"goals": [update]}))
+    (row,) = store.rows("goals", run)
+    assert row["status"] == "completed" and row["collected"] == Decimal("790.2") and row["target"] == {"profit": "500"}
+    assert row["completed_at"] == T0 and row["deadline"] is None
+    store.update_run(run, meta={"bars": 10, "symbol": "X"})
+    store.update_run(run, status="finished", meta={"bars": 12}, finished=True)
+    record = store.run(run[:-2])  # a unique prefix is enough
+    assert record.meta == {"bars": 12, "symbol": "X"} and record.status == "finished" and record.finished_at is not None
+    with pytest.raises(StoreError, match="no run 'nope'"):
+        store.run("nope")
+
+
+def test_results_are_saved(store):
+    row = {"id": "bt-1", "created_at": T0, "strategy": "darvas", "params": {"lookback": 20}, "data": "x.csv",
+           "costs": {"fee_bps": 10}, "metrics": {"sharpe": 1.5}, "trades": 3}
+    store.save("backtest_results", [row])
+    assert store.rows("backtest_results") == [row]
+
+
+def test_a_store_behind_the_schema_says_what_to_run(tmp_path):
+    s = SqliteStore(tmp_path / "old.sqlite3")
+    with pytest.raises(StoreError, match=r"schema is behind .*run `cival db upgrade`"):
+        s.runs()
+    s.close()

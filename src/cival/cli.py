@@ -107,6 +107,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if args.data and not args.strategy:
         symbol = Path(args.data).name.split(".")[0]
     quiet = args.json or args.quiet
+
+    def started(run_id: str, where: Any) -> None:
+        # With --json, stdout carries the report alone.
+        print(f"run {run_id} ({where.kind} store: {where})", file=sys.stderr if args.json else sys.stdout, flush=True)
+
     live = None if quiet else LiveTree(config.name, config.master.base_currency, master=config.master.name)
     result = run_paper(
         config,
@@ -119,6 +124,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
         on_progress=live,
         source=str(args.data or config.data_path() or "synthetic"),
         symbol=symbol,
+        migrate=False if args.no_migrate else None,
+        on_start=started,
     )
     if live is not None:
         live.finish()
@@ -131,6 +138,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
             print(line)
         if args.report:
             print(f"Report written to {args.report}")
+        if result.run_id:
+            print(f"Run {result.run_id} is stored; `cival report {result.run_id}` shows this report again.")
     if result.interrupted:
         return 130
     return 0 if result.audit.ok else 1
@@ -154,6 +163,43 @@ def cmd_db(args: argparse.Namespace) -> int:
                 for m in rows:
                     print(f"  v{m.version} {m.name}: " + (f"applied {m.applied_at:%Y-%m-%d %H:%M:%S %Z}" if m.applied_at else "pending"))
         return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``cival runs``: the runs in the store, newest first."""
+    from cival.runs import run_summary
+    from cival.store import open_store
+
+    with open_store(args.url, args.path) as store:
+        rows = [run_summary(r) for r in store.runs()[: args.limit]]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        if not rows:
+            print(f"no runs in the {store.kind} store ({store.location})")
+            return 0
+        print(f"{'run':<26} {'name':<16} {'mode':<6} {'status':<12} {'started (UTC)':<20} {'bars':>8} {'events':>8}")
+        for r in rows:
+            started = r["started_at"][:19].replace("T", " ")
+            bars = f"{r['bars']:,}" if r["bars"] is not None else "-"
+            print(f"{r['id']:<26} {r['name'][:16]:<16} {r['mode']:<6} {r['status']:<12} {started:<20} {bars:>8} {r['events']:>8,}")
+        return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``cival report RUN_ID``: a run's report rebuilt from the store alone."""
+    from cival.console import summary_lines
+    from cival.runs import rebuild_report
+    from cival.store import open_store
+
+    with open_store(args.url, args.path) as store:
+        report, audit = rebuild_report(store, args.run_id)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for line in summary_lines(report, audit, None, None):
+        print(line)
+    return 0 if audit.ok else 1
 
 
 def parse_param_args(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -460,6 +506,10 @@ def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
     p.add_argument("--batch", type=int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
     p.add_argument("--inline", action="store_true", help="run every farm's agents inside the farm's process")
+    p.add_argument(
+        "--no-migrate", action="store_true",
+        help="do not apply pending schema versions to the store first (fail instead, naming them)",
+    )
     _add_ray_arguments(p)
 
 
@@ -533,6 +583,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", help="embedded store file (when no URL is set)")
     p.add_argument("--json", action="store_true", help="print the versions as JSON")
     p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser(
+        "runs",
+        help="list the runs in the store, newest first",
+        description=(
+            "List the runs in the store (PostgreSQL when DATABASE_URL or --url is set, else the embedded "
+            "SQLite file), newest first: id, name, mode, status, start, bars and events."
+        ),
+    )
+    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
+    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild a run's report from the store",
+        description=(
+            "Rebuild a run's report from the store alone: every node's books, fills and state are restored "
+            "and the report made from them. --json prints the same JSON the live run's --report wrote."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix is enough)")
+    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
+    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "signals",

@@ -367,9 +367,13 @@ def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | N
 
 
 class StorageConfig(StrictModel):
-    """Where results are persisted. No URL (the default): the embedded store."""
+    """Where results are persisted. No URL (the default): the embedded store, a SQLite
+    file at ``path`` (relative to the config file; default: in the user's data directory).
+    ``migrate`` applies pending schema versions when a session starts."""
 
     url: str | None = None
+    path: str | None = None
+    migrate: bool = True
 
     @field_validator("url")
     @classmethod
@@ -378,9 +382,12 @@ class StorageConfig(StrictModel):
 
 
 class StreamsConfig(StrictModel):
-    """Where events are streamed. No URL (the default): the in-process bus."""
+    """Where events are streamed. No URL (the default): the in-process bus. ``buffer``
+    bounds the events kept while Redis cannot be reached (the oldest are dropped, counted
+    and reported beyond it)."""
 
     url: str | None = None
+    buffer: WholeNumber = Field(100_000, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -420,6 +427,15 @@ class ClusterConfig(StrictModel):
     def agents(self) -> list[tuple[FarmConfig, Any]]:
         """Every (farm, agent) pair, in config order."""
         return [(farm, agent) for farm in self.farms for agent in farm.agents]
+
+    def storage_path(self) -> Path | None:
+        """The embedded store file, resolved against the config file's folder (None: the default)."""
+        if self.storage.path is None:
+            return None
+        path = Path(self.storage.path).expanduser()
+        if not path.is_absolute() and self._source is not None:
+            path = self._source.parent / path
+        return path
 
     def data_path(self) -> Path | None:
         """The data file, resolved against the config file's folder (None for synthetic data)."""

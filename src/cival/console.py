@@ -134,14 +134,19 @@ class LiveTree:
             print("\n".join(self.lines(self.latest)), file=self.out, flush=True)
 
 
-def summary_lines(report: dict[str, Any], audit: Any, seconds: float, start_seconds: float) -> list[str]:
-    """The end-of-session summary: per agent trades and P&L, the books, the audit."""
+def summary_lines(report: dict[str, Any], audit: Any, seconds: float | None, start_seconds: float | None) -> list[str]:
+    """The end-of-session summary: per agent trades and P&L, the books, the audit (times
+    None: a report rebuilt from the store)."""
     cur = report["ledger"]["currency"]
+    timing = (
+        f" in {seconds:.1f} s (cluster start {start_seconds:.1f} s, {report['mode']})"
+        if seconds is not None and start_seconds is not None
+        else f" ({report['mode']}; report generated {report['generated_at']})"
+    )
     lines = [
         "",
         f"Session {'interrupted' if report['interrupted'] else 'finished'}: {report['bars']:,} bars of "
-        f"{report['symbol']} ({report['start']} to {report['end']}) in {seconds:.1f} s "
-        f"(cluster start {start_seconds:.1f} s, {report['mode']}).",
+        f"{report['symbol']} ({report['start']} to {report['end']}){timing}.",
     ]
     for farm in report["farms"]:
         for a in farm["agents"]:

@@ -158,6 +158,35 @@ class GoalTracker:
 
     # -- state ------------------------------------------------------------------------
 
+    def state(self) -> dict[str, Any]:
+        """What the tracker has seen, as JSON values (for a journal)."""
+        return {
+            "status": self.status.value,
+            "completed_at": None if self.completed_at is None else self.completed_at.isoformat(),
+            "completing_trade": self.completing_trade,
+            "collected": str(self.collected),
+            "count": str(self.count),
+            "profit": str(self.profit),
+            "wins": str(self.wins),
+            "trades": str(self.trades),
+            "sharpe": self.sharpe,
+            "seen": sorted(self._seen),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up a :meth:`state` (same goal config)."""
+        self.status = GoalStatus(state["status"])
+        done = state["completed_at"]
+        self.completed_at = None if done is None else datetime.fromisoformat(done)
+        self.completing_trade = state["completing_trade"]
+        self.collected = Decimal(state["collected"])
+        self.count = Decimal(state["count"])
+        self.profit = Decimal(state["profit"])
+        self.wins = Decimal(state["wins"])
+        self.trades = Decimal(state["trades"])
+        self.sharpe = state["sharpe"]
+        self._seen = set(state["seen"])
+
     @property
     def progress(self) -> Decimal:
         """0 to 100, to 2 places (100 exactly when completed)."""

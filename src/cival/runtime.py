@@ -34,13 +34,16 @@ from cival.actors.nodes import (
     FarmNode,
     FarmUpdate,
     MasterNode,
+    NodeError,
     cluster_spec,
 )
 from cival.allocation import AllocationPlan, plan_for
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
-from cival.core.messages import Allocate, Halt, Transfer
+from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.store.base import Store, StoreLocation
+from cival.actors.journal import Journal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 
@@ -130,41 +133,123 @@ def fund(
 # -- clusters ---------------------------------------------------------------------------
 
 
+class _LocalFarmPorts:
+    """A farm's agents in this process (those with books of their own)."""
+
+    def __init__(self, cluster: LocalCluster, farm: FarmNode) -> None:
+        self.cluster = cluster
+        self.farm = farm
+
+    def _agent(self, entity: str) -> Agent:
+        return self.cluster.agents[entity.removeprefix("agent:")]
+
+    def commit(self) -> None:
+        self.cluster.commit(self.farm)
+
+    def agent_allocate(self, msg: Allocate) -> None:
+        agent = self._agent(msg.target)
+        agent.on_allocate(msg)
+        self.cluster.commit(agent)
+
+    def agent_collect(self, msg: Collect) -> Transfer:
+        agent = self._agent(msg.source)
+        transfer = agent.on_collect(msg)
+        self.cluster.commit(agent)
+        return transfer
+
+    def agent_halt(self, msg: Halt) -> None:
+        agent = self._agent(msg.entity)
+        agent.on_halt(msg)
+        self.cluster.commit(agent)
+
+    def agent_cash(self) -> dict[str, Decimal]:
+        agents = [self.cluster.agents[n] for n in self.farm.agent_names]
+        return {a.name: a.books.cash(a.ref).amount for a in agents if a.halted is None}  # type: ignore[union-attr]
+
+
+class _LocalMasterPorts:
+    """The farms in this process."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+
+    def _farm(self, entity: str) -> tuple[FarmNode, _LocalFarmPorts]:
+        name = entity.removeprefix("farm:")
+        return self.cluster.farms[name], self.cluster.farm_ports[name]
+
+    def _farm_of(self, agent: str) -> tuple[FarmNode, _LocalFarmPorts]:
+        return self._farm(self.cluster.master.farm_of[agent.removeprefix("agent:")])
+
+    def commit(self) -> None:
+        self.cluster.commit(self.cluster.master)
+
+    def farm_allocate(self, msg: Allocate) -> None:
+        farm, ports = self._farm(msg.target)
+        farm.run_allocate(ports, msg)
+
+    def farm_collect(self, msg: Collect) -> Transfer:
+        farm, ports = self._farm(msg.source)
+        return farm.run_collect(ports, msg)
+
+    def farm_halt(self, msg: Halt) -> None:
+        farm, ports = self._farm(msg.entity)
+        farm.run_halt(ports, msg)
+
+    def agent_halt(self, msg: Halt) -> None:
+        farm, ports = self._farm_of(msg.entity)
+        farm.run_halt_agent(ports, msg)
+
+    def farm_rebalance(self, farms: list[str], bars: int, now: datetime) -> None:
+        for farm in farms:
+            node, ports = self._farm(farm)
+            node.run_rebalance(ports, bars, now)
+
+    def farm_info(self, farm: str) -> tuple[Decimal, list[float]]:
+        node, ports = self._farm(farm)
+        return node.run_info(ports)
+
+    def farm_release(self, msg: Collect) -> Transfer:
+        farm, ports = self._farm(msg.source)
+        return farm.run_release(ports, msg)
+
+    def goal_collect(self, msg: Collect) -> Transfer:
+        farm, ports = self._farm_of(msg.source)
+        return farm.run_goal_collect(ports, msg)
+
+
 class LocalCluster:
-    """The cluster's nodes in this process; messages are delivered by direct calls."""
+    """The cluster's nodes in this process; messages are delivered by direct calls. With a
+    store (and a run id), each node journals itself exactly as the actors do."""
 
     mode = "local"
 
-    def __init__(self, spec: ClusterSpec) -> None:
+    def __init__(self, spec: ClusterSpec, store: Store | None = None, run_id: str | None = None) -> None:
         self.spec = spec
         self.master = MasterNode(spec)
         self.farms = {f.name: FarmNode(f) for f in spec.farms}
         self.agents: dict[str, Agent] = {
             a.name: a.build() for f in spec.farms if not f.inline for a in f.agents
         }
+        self.farm_ports = {name: _LocalFarmPorts(self, farm) for name, farm in self.farms.items()}
+        self.ports = _LocalMasterPorts(self)
+        self.journals: dict[int, Journal] = {}
+        if store is not None and run_id is not None:
+            for node in [self.master, *self.farms.values(), *self.agents.values()]:
+                self.journals[id(node)] = Journal(store, run_id, node)
+
+    def commit(self, node: Any) -> None:
+        journal = self.journals.get(id(node))
+        if journal is not None:
+            journal.commit()
 
     def start(self) -> float:
         return 0.0
 
     def fund(self) -> None:
-        for msg in self.master.fund():
-            farm = self.farms[msg.target.removeprefix("farm:")]
-            for child in farm.on_allocate(msg):
-                self.agents[child.target.removeprefix("agent:")].on_allocate(child)
+        self.master.run_fund(self.ports)
 
-    def collect(
-        self, farm: str, amount: Decimal | None = None, reason: str = ""
-    ) -> Transfer:
-        msg = self.master.collect(farm, amount, reason)
-        node = self.farms[farm]
-        if amount is None:
-            for child in node.collect_agents(msg):
-                node.on_transfer(
-                    self.agents[child.source.removeprefix("agent:")].on_collect(child)
-                )
-        transfer = node.on_collect(msg)
-        self.master.on_transfer(transfer)
-        return transfer
+    def collect(self, farm: str, amount: Decimal | None = None, reason: str = "") -> Transfer:
+        return self.master.run_collect(self.ports, self.master.collect(farm, amount, reason))
 
     def submit(self, batch: BarBatch) -> list[FarmUpdate]:
         out = []
@@ -172,10 +257,13 @@ class LocalCluster:
             if farm.spec.inline:
                 updates = farm.run_inline(batch)
             else:
-                updates = [
-                    self.agents[name].on_batch(batch) for name in farm.agent_names
-                ]
+                updates = []
+                for name in farm.agent_names:
+                    agent = self.agents[name]
+                    updates.append(agent.on_batch(batch))
+                    self.commit(agent)
             out.append(farm.on_updates(batch, updates))
+            self.commit(farm)
         return out
 
     def wait(self, handle: list[FarmUpdate]) -> list[FarmUpdate]:
@@ -184,79 +272,22 @@ class LocalCluster:
     def checkpoint(
         self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any], farms: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        for halt in self.master.risk_halts(now, farms or {}):
-            self._halt_farm(halt)
-        for farm in self.farms.values():
-            if not farm._paused and not farm.rebalance_due(bars):
-                continue
-            if farm._paused:  # they sold at the open after the last checkpoint: rebalance now
-                for msg in farm.resume_paused(now):
-                    self.agents[msg.entity.removeprefix("agent:")].on_halt(msg)
-            else:
-                pauses = farm.liquidation(now)
-                for msg in pauses:
-                    self.agents[msg.entity.removeprefix("agent:")].on_halt(msg)
-                if farm._paused:
-                    continue  # rebalance at the next checkpoint, once they are flat
-            collects, allocs = farm.rebalance(bars, now, self._agent_cash(farm))
-            for msg in collects:
-                farm.on_transfer(self.agents[msg.source.removeprefix("agent:")].on_collect(msg))
-            for msg in farm.send_allocations(allocs):
-                self.agents[msg.target.removeprefix("agent:")].on_allocate(msg)
-        if self.master.rebalance_due(bars):
-            free = {name: f.free_cash(self._agent_cash(f)) for name, f in self.farms.items()}
-            returns = {name: f.farm_returns() for name, f in self.farms.items()}
-            collects, allocs = self.master.rebalance(bars, now, free, returns)
-            for msg in collects:
-                farm = self.farms[msg.source.removeprefix("farm:")]
-                for child in farm.release(msg, self._agent_cash(farm)):
-                    farm.on_transfer(self.agents[child.source.removeprefix("agent:")].on_collect(child))
-                self.master.on_transfer(farm.send_released(msg))
-            for msg in self.master.send_allocations(allocs):
-                for child in self.farms[msg.target.removeprefix("farm:")].on_allocate(msg):
-                    self.agents[child.target.removeprefix("agent:")].on_allocate(child)
-        for msg in self.master.on_checkpoint(trades, bars, now, sharpes):
-            if isinstance(msg, Halt):
-                self.halt(msg.entity, msg.reason)
-                continue
-            farm = self.farms[self.master.farm_of[msg.source.removeprefix("agent:")]]
-            relay = farm.goal_collect(msg)
-            if relay is not None:
-                farm.on_goal_transfer(msg, self.agents[relay.source.removeprefix("agent:")].on_collect(relay))
-            self.master.on_goal_transfer(msg, farm.forward_up(msg))
-        return self.master.goal_states()
+        return self.master.run_checkpoint(self.ports, trades, bars, now, sharpes, farms or {})
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self.master.goal_states()
 
-    def _agent_cash(self, farm: FarmNode) -> dict[str, Decimal]:
-        """Each trading agent's cash now (halted agents left out)."""
-        agents = farm.agents if farm.spec.inline else {n: self.agents[n] for n in farm.agent_names}
-        return {n: a.books.cash(a.ref).amount for n, a in agents.items() if a.halted is None}
-
     def set_policy(self, farm: str, policy: Any) -> None:
         self.farms[farm].set_policy(policy)
+        self.commit(self.farms[farm])
 
     def allocate(self, farm: str, amount: Decimal) -> None:
         """Allocate ``amount`` of the master's cash to ``farm`` (which splits it by its policy)."""
-        msg = self.master.allocate(Allocate(source="master", target=f"farm:{farm}", amount=amount))
-        for child in self.farms[farm].on_allocate(msg):
-            self.agents[child.target.removeprefix("agent:")].on_allocate(child)
+        self.master.run_allocate(self.ports, Allocate(source="master", target=f"farm:{farm}", amount=amount))
 
     def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
         """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""
-        msg = Halt(entity=entity, reason=reason, resume=resume)
-        if entity.startswith("farm:"):
-            self._halt_farm(msg)
-        else:
-            name = entity.removeprefix("agent:")
-            farm = self.farms[self.master.farm_of[name]]
-            agent = farm.agents.get(name) or self.agents[name]
-            agent.on_halt(msg)
-
-    def _halt_farm(self, msg: Halt) -> None:
-        for child in self.farms[msg.entity.removeprefix("farm:")].on_halt(msg):
-            self.agents[child.entity.removeprefix("agent:")].on_halt(child)
+        self.master.run_halt(self.ports, Halt(entity=entity, reason=reason, resume=resume))
 
     def master_snapshot(self) -> dict[str, Any]:
         return self.master.snapshot()
@@ -320,9 +351,13 @@ class RayCluster:
 
     mode = "ray"
 
-    def __init__(self, spec: ClusterSpec, address: str | None = None) -> None:
+    def __init__(
+        self, spec: ClusterSpec, address: str | None = None, where: StoreLocation | None = None, run_id: str | None = None
+    ) -> None:
         self.spec = spec
         self.address = address
+        self.where = where
+        self.run_id = run_id
         self.started_here = False
         self.master: Any = None
         self.farms: dict[str, Any] = {}
@@ -337,20 +372,20 @@ class RayCluster:
         t0 = time.perf_counter()
         self.started_here = connect_ray(self.address)
         prefix = f"cival:{self.spec.config.name}:{os.getpid()}:{time.time_ns()}"
+        farm_names: dict[str, str] = {}
         try:
             for farm in self.spec.farms:
-                handles = {}
+                names = {}
                 if not farm.inline:
                     for a in farm.agents:
-                        handles[a.name] = AgentActor.options(
-                            name=f"{prefix}:agent:{a.name}"
-                        ).remote(a)
-                    self.agents.update(handles)
-                self.farms[farm.name] = FarmActor.options(
-                    name=f"{prefix}:farm:{farm.name}"
-                ).remote(farm, handles)
+                        names[a.name] = f"{prefix}:agent:{a.name}"
+                        self.agents[a.name] = AgentActor.options(name=names[a.name]).remote(a, self.where, self.run_id)
+                farm_names[farm.name] = f"{prefix}:farm:{farm.name}"
+                self.farms[farm.name] = FarmActor.options(name=farm_names[farm.name]).remote(
+                    farm, names, self.where, self.run_id
+                )
             self.master = MasterActor.options(name=f"{prefix}:master").remote(
-                self.spec, self.farms
+                self.spec, farm_names, self.where, self.run_id
             )
             ray.get([f.ping.remote() for f in self.farms.values()])
         except Exception:
@@ -368,7 +403,11 @@ class RayCluster:
     ) -> Transfer:
         import ray
 
-        return ray.get(self.master.collect.remote(farm, amount, reason))  # type: ignore[no-any-return]
+        if farm not in {f.name for f in self.spec.farms}:
+            raise NodeError(f"no farm named {farm!r}; farms: {', '.join(f.name for f in self.spec.farms)}")
+        # The id is made here, once: a call retried after a restart carries the same one.
+        msg = Collect(source=f"farm:{farm}", amount=amount, reason=reason)
+        return ray.get(self.master.collect.remote(msg))  # type: ignore[no-any-return]
 
     def submit(self, batch: BarBatch) -> list[Any]:
         import ray
@@ -474,6 +513,9 @@ class PaperResult:
     interrupted: bool = False
     latencies_ns: list[int] = field(default_factory=list)
     """Per booked fill: from its bar's delivery to the booking (same machine clock)."""
+    run_id: str | None = None
+    store: StoreLocation | None = None
+    """Where the run is kept (None: it was not persisted)."""
 
 
 def session_bars(
@@ -531,9 +573,14 @@ def run_paper(
     address: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
-    window: int = 2,
+    window: int = 0,
     source: str | None = None,
     symbol: str | None = None,
+    store: Store | StoreLocation | str | None = None,
+    persist: bool = True,
+    migrate: bool | None = None,
+    on_start: Callable[[str, StoreLocation], None] | None = None,
+    on_cluster: Callable[[LocalCluster | RayCluster], None] | None = None,
 ) -> PaperResult:
     """Run a paper-trading session of ``config`` and return its report.
 
@@ -542,7 +589,16 @@ def run_paper(
     this process instead of Ray actors; ``inline`` forces every farm's agents inline or
     into actors. ``stop`` (set it from another thread) ends the session after the batches
     already sent; so does Ctrl-C in the calling thread.
+
+    The session is a run in the store (``store``: a Store, a location or a PostgreSQL
+    URL; default: :func:`cival.runs.store_location`), whose id ``on_start`` gets before
+    the first bar; ``migrate`` (default: ``storage.migrate``) applies pending schema
+    versions first. ``persist=False`` keeps nothing. ``window`` is how many batches may
+    wait behind the one in flight (0: one at a time; more only without a store, since an
+    actor restarted after a crash may run retried calls out of order).
     """
+    from cival.runs import finish_run, start_run, store_location
+
     spec = cluster_spec(config, symbol=symbol, inline=inline)
     every = config.checkpoint.every_bars if needs_checkpoints(config) else None
     if every is not None:
@@ -556,9 +612,33 @@ def run_paper(
         source = source or frame.attrs.get("source")
     else:
         total = None
+    where: StoreLocation | None = None
+    driver_store: Store | None = None
+    run_id: str | None = None
+    if persist:
+        where = store_location(config, store)
+        driver_store = store if isinstance(store, Store) else where.open()
+        try:
+            if migrate if migrate is not None else config.storage.migrate:
+                driver_store.migrate()
+            else:
+                driver_store.check_schema()
+            run_id = start_run(
+                driver_store, config, spec, mode="local" if local else "ray", source=source, streams="in-process", inline=inline
+            )
+        except BaseException:
+            if driver_store is not store:
+                driver_store.close()
+            raise
+        window = 0
+        if on_start is not None:
+            on_start(run_id, where)
     cluster: LocalCluster | RayCluster = (
-        LocalCluster(spec) if local else RayCluster(spec, address)
+        LocalCluster(spec, driver_store, run_id) if local else RayCluster(spec, address, where, run_id)
     )
+    if on_cluster is not None:
+        on_cluster(cluster)
+    status = "failed"
     interrupted = False
     latencies: list[int] = []
     seen = 0
@@ -617,11 +697,24 @@ def run_paper(
         report, audit = session_report(
             cluster, config, spec, source, seen, first, last, interrupted
         )
+        status = "interrupted" if interrupted else "finished"
+        if driver_store is not None and run_id is not None:
+            finish_run(driver_store, run_id, report, status)
         return PaperResult(
-            report, audit, seen, seconds, start_seconds, interrupted, latencies
+            report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where
         )
     finally:
-        cluster.close()
+        try:
+            cluster.close()
+        finally:
+            if driver_store is not None:
+                if status == "failed" and run_id is not None:
+                    try:
+                        driver_store.update_run(run_id, status="failed", finished=True)
+                    except Exception:  # noqa: BLE001 - the original error matters more
+                        pass
+                if driver_store is not store:
+                    driver_store.close()
 
 
 class Checkpoints:

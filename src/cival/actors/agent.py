@@ -45,6 +45,7 @@ from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution, FillModel, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
+from cival.core.events import EventDraft
 from cival.core.ledger import TxType
 from cival.core.messages import (
     Halt,
@@ -135,6 +136,12 @@ class Agent:
         self._cash_key = f"{self.ref}/cash"
         self.last_close = float("nan")
         self.last_ns = 0
+        self.events: list[EventDraft] = []
+        """What happened that the books do not say (halts), for the journal to take."""
+        self.orders: list[OrderIntent] | None = None
+        """The order intents not yet journaled; None (the default) keeps none."""
+        self._halt_ids: set[str] = set()
+        """Halt messages already applied (a redelivered one changes nothing)."""
         if standalone is None:
             standalone = books is None and not farm
         self.standalone = standalone
@@ -157,6 +164,48 @@ class Agent:
     @property
     def params(self) -> BaseModel:
         return self.signals.params
+
+    # -- journal ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything the agent knows but its books and fills, as JSON values (floats
+        exact), so that :meth:`restore` on a new agent of the same spec carries on where
+        this one is. Fills are journaled as rows (see :meth:`restore_fills`)."""
+        return {
+            "signals": self.signals.state(),
+            "broker": self.broker.state.tolist(),
+            "performance": self.performance.state(),
+            "principal": str(self.principal),
+            "halted": self.halted,
+            "halts": list(self.halts),
+            "halt_ids": sorted(self._halt_ids),
+            "last_close": self.last_close,
+            "last_ns": self.last_ns,
+            "fills": len(self.fills),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up a :meth:`state` (after :meth:`restore_fills` and the books' restore)."""
+        if state["fills"] != len(self.fills):
+            raise AgentError(
+                f"{self.ref}: the journal holds {len(self.fills)} fills but the state counts {state['fills']}; "
+                "the store is inconsistent for this agent"
+            )
+        self.signals.restore(state["signals"])
+        self.broker.state[:] = np.array(state["broker"], dtype=np.float64)
+        self.performance.restore(state["performance"])
+        self.principal = Decimal(state["principal"])
+        self.halted = state["halted"]
+        self.halts = list(state["halts"])
+        self._halt_ids = set(state["halt_ids"])
+        self.last_close = float(state["last_close"])
+        self.last_ns = int(state["last_ns"])
+
+    def restore_fills(self, rows: Iterable[tuple[Fill, int, Execution]]) -> None:
+        """Take back the journaled fills: (fill, bar time in ns, execution), in order."""
+        for fill, ts_ns, execution in rows:
+            self.fills.append(fill)
+            self.executions.append((ts_ns, execution))
 
     # -- money ----------------------------------------------------------------------
 
@@ -196,16 +245,27 @@ class Agent:
         return transfer
 
     def on_halt(self, msg: Halt) -> None:
-        """Halt (exit at the next open, no new entries) or resume; recorded with the reason."""
+        """Halt (exit at the next open, no new entries) or resume; recorded with the reason.
+        A message applied before (same id) changes nothing."""
+        if msg.id in self._halt_ids:
+            return
+        self._halt_ids.add(msg.id)
         if msg.resume:
             if self.halted is not None and (msg.only is None or msg.only == self.halted):
                 self.halted = None
                 self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+                self._halt_event(msg)
             return
         if self.halted is None:
             self.halted = msg.reason
             self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
             self.broker.submit(False, self.broker.in_position)
+            self._halt_event(msg)
+
+    def _halt_event(self, msg: Halt) -> None:
+        self.events.append(
+            EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, {"reason": msg.reason, "resume": msg.resume})
+        )
 
     def collectable_profit(self) -> Decimal:
         """Cash + positions at cost above the principal, as far as the cash covers it."""
@@ -270,13 +330,15 @@ class Agent:
         run = self.broker.run(batch.open, batch.high, batch.low, batch.close, entries, exits)
         fills: list[Fill] = []
         booked: list[int] = []
+        first = self.signals.bars_seen - n + 1  # the batch's first bar, counted from 1 (intent ids carry it)
         for i, reason, execution in run.executions():
-            fills.append(self._filled(execution, int(batch.ts[i]), reason))
+            # A signal's fill at an open answers the intent of the bar before.
+            order = f"{self.name}:intent:{first + i - 1}" if reason == "signal" else None
+            fills.append(self._filled(execution, int(batch.ts[i]), reason, order))
             booked.append(time.monotonic_ns())
         # An intent at each close whose signal the next open will act on.
         wants = (entries & ~exits & ~run.held) | (exits & run.held)
-        first = self.signals.bars_seen - n + 1
-        intents = []
+        intents: list[OrderIntent] = []
         for i in np.flatnonzero(wants).tolist():
             at = timestamp_of(int(batch.ts[i]))
             intents.append(
@@ -290,6 +352,8 @@ class Agent:
                     at=at,
                 )
             )
+        if self.orders is not None:
+            self.orders.extend(intents)
         if n:
             self.last_close = float(batch.close[-1])
             self.last_ns = int(batch.ts[-1])
@@ -314,7 +378,7 @@ class Agent:
 
     # -- fills ----------------------------------------------------------------------
 
-    def _filled(self, execution: Execution, ts_ns: int, reason: str) -> Fill:
+    def _filled(self, execution: Execution, ts_ns: int, reason: str, order_id: str | None = None) -> Fill:
         self.executions.append((ts_ns, execution))
         buy = execution.side > 0
         fill_id = f"{self.name}:{self.symbol}:{len(self.fills) + 1}"
@@ -344,6 +408,7 @@ class Agent:
             fee=fee,
             reason=reason,  # type: ignore[arg-type]
             notional=notional,
+            order_id=order_id,
         )
         self.book(fill)
         self.fills.append(fill)

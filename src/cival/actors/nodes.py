@@ -14,12 +14,13 @@ booked once.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,12 +30,13 @@ from cival.actors.performance import PerformanceTracker
 from cival.allocation import plan_for, split
 from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
-from cival.core.bar import BarBatch
+from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError
+from cival.core.events import EventDraft
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
-from cival.goals import ClosedTrade, GoalEvent, GoalTracker
+from cival.goals import ClosedTrade, GoalTracker
 
 
 PAUSED = "paused: selling to rebalance"
@@ -83,6 +85,8 @@ class FarmSpec:
     config: FarmConfig
     agents: tuple[AgentSpec, ...]
     currency: str = "USD"
+    master_lookback: int = 0
+    """Bar returns of the farm the master's policy reads (0: none)."""
 
     @property
     def name(self) -> str:
@@ -157,12 +161,62 @@ def cluster_spec(
                     currency=currency,
                 )
             )
-        farms.append(FarmSpec(config=farm, agents=tuple(agents), currency=currency))
+        master_lookback = int(getattr(config.master.allocation, "lookback_bars", 0) or 0)
+        farms.append(FarmSpec(config=farm, agents=tuple(agents), currency=currency, master_lookback=master_lookback))
     return ClusterSpec(config=config, farms=tuple(farms), symbol=symbol)
 
 
 def _float(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+def performance_data(report: PerformanceReport) -> dict[str, Any]:
+    """A report's figures as an event's data (amounts as decimal strings, no NaN)."""
+    return {
+        "equity": dec(report.equity),
+        "cash": dec(report.cash if report.cash is not None else ZERO),
+        "realized_pnl": dec(report.realized_pnl),
+        "unrealized_pnl": dec(report.unrealized_pnl),
+        "fees": dec(report.fees),
+        "trades": report.trades,
+        "in_position": report.in_position,
+        "max_drawdown": _finite(report.max_drawdown),
+        "sharpe": _finite(report.sharpe),
+        "bars": report.bars,
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+# -- how nodes reach each other --------------------------------------------------------
+
+
+class MasterPorts(Protocol):
+    """How the master reaches its farms (direct calls in one process, actor calls on Ray),
+    and journals itself (``commit``: its books, state and events to the store, before the
+    messages that depend on them leave)."""
+
+    def commit(self) -> None: ...
+    def farm_allocate(self, msg: Allocate) -> None: ...
+    def farm_collect(self, msg: Collect) -> Transfer: ...
+    def farm_halt(self, msg: Halt) -> None: ...
+    def agent_halt(self, msg: Halt) -> None: ...
+    def farm_rebalance(self, farms: list[str], bars: int, now: datetime) -> None: ...
+    def farm_info(self, farm: str) -> tuple[Decimal, list[float]]: ...
+    def farm_release(self, msg: Collect) -> Transfer: ...
+    def goal_collect(self, msg: Collect) -> Transfer: ...
+
+
+class FarmPorts(Protocol):
+    """How a farm reaches its agent actors, and journals itself (see :class:`MasterPorts`)."""
+
+    def commit(self) -> None: ...
+    def agent_allocate(self, msg: Allocate) -> None: ...
+    def agent_collect(self, msg: Collect) -> Transfer: ...
+    def agent_halt(self, msg: Halt) -> None: ...
+    def agent_cash(self) -> dict[str, Decimal]: ...
 
 
 # -- master -----------------------------------------------------------------------------
@@ -181,15 +235,66 @@ class MasterNode:
         self.farm_agents = {f.name: [a.name for a in f.agents] for f in spec.farms}
         self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
-        self.events: list[GoalEvent] = []
+        self.events: list[EventDraft] = []
+        """What happened that the books do not say, for the journal to take."""
         self._liquidating: list[tuple[str, str]] = []
-        self.rebalances: list[dict[str, Any]] = []
         """(goal, agent) halted by a collect_all goal, to empty at the next checkpoint."""
+        self.rebalances: list[dict[str, Any]] = []
         self.halts: list[dict[str, Any]] = []
         self.halted_farms: set[str] = set()
         self._day: tuple[Any, float] | None = None
         """(UTC date, total equity at the last checkpoint before that day)."""
         self._last_equity: float | None = None
+        self._goal_shown: dict[str, list[str]] = {}
+        """Goal name -> (status, progress, collected) last published."""
+        self._checkpoint: dict[str, Any] | None = None
+        """The checkpoint under way: its bar count and the messages of its steps so far."""
+        self.checkpoint_done = 0
+        """The bar count of the last checkpoint finished."""
+
+    # journal
+
+    def state(self) -> dict[str, Any]:
+        """Everything the master knows but its books, as JSON values, so that
+        :meth:`restore` on a new master of the same spec carries on."""
+        return {
+            "goals": [g.state() for g in self.goals],
+            "liquidating": [list(x) for x in self._liquidating],
+            "rebalances": list(self.rebalances),
+            "halts": list(self.halts),
+            "halted_farms": sorted(self.halted_farms),
+            "day": None if self._day is None else [self._day[0].isoformat(), self._day[1]],
+            "last_equity": self._last_equity,
+            "goal_shown": dict(self._goal_shown),
+            "checkpoint": self._checkpoint,
+            "checkpoint_done": self.checkpoint_done,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up a :meth:`state` (after the books' restore)."""
+        for goal, goal_state in zip(self.goals, state["goals"], strict=True):
+            goal.restore(goal_state)
+        self._liquidating = [(g, a) for g, a in state["liquidating"]]
+        self.rebalances = list(state["rebalances"])
+        self.halts = list(state["halts"])
+        self.halted_farms = set(state["halted_farms"])
+        day = state["day"]
+        self._day = None if day is None else (date.fromisoformat(day[0]), float(day[1]))
+        self._last_equity = state["last_equity"]
+        self._goal_shown = dict(state["goal_shown"])
+        self._checkpoint = state["checkpoint"]
+        self.checkpoint_done = int(state["checkpoint_done"])
+
+    def goal_updates(self, bars: int, now: datetime) -> None:
+        """After a checkpoint: an event for each goal whose status, progress or collected
+        amount changed since the last one published."""
+        for goal in self.goals:
+            shown = [goal.status.value, dec(goal.progress), dec(goal.collected)]
+            if self._goal_shown.get(goal.name) == shown:
+                continue
+            self._goal_shown[goal.name] = shown
+            data = {"goal": goal.name, "status": shown[0], "progress": shown[1], "collected": shown[2], "bars": bars}
+            self.events.append(EventDraft(f"goal:{goal.name}:progress:{bars}", "goal_progress_update", f"goal:{goal.name}", now, data))
 
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
@@ -296,12 +401,16 @@ class MasterNode:
             for goal in self.goals:
                 event = goal.on_trade(trade)
                 if event is not None:
-                    self.events.append(event)
+                    data = {
+                        "goal": goal.name,
+                        "completed_at": iso(event.at),
+                        "completing_trade": event.trade_id,
+                        "on_complete": goal.config.on_complete,
+                    }
+                    self.events.append(EventDraft(f"goal:{goal.name}:completed", "goal_completed", f"goal:{goal.name}", event.at, data))
                     out += self._goal_collects(goal)
         for goal in self.goals:
-            event = goal.on_bar(bars, now)
-            if event is not None:
-                self.events.append(event)
+            goal.on_bar(bars, now)  # a failure shows in the goal's next progress update
         return out
 
     def risk_halts(self, now: datetime, farms: Mapping[str, PerformanceReport]) -> list[Halt]:
@@ -359,7 +468,10 @@ class MasterNode:
                 collects.append(Collect(id=key, at=now, source=farm_ref(farm), amount=-delta, reason="rebalance"))
             elif delta > 0:
                 allocs.append(Allocate(id=key, at=now, source=MASTER, target=farm_ref(farm), amount=delta))
-        self.rebalances.append({"bars": bars, "at": iso(now), "moves": {f: str(plan.shares[f] - free[f]) for f in names}})
+        moves = {f: str(plan.shares[f] - free[f]) for f in names}
+        self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
+        data = {"wallet": MASTER, "bars": bars, "moves": moves}
+        self.events.append(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
         return collects, allocs
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
@@ -402,6 +514,101 @@ class MasterNode:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return [g.as_dict() for g in self.goals]
+
+    # -- with its farms: each step journaled before the messages that depend on it leave
+
+    def run_fund(self, ports: MasterPorts) -> None:
+        """Deposit the initial capital and fund the farms (see :meth:`fund`)."""
+        out = self.fund()
+        ports.commit()
+        for msg in out:
+            ports.farm_allocate(msg)
+
+    def run_allocate(self, ports: MasterPorts, msg: Allocate) -> None:
+        """An allocation by hand to one farm (booked as sent, then delivered)."""
+        self.allocate(msg)
+        ports.commit()
+        ports.farm_allocate(msg)
+
+    def run_collect(self, ports: MasterPorts, msg: Collect) -> Transfer:
+        """Collect from a farm (``msg.amount``, or everything) and book what arrives."""
+        transfer = ports.farm_collect(msg)
+        self.on_transfer(transfer)
+        ports.commit()
+        return transfer
+
+    def run_halt(self, ports: MasterPorts, msg: Halt) -> None:
+        """A halt (or resume) by hand, for a farm or an agent."""
+        if msg.entity.startswith("farm:"):
+            if msg.entity.removeprefix("farm:") not in self.farms:
+                raise NodeError(f"no farm named {msg.entity[5:]!r}; farms: {', '.join(self.farms)}")
+            ports.farm_halt(msg)
+        else:
+            if msg.entity.removeprefix("agent:") not in self.farm_of:
+                raise NodeError(f"no agent named {msg.entity.removeprefix('agent:')!r}")
+            ports.agent_halt(msg)
+
+    def run_checkpoint(
+        self,
+        ports: MasterPorts,
+        trades: list[ClosedTrade],
+        bars: int,
+        now: datetime,
+        sharpes: Mapping[str, float | None],
+        farms: Mapping[str, PerformanceReport],
+    ) -> list[dict[str, Any]]:
+        """A checkpoint, in order: risk halts, the farms' rebalances, the master's rebalance,
+        goals (and what completed goals collect). Each step's messages are journaled before
+        they leave, so a repeat of the same checkpoint (a retried call after a restart)
+        delivers the same messages again, which change nothing where they arrived, and
+        finishes the rest. Returns the goals' states."""
+        if bars <= self.checkpoint_done:
+            return self.goal_states()
+        step = self._checkpoint if self._checkpoint is not None and self._checkpoint["bars"] == bars else None
+        if step is None:
+            step = self._checkpoint = {"bars": bars}
+        if "halts" not in step:
+            halts = self.risk_halts(now, farms)
+            step["halts"] = [h.model_dump(mode="json") for h in halts]
+            if halts:
+                ports.commit()
+        for raw in step["halts"]:
+            ports.farm_halt(Halt.model_validate(raw))
+        rebalancing = [f.name for f in self.spec.farms if f.config.rebalance.every_bars is not None]
+        if rebalancing:
+            ports.farm_rebalance(rebalancing, bars, now)
+        if self.rebalance_due(bars):
+            if "collects" not in step:
+                infos = {f: ports.farm_info(f) for f in self.farms}
+                collects, allocs = self.rebalance(
+                    bars, now, {f: i[0] for f, i in infos.items()}, {f: i[1] for f, i in infos.items()}
+                )
+                step["collects"] = [m.model_dump(mode="json") for m in collects]
+                step["allocs"] = [m.model_dump(mode="json") for m in allocs]
+                ports.commit()
+            for raw in step["collects"]:
+                self.on_transfer(ports.farm_release(Collect.model_validate(raw)))
+            if step["allocs"]:
+                allocs = self.send_allocations([Allocate.model_validate(raw) for raw in step["allocs"]])
+                ports.commit()
+                for msg in allocs:
+                    ports.farm_allocate(msg)
+        if "goals" not in step:
+            out = self.on_checkpoint(trades, bars, now, sharpes)
+            step["goals"] = [m.model_dump(mode="json") for m in out]
+            if out:
+                ports.commit()
+        for raw in step["goals"]:
+            if raw["kind"] == "halt":
+                self.run_halt(ports, Halt.model_validate(raw))
+                continue
+            msg = Collect.model_validate(raw)
+            self.on_goal_transfer(msg, ports.goal_collect(msg))
+        self.goal_updates(bars, now)
+        self._checkpoint = None
+        self.checkpoint_done = bars
+        ports.commit()
+        return self.goal_states()
 
     def snapshot(self) -> dict[str, Any]:
         b = self.books
@@ -477,10 +684,69 @@ class FarmNode:
         policy = spec.config.allocation
         self._lookback = int(getattr(policy, "lookback_bars", 0))
         self._returns: dict[str, deque[float]] = {a: deque(maxlen=max(self._lookback, 1)) for a in self.agent_names}
-        self._returns["farm"] = deque(maxlen=10_000)  # the farm's own, for its master's policy
+        self._returns["farm"] = deque(maxlen=max(spec.master_lookback, 1))  # the farm's own, for its master's policy
         self._last_equity: dict[str, float] = {}
         self._taken: dict[str, Decimal] = {}
         """Goal Collect id -> what it took from the agent (forwarded to the master)."""
+        self.events: list[EventDraft] = []
+        """What happened that the books do not say, for the journal to take."""
+        self._halt_ids: set[str] = set()
+        """Halt messages already applied (a redelivered one changes nothing)."""
+        self._releases: dict[str, list[dict[str, Any]]] = {}
+        """Master's rebalance Collect id -> the Collects it made for agent actors."""
+        self._rebalance: dict[str, Any] | None = None
+        """The rebalance under way: its bar count and, once planned, its messages."""
+        self.rebalanced_upto = 0
+        """The bar count of the last checkpoint whose rebalance step is done."""
+
+    # journal
+
+    def state(self) -> dict[str, Any]:
+        """Everything the farm knows but its books (and its inline agents' fills), as JSON
+        values, so that :meth:`restore` on a new farm of the same spec carries on."""
+        return {
+            "allocation": self.spec.config.allocation.model_dump(mode="json"),
+            "reports": {n: r.model_dump(mode="json") for n, r in self.reports.items()},
+            "positions": dict(self.positions),
+            "performance": self.performance.state(),
+            "fill_count": self.fill_count,
+            "halted": self.halted,
+            "halts": list(self.halts),
+            "halt_ids": sorted(self._halt_ids),
+            "rebalances": list(self.rebalances),
+            "paused": list(self._paused),
+            "returns": {n: list(d) for n, d in self._returns.items()},
+            "last_equity": dict(self._last_equity),
+            "taken": {k: str(v) for k, v in self._taken.items()},
+            "releases": dict(self._releases),
+            "rebalance": self._rebalance,
+            "rebalanced_upto": self.rebalanced_upto,
+            "agents": {n: a.state() for n, a in self.agents.items()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up a :meth:`state` (after the books' and the inline agents' fills' restore)."""
+        if state["allocation"] != self.spec.config.allocation.model_dump(mode="json"):
+            self.set_policy(state["allocation"])
+        self.reports = {n: PerformanceReport.model_validate(r) for n, r in state["reports"].items()}
+        self.positions = dict(state["positions"])
+        self.performance.restore(state["performance"])
+        self.fill_count = int(state["fill_count"])
+        self.halted = state["halted"]
+        self.halts = list(state["halts"])
+        self._halt_ids = set(state["halt_ids"])
+        self.rebalances = list(state["rebalances"])
+        self._paused = list(state["paused"])
+        for name, values in state["returns"].items():
+            self._returns[name].clear()
+            self._returns[name].extend(values)
+        self._last_equity = dict(state["last_equity"])
+        self._taken = {k: Decimal(v) for k, v in state["taken"].items()}
+        self._releases = dict(state["releases"])
+        self._rebalance = state["rebalance"]
+        self.rebalanced_upto = int(state["rebalanced_upto"])
+        for name, agent_state in state["agents"].items():
+            self.agents[name].restore(agent_state)
 
     # money
 
@@ -586,14 +852,23 @@ class FarmNode:
 
     def on_halt(self, msg: Halt) -> list[Halt]:
         """Halt (or resume) the farm: all its agents. Inline agents are told here; for agent
-        actors the messages to deliver are returned."""
-        if msg.resume:
-            if self.halted is not None:
-                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
-            self.halted = None
-        elif self.halted is None:
-            self.halted = msg.reason
-            self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+        actors the messages to deliver are returned (again for a redelivered message, which
+        changes nothing here)."""
+        if msg.id not in self._halt_ids:
+            self._halt_ids.add(msg.id)
+            changed = False
+            if msg.resume:
+                if self.halted is not None:
+                    self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+                    changed = True
+                self.halted = None
+            elif self.halted is None:
+                self.halted = msg.reason
+                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+                changed = True
+            if changed:
+                data = {"reason": msg.reason, "resume": msg.resume}
+                self.events.append(EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, data))
         out = []
         for name in self.agent_names:
             child = Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
@@ -678,7 +953,10 @@ class FarmNode:
         """Let the agents paused for a rebalance trade again (see :meth:`liquidation`)."""
         out = []
         for name in self._paused:
-            msg = Halt(entity=agent_ref(name), at=now, reason="rebalanced", resume=True, only=PAUSED)
+            msg = Halt(
+                id=f"rebalance:{self.name}:{now.isoformat()}:resume>{agent_ref(name)}",
+                at=now, entity=agent_ref(name), reason="rebalanced", resume=True, only=PAUSED,
+            )
             if self.spec.inline:
                 self.agents[name].on_halt(msg)
             else:
@@ -733,6 +1011,8 @@ class FarmNode:
                     allocs.append(msg)
         if not any(r["bars"] == bars for r in self.rebalances):
             self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
+            data = {"wallet": self.ref, "bars": bars, "moves": moves}
+            self.events.append(EventDraft(f"rebalance:{self.name}:{bars}", "farm_rebalance", self.ref, now, data))
         return collects, allocs
 
     def free_cash(self, cash: Mapping[str, Decimal]) -> Decimal:
@@ -749,8 +1029,8 @@ class FarmNode:
         cash first, the rest from its trading agents in proportion to their cash (exact
         split). Inline agents' cash moves here; the Collects for agent actors are returned
         (their Transfers go to :meth:`on_transfer`). Then :meth:`send_released`."""
-        if msg.id in self._taken:
-            return []
+        if msg.id in self._releases:
+            return [Collect.model_validate(c) for c in self._releases[msg.id]]
         own = self.books.cash(self.ref).amount
         rest = max(ZERO, Decimal(msg.amount or 0) - own)
         out: list[Collect] = []
@@ -771,6 +1051,7 @@ class FarmNode:
                 else:
                     out.append(child)
         self._taken[msg.id] = Decimal(msg.amount or 0)
+        self._releases[msg.id] = [c.model_dump(mode="json") for c in out]
         return out
 
     def send_released(self, msg: Collect) -> Transfer:
@@ -826,6 +1107,115 @@ class FarmNode:
             self._flow("farm", -self._taken[msg.id])
         return send_up(self.books, self.ref, MASTER, up, amount=self._taken[msg.id])
 
+    # -- with its agents: each step journaled before the messages that depend on it leave
+
+    def run_allocate(self, ports: FarmPorts, msg: Allocate) -> None:
+        """Receive an allocation and fund the agents by the farm's policy."""
+        out = self.on_allocate(msg)
+        ports.commit()
+        for child in out:
+            ports.agent_allocate(child)
+
+    def run_collect(self, ports: FarmPorts, msg: Collect) -> Transfer:
+        """Send cash up to the master; for "everything" (no amount) the agents' cash first."""
+        if msg.amount is None:
+            for child in self.collect_agents(msg):
+                self.on_transfer(ports.agent_collect(child))
+        transfer = self.on_collect(msg)
+        ports.commit()
+        return transfer
+
+    def run_halt(self, ports: FarmPorts, msg: Halt) -> None:
+        """Halt (or resume) the farm and all its agents."""
+        children = self.on_halt(msg)
+        ports.commit()
+        for child in children:
+            ports.agent_halt(child)
+
+    def run_halt_agent(self, ports: FarmPorts, msg: Halt) -> None:
+        """Halt (or resume) one agent of the farm."""
+        name = msg.entity.removeprefix("agent:")
+        if name not in self.agent_names:
+            raise NodeError(f"farm {self.name} has no agent {name!r}")
+        if self.spec.inline:
+            self.agents[name].on_halt(msg)
+            ports.commit()
+        else:
+            ports.agent_halt(msg)
+
+    def trading_cash(self, ports: FarmPorts) -> dict[str, Decimal]:
+        """Each trading agent's cash now (halted agents left out)."""
+        if self.spec.inline:
+            return {n: a.books.cash(a.ref).amount for n, a in self.agents.items() if a.halted is None}  # type: ignore[union-attr]
+        return ports.agent_cash()
+
+    def run_rebalance(self, ports: FarmPorts, bars: int, now: datetime) -> None:
+        """The farm's part of a checkpoint: its scheduled rebalance (with ``liquidate``, the
+        pause first and the rebalance at the next checkpoint). The step's messages are
+        journaled before they leave; a repeat for the same checkpoint (a retried call)
+        delivers them again, which changes nothing where they arrived, and finishes the rest."""
+        if bars <= self.rebalanced_upto:
+            return
+        step = self._rebalance
+        if step is None or step["bars"] != bars:
+            if self._paused:  # they sold at the open after the last checkpoint: rebalance now
+                halts, plan = self.resume_paused(now), True
+            elif self.rebalance_due(bars):
+                halts = self.liquidation(now)
+                plan = not (halts or self._paused)  # else at the next checkpoint, once they are flat
+            else:
+                self.rebalanced_upto = bars
+                return
+            step = self._rebalance = {"bars": bars, "halts": [m.model_dump(mode="json") for m in halts], "plan": plan}
+            if halts:
+                ports.commit()
+        for raw in step["halts"]:
+            ports.agent_halt(Halt.model_validate(raw))
+        allocs: list[Allocate] = []
+        if step["plan"]:
+            if "collects" not in step:
+                collects, planned = self.rebalance(bars, now, self.trading_cash(ports))
+                step["collects"] = [m.model_dump(mode="json") for m in collects]
+                step["allocs"] = [m.model_dump(mode="json") for m in planned]
+                ports.commit()
+            for raw in step["collects"]:
+                self.on_transfer(ports.agent_collect(Collect.model_validate(raw)))
+            allocs = self.send_allocations([Allocate.model_validate(raw) for raw in step["allocs"]])
+            if allocs:
+                ports.commit()
+            for msg in allocs:
+                ports.agent_allocate(msg)
+        # Journaled with the farm's next commit: a repeat before then delivers the same
+        # messages again, to no effect.
+        self._rebalance = None
+        self.rebalanced_upto = bars
+
+    def run_info(self, ports: FarmPorts) -> tuple[Decimal, list[float]]:
+        """The farm's free cash now and its bar returns (for the master's policy)."""
+        return self.free_cash(self.trading_cash(ports)), self.farm_returns()
+
+    def run_release(self, ports: FarmPorts, msg: Collect) -> Transfer:
+        """Give free cash back to the master (its rebalance): own cash first, then the
+        agents'. A repeat returns the same Transfer and moves nothing more."""
+        fresh = msg.id not in self._releases
+        children = self.release(msg, self.trading_cash(ports) if fresh else {})
+        if fresh and children:
+            ports.commit()
+        for child in children:
+            self.on_transfer(ports.agent_collect(child))
+        transfer = self.send_released(msg)
+        ports.commit()
+        return transfer
+
+    def run_goal_collect(self, ports: FarmPorts, msg: Collect) -> Transfer:
+        """A goal's Collect for one of this farm's agents: take the money, send it up."""
+        relay = self.goal_collect(msg)
+        if relay is not None:
+            self.on_goal_transfer(msg, ports.agent_collect(relay))
+        transfer = self.forward_up(msg)
+        ports.commit()
+        return transfer
+
     # bars
 
     def run_inline(self, batch: BarBatch) -> list[AgentUpdate]:
@@ -849,9 +1239,20 @@ class FarmNode:
         self.performance.start(float(-self.books.link_balance(self.ref, MASTER)))
         self._record_returns("farm", equity)
         self.performance.update(batch.ts, equity)
+        report = self.report()
+        if len(batch):
+            self.events.append(
+                EventDraft(
+                    f"performance:{self.name}:{self.performance.bars}",
+                    "farm_performance_update",
+                    self.ref,
+                    timestamp_of(int(batch.ts[-1])),
+                    {"farm": self.name, **performance_data(report)},
+                )
+            )
         return FarmUpdate(
             self.name,
-            self.report(),
+            report,
             list(self.reports.values()),
             self.fill_count,
             booked,

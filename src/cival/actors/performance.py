@@ -39,6 +39,14 @@ class PerformanceTracker:
     _mean: float = 0.0
     _m2: float = 0.0
 
+    def state(self) -> dict[str, float | int]:
+        """The running sums as JSON values (floats exact), for a journal."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def restore(self, state: dict[str, float | int]) -> None:
+        for key in self.__dataclass_fields__:
+            setattr(self, key, type(getattr(self, key))(state[key]))
+
     def start(self, equity: float) -> None:
         """Set the starting equity (E0) if not set yet."""
         if math.isnan(self.start_equity):

@@ -279,6 +279,41 @@ class Ledger:
     def total(self, kind: AccountKind) -> Decimal:
         return sum((self._balance[a.key] for a in self._accounts.values() if a.kind == kind), ZERO)
 
+    def since(self, seq: int) -> list[Transaction]:
+        """The transactions after the ``seq``-th (all of them for 0), in order."""
+        return self._journal[seq:]
+
+    def restore(self, transactions: Iterable[Transaction]) -> None:
+        """Append transactions read back from a store, exactly as they were posted (same
+        sequence numbers, keys, times and memos), after those already in the journal.
+
+        Every account they touch must be open. This trusts their content, as the store
+        checked it when they were written; :meth:`audit` checks it again. Raises
+        LedgerError, changing nothing, when a sequence number does not follow, a key is
+        already used, a currency differs or an account is unknown.
+        """
+        txs = list(transactions)
+        keys: set[str] = set()
+        for offset, tx in enumerate(txs, start=1):
+            expected = len(self._journal) + offset
+            if tx.seq != expected:
+                raise LedgerError(f"restoring #{tx.seq} {tx.idempotency_key!r}: the next sequence number is {expected}")
+            if tx.idempotency_key in self._by_key or tx.idempotency_key in keys:
+                raise LedgerError(f"restoring #{tx.seq}: key {tx.idempotency_key!r} is already in the journal")
+            if tx.currency != self.currency:
+                raise LedgerError(f"restoring #{tx.seq}: currency {tx.currency} in a {self.currency} ledger")
+            for p in tx.postings:
+                if p.account not in self._accounts:
+                    raise LedgerError(f"restoring #{tx.seq}: unknown account {p.account!r}; open it first")
+            keys.add(tx.idempotency_key)
+        for tx in txs:
+            for p in tx.postings:
+                self._balance[p.account] += p.amount
+                if p.quantity:
+                    self._quantity[p.account] += p.quantity
+            self._journal.append(tx)
+            self._by_key[tx.idempotency_key] = tx
+
     # -- posting --------------------------------------------------------------------
 
     def post(

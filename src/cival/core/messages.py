@@ -107,6 +107,8 @@ class Fill(Message):
     notional: ExactDecimal | None = Field(default=None, gt=0)
     """Cash the broker settled for the trade, fee excluded, at the ledger's scale (None:
     quantity x price, rounded against the holder)."""
+    order_id: str | None = None
+    """The OrderIntent this fill answers (None for a stop)."""
 
 
 class Halt(Message):

@@ -283,6 +283,26 @@ class WalletTree:
     def allocations(self) -> list[AllocationRecord]:
         return list(self._allocations)
 
+    def restore(self, transactions: list[Transaction]) -> None:
+        """Append transactions read back from a store to these books (whose wallets must
+        already be added), opening the link and position accounts they name the way the
+        operations that posted them did. See :meth:`Ledger.restore`. (The
+        :attr:`allocations` records of in-book allocations are not rebuilt.)"""
+        for tx in transactions:
+            for p in tx.postings:
+                key = p.account
+                if key == EXTERNAL or key in self.ledger._accounts:
+                    continue
+                if "/link/" in key:
+                    owner, peer = key.split("/link/", 1)
+                    self.entity(owner)
+                    self._link_account(owner, peer)
+                elif "/position/" in key:
+                    owner, symbol = key.split("/position/", 1)
+                    self.entity(owner)
+                    self._position_account(owner, symbol)
+        self.ledger.restore(transactions)
+
     def tree(self, marks: dict[str, Decimal] | None = None) -> list[WalletRow]:
         """The hierarchy, depth first, one row per wallet."""
         rows: list[WalletRow] = []

@@ -21,12 +21,13 @@ import os
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cival.core.errors import CivalError
+from cival.core.events import EventDraft, StoredEvent
 from cival.core.ledger import Posting, Transaction, TxType
 
 
@@ -51,6 +52,53 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     config: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What the run recorded about itself (its symbol, data, bars, first and last bar...)."""
+    events: int = 0
+    """Events stored for the run (the last sequence number)."""
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node's latest journaled state."""
+
+    source: str
+    version: int
+    state: str
+    """JSON (floats exact, NaN allowed)."""
+    reply: bytes | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    transactions: int
+    """Ledger transactions new to the store."""
+    events: int
+    """Events new to the store."""
+
+
+@dataclass
+class JournalBatch:
+    """One node's commit, written in one database transaction: its new ledger
+    transactions, rows for the session's tables, updates of the registry, its events and
+    its state. Everything is idempotent: a batch written again (a retry after a lost
+    acknowledgement) writes nothing twice, and events already stored keep their numbers.
+
+    ``rows``: table -> rows to insert (a row whose key is stored already is left as it
+    is); ``updates``: table -> rows that change the registry (by key). Row values are
+    Python values: Decimal for money, aware datetimes, dicts and lists for JSON.
+    """
+
+    source: str
+    version: int
+    state: str | None = None
+    reply: bytes | None = None
+    ledger: str | None = None
+    currency: str = "USD"
+    transactions: Sequence[Transaction] = ()
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    events: Sequence[EventDraft] = ()
 
 
 def new_run_id() -> str:
@@ -63,6 +111,11 @@ class Store(ABC):
 
     kind: str = ""
 
+    @property
+    @abstractmethod
+    def location(self) -> StoreLocation:
+        """Where this store is (for other processes to open it)."""
+
     @abstractmethod
     def migrate(self) -> list[int]:
         """Apply the pending schema versions; returns those applied now."""
@@ -70,6 +123,18 @@ class Store(ABC):
     @abstractmethod
     def status(self) -> list[MigrationStatus]:
         """Every schema version, applied (with its time) or pending."""
+
+    def check_schema(self) -> None:
+        """StoreError, saying what to run, when schema versions are pending."""
+        if getattr(self, "_schema_ok", False):
+            return
+        pending = [m for m in self.status() if m.applied_at is None]
+        if pending:
+            raise StoreError(
+                f"the {self.kind} store's schema is behind (pending: {', '.join(f'v{m.version} {m.name}' for m in pending)}); "
+                "run `cival db upgrade`"
+            )
+        self._schema_ok = True
 
     @abstractmethod
     def create_run(self, name: str, mode: str, config: dict[str, Any], run_id: str | None = None) -> str:
@@ -90,6 +155,46 @@ class Store(ABC):
     @abstractmethod
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
         """One ledger's transactions, in sequence order, exactly as written."""
+
+    @abstractmethod
+    def commit(self, run_id: str, batch: JournalBatch) -> CommitResult:
+        """Write one node's commit (see :class:`JournalBatch`) in one database transaction."""
+
+    @abstractmethod
+    def node_state(self, run_id: str, source: str) -> NodeState | None:
+        """A node's latest journaled state, or None if it never committed."""
+
+    @abstractmethod
+    def node_sources(self, run_id: str) -> list[str]:
+        """Every node that journaled state in the run."""
+
+    @abstractmethod
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """The run's events with a sequence number above ``after``, in order."""
+
+    @abstractmethod
+    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
+        """Rows of a session table (see :data:`cival.store.schema.COLUMNS`), values as
+        written (Decimal money, aware datetimes, parsed JSON)."""
+
+    @abstractmethod
+    def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows outside a run's journal (backtest and sweep results)."""
+
+    @abstractmethod
+    def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
+        """Change a run's status and merge ``meta`` into what it recorded."""
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run by id (a unique prefix is enough); StoreError naming what to do if unknown."""
+        runs = self.runs()
+        exact = [r for r in runs if r.id == run_id]
+        found = exact or [r for r in runs if r.id.startswith(run_id)]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise StoreError(f"no run {run_id!r} in the {self.kind} store; `cival runs` lists them")
+        raise StoreError(f"{run_id!r} matches {len(found)} runs ({', '.join(r.id for r in found[:5])}); give more of the id")
 
     @abstractmethod
     def close(self) -> None: ...
@@ -147,24 +252,68 @@ def check_batch(existing: dict[int, Transaction], txs: Sequence[Transaction], le
     return fresh
 
 
-def open_store(url: str | None = None, path: str | os.PathLike[str] | None = None) -> Store:
-    """PostgreSQL when ``url`` (or ``DATABASE_URL``) is set, else SQLite at ``path``
-    (default: ``cival.sqlite3`` in the user's data directory)."""
+def data_dir() -> Path:
+    """Where Cival keeps its embedded store: ``CIVAL_DATA_DIR``, else ``cival`` in the
+    user's data directory (``XDG_DATA_HOME`` or ``~/.local/share``)."""
+    configured = os.environ.get("CIVAL_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cival"
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a store is, picklable: each actor process opens its own connection to it."""
+
+    url: str | None = None
+    path: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "postgres" if self.url else "sqlite"
+
+    def open(self) -> Store:
+        return open_store(self.url, self.path)
+
+    def __str__(self) -> str:
+        if self.url:
+            from cival.store.postgres import redact
+
+            return redact(self.url)
+        return str(self.path)
+
+
+def locate(url: str | None = None, path: str | os.PathLike[str] | None = None) -> StoreLocation:
+    """PostgreSQL when ``url`` (or ``DATABASE_URL``) is set, else the SQLite file at ``path``
+    (default: ``cival.sqlite3`` in :func:`data_dir`)."""
     url = url or os.environ.get("DATABASE_URL") or None
     if url:
+        return StoreLocation(url=url)
+    return StoreLocation(path=str(Path(path) if path is not None else data_dir() / "cival.sqlite3"))
+
+
+def open_store(url: str | None = None, path: str | os.PathLike[str] | None = None) -> Store:
+    """PostgreSQL when ``url`` (or ``DATABASE_URL``) is set, else SQLite at ``path``
+    (default: ``cival.sqlite3`` in :func:`data_dir`)."""
+    where = locate(url, path)
+    if where.url:
         from cival.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(where.url)
     from cival.store.sqlite import SqliteStore
 
-    if path is None:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cival"
-        path = base / "cival.sqlite3"
-    return SqliteStore(path)
+    assert where.path is not None
+    return SqliteStore(where.path)
 
 
 __all__ = [
+    "CommitResult",
+    "JournalBatch",
     "MigrationStatus",
+    "NodeState",
+    "StoreLocation",
+    "data_dir",
+    "locate",
     "RunRecord",
     "Store",
     "StoreError",

@@ -4,23 +4,49 @@ The runtime is synchronous, so the store runs its own event loop on a background
 and each method waits for its coroutine there. Batches go through ``executemany`` in one
 transaction. The URL comes from the caller (``DATABASE_URL`` or ``storage.url``) and is
 never printed with its password.
+
+An outage delays writes, it does not lose them: an operation that fails because the
+server cannot be reached (refused, restarting, connection lost mid-transaction) is
+retried whole, with a growing pause, for up to ``retry_for`` seconds
+(``CIVAL_STORE_RETRY_SECONDS``, default 300) before a StoreError. Retrying is safe
+because every write is idempotent (a commit whose acknowledgement was lost is
+recognised, not repeated).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import threading
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from cival.core.events import StoredEvent
 from cival.core.ledger import Transaction
-from cival.store.base import MigrationStatus, RunRecord, Store, StoreError, check_batch, new_run_id, rebuild, tx_rows
-from cival.store.schema import MIGRATIONS
+from cival.store.base import (
+    CommitResult,
+    JournalBatch,
+    MigrationStatus,
+    NodeState,
+    RunRecord,
+    Store,
+    StoreError,
+    StoreLocation,
+    check_batch,
+    new_run_id,
+    rebuild,
+    tx_rows,
+)
+from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
+from cival.store.schema import COLUMNS, KEYS, MIGRATIONS
 
 T = TypeVar("T")
+log = logging.getLogger("cival.store")
 
 
 def redact(url: str) -> str:
@@ -32,16 +58,39 @@ def redact(url: str) -> str:
     return url
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether an error means the server could not be reached (worth retrying)."""
+    import asyncpg
+
+    return isinstance(
+        exc,
+        (
+            OSError,
+            asyncio.TimeoutError,
+            asyncpg.PostgresConnectionError,  # class 08
+            asyncpg.InterfaceError,  # "connection is closed", pool closing
+            asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect now
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+        ),
+    )
+
+
 class PostgresStore(Store):
     kind = "postgres"
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, min_size: int = 1, max_size: int = 4, timeout: float = 10.0, retry_for: float | None = None
+    ) -> None:
         import asyncpg
 
         self.url = url
+        self.retry_for = float(os.environ.get("CIVAL_STORE_RETRY_SECONDS", 300)) if retry_for is None else retry_for
+        self.outages = 0
+        """How many times the server was unreachable and an operation waited for it."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="cival-store", daemon=True)
         self._thread.start()
+
         async def connect() -> Any:  # the pool must be made on the loop that will use it
             # Plan each statement for the data at hand: a plan cached while a ledger was empty
             # (a sequential scan) would make every later batch slower.
@@ -50,6 +99,7 @@ class PostgresStore(Store):
                 min_size=min_size,
                 max_size=max_size,
                 timeout=timeout,
+                command_timeout=60,
                 server_settings={"plan_cache_mode": "force_custom_plan"},
             )
 
@@ -58,70 +108,122 @@ class PostgresStore(Store):
         except Exception as exc:  # asyncpg raises OSError, its own errors, timeouts...
             self._stop()
             raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
-        self._run(self._execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"))
+        self._call(
+            lambda con: con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            ),
+            transaction=False,
+        )
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    async def _execute(self, sql: str, *args: Any) -> None:
-        async with self._pool.acquire() as con:
-            await con.execute(sql, *args)
+    def _call(self, fn: Callable[[Any], Awaitable[T]], transaction: bool = True) -> T:
+        """Run ``fn(connection)`` (in a transaction), retrying whole while the server is unreachable."""
+
+        async def once() -> T:
+            async with self._pool.acquire() as con:
+                if not transaction:
+                    return await fn(con)
+                async with con.transaction():
+                    return await fn(con)
+
+        deadline: float | None = None
+        pause = 0.1
+        while True:
+            try:
+                return self._run(once())
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.retry_for
+                    self.outages += 1
+                    log.warning("PostgreSQL at %s unreachable (%s: %s); retrying for up to %.0f s", redact(self.url), type(exc).__name__, exc, self.retry_for)
+                if now >= deadline:
+                    raise StoreError(
+                        f"PostgreSQL at {redact(self.url)} unreachable for {self.retry_for:.0f} s "
+                        f"({type(exc).__name__}: {exc}); nothing after the last successful write was stored"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    @property
+    def location(self) -> StoreLocation:
+        return StoreLocation(url=self.url)
 
     # schema
 
     def migrate(self) -> list[int]:
-        async def go() -> list[int]:
+        async def go(con: Any) -> list[int]:
             done = []
-            async with self._pool.acquire() as con, con.transaction():
-                await con.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")  # one migrator at a time
-                applied = {r["version"] for r in await con.fetch("SELECT version FROM schema_migrations")}
-                for m in MIGRATIONS:
-                    if m.version in applied:
-                        continue
-                    await con.execute(m.postgres)
-                    await con.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                        m.version, m.name, datetime.now(UTC),
-                    )
-                    done.append(m.version)
+            await con.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")  # one migrator at a time
+            applied = {r["version"] for r in await con.fetch("SELECT version FROM schema_migrations")}
+            for m in MIGRATIONS:
+                if m.version in applied:
+                    continue
+                await con.execute(m.postgres)
+                await con.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    m.version, m.name, datetime.now(UTC),
+                )
+                done.append(m.version)
             return done
 
-        return self._run(go())
+        return self._call(go)
 
     def status(self) -> list[MigrationStatus]:
-        async def go() -> dict[int, datetime]:
-            async with self._pool.acquire() as con:
-                return {r["version"]: r["applied_at"] for r in await con.fetch("SELECT version, applied_at FROM schema_migrations")}
+        async def go(con: Any) -> dict[int, datetime]:
+            return {r["version"]: r["applied_at"] for r in await con.fetch("SELECT version, applied_at FROM schema_migrations")}
 
-        applied = self._run(go())
+        applied = self._call(go, transaction=False)
         return [MigrationStatus(m.version, m.name, applied.get(m.version)) for m in MIGRATIONS]
 
     # runs
 
     def create_run(self, name: str, mode: str, config: dict[str, Any], run_id: str | None = None) -> str:
         run_id = run_id or new_run_id()
-        self._run(
-            self._execute(
-                "INSERT INTO runs (id, name, mode, status, started_at, config) VALUES ($1, $2, $3, 'running', $4, $5::jsonb)",
-                run_id, name, mode, datetime.now(UTC), json.dumps(config),
+        started = datetime.now(UTC)
+        self._call(
+            lambda con: con.execute(
+                "INSERT INTO runs (id, name, mode, status, started_at, config) VALUES ($1, $2, $3, 'running', $4, $5::jsonb) "
+                "ON CONFLICT (id) DO NOTHING",
+                run_id, name, mode, started, json.dumps(config),
             )
         )
         return run_id
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
-        self._run(self._execute("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3", status, datetime.now(UTC), run_id))
+        self._call(lambda con: con.execute("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3", status, datetime.now(UTC), run_id))
+
+    def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
+        async def go(con: Any) -> None:
+            found = await con.execute(
+                "UPDATE runs SET meta = meta || $2::jsonb, status = COALESCE($3, status), "
+                "finished_at = CASE WHEN $4 THEN $5 ELSE finished_at END WHERE id = $1",
+                run_id, json.dumps(meta or {}), status, finished, datetime.now(UTC),
+            )
+            if found == "UPDATE 0":
+                raise StoreError(f"no run {run_id!r} in the PostgreSQL store")
+
+        self._call(go)
 
     def runs(self) -> list[RunRecord]:
-        async def go() -> list[Any]:
-            async with self._pool.acquire() as con:
-                return await con.fetch(
-                    "SELECT id, name, mode, status, started_at, finished_at, config::text AS config FROM runs "
-                    "ORDER BY started_at DESC, id DESC"
-                )
+        self.check_schema()
+
+        async def go(con: Any) -> list[Any]:
+            return await con.fetch(
+                "SELECT id, name, mode, status, started_at, finished_at, config::text AS config, meta::text AS meta, "
+                "event_seq FROM runs ORDER BY started_at DESC, id DESC"
+            )
 
         return [
-            RunRecord(r["id"], r["name"], r["mode"], r["status"], r["started_at"], r["finished_at"], json.loads(r["config"]))
-            for r in self._run(go())
+            RunRecord(
+                r["id"], r["name"], r["mode"], r["status"], r["started_at"], r["finished_at"],
+                json.loads(r["config"]), json.loads(r["meta"]), r["event_seq"],
+            )
+            for r in self._call(go, transaction=False)
         ]
 
     # ledgers
@@ -129,32 +231,27 @@ class PostgresStore(Store):
     def write_transactions(self, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
         if not txs:
             return 0
+        return self._call(lambda con: self._write_transactions(con, run_id, ledger, currency, txs))
 
-        async def go() -> int:
-            async with self._pool.acquire() as con, con.transaction():
-                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{run_id}/{ledger}")
-                existing = {t.seq: t for t in await self._read(con, run_id, ledger, [t.seq for t in txs], [t.idempotency_key for t in txs])}
-                fresh = check_batch(existing, txs, ledger)
-                head, legs = tx_rows(run_id, ledger, currency, fresh)
-                await con.executemany(
-                    "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    head,
-                )
-                await con.executemany(
-                    "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    legs,
-                )
-                return len(fresh)
-
-        return self._run(go())
+    async def _write_transactions(self, con: Any, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
+        await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{run_id}/{ledger}")
+        existing = {t.seq: t for t in await self._read(con, run_id, ledger, [t.seq for t in txs], [t.idempotency_key for t in txs])}
+        fresh = check_batch(existing, txs, ledger)
+        head, legs = tx_rows(run_id, ledger, currency, fresh)
+        if head:
+            await con.executemany(
+                "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                head,
+            )
+            await con.executemany(
+                "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                legs,
+            )
+        return len(fresh)
 
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
-        async def go() -> list[Transaction]:
-            async with self._pool.acquire() as con:
-                return await self._read(con, run_id, ledger)
-
-        return self._run(go())
+        return self._call(lambda con: self._read(con, run_id, ledger), transaction=False)
 
     async def _read(self, con: Any, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
         columns = "SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions"
@@ -177,10 +274,111 @@ class PostgresStore(Store):
             )
         return rebuild([tuple(h) for h in heads], [tuple(leg) for leg in legs])
 
+    # journal
+
+    def commit(self, run_id: str, batch: JournalBatch) -> CommitResult:
+        async def go(con: Any) -> CommitResult:
+            new_txs = 0
+            if batch.ledger is not None and batch.transactions:
+                new_txs = await self._write_transactions(con, run_id, batch.ledger, batch.currency, batch.transactions)
+            for table, rows in batch.rows.items():
+                if rows:
+                    await con.executemany(insert_sql(table, "postgres"), [row_values(table, r, "postgres") for r in rows])
+            for table, rows in batch.updates.items():
+                for r in rows:
+                    columns, values = update_values(table, r, "postgres")
+                    await con.execute(update_sql(table, columns, "postgres"), *values)
+            if batch.state is not None:
+                await con.execute(
+                    "INSERT INTO node_states (run_id, source, version, state, reply, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
+                    "ON CONFLICT (run_id, source) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, "
+                    "reply = EXCLUDED.reply, updated_at = EXCLUDED.updated_at WHERE node_states.version < EXCLUDED.version",
+                    run_id, batch.source, batch.version, batch.state, batch.reply, datetime.now(UTC),
+                )
+            new_events = 0
+            if batch.events:
+                # Last, and under the run's row lock until the commit: numbers are handed out
+                # in commit order, so a reader that saw number n has seen every number below.
+                # (NO KEY UPDATE: the ledger rows' foreign key holds a KEY SHARE lock on the
+                # same row, which a plain FOR UPDATE would wait for: a deadlock between two nodes.)
+                last = await con.fetchval("SELECT event_seq FROM runs WHERE id = $1 FOR NO KEY UPDATE", run_id)
+                if last is None:
+                    raise StoreError(f"no run {run_id!r} in the PostgreSQL store")
+                known = {
+                    r["id"]
+                    for r in await con.fetch("SELECT id FROM events WHERE run_id = $1 AND id = ANY($2::text[])", run_id, [e.id for e in batch.events])
+                }
+                fresh = []
+                for e in batch.events:  # new ones, each once
+                    if e.id not in known:
+                        known.add(e.id)
+                        fresh.append(e)
+                if fresh:
+                    await con.executemany(
+                        insert_sql("events", "postgres"),
+                        [
+                            row_values("events", {"run_id": run_id, "seq": last + i, "id": e.id, "source": batch.source,
+                                                  "type": e.type, "entity": e.entity, "at": e.at, "data": e.data}, "postgres")
+                            for i, e in enumerate(fresh, start=1)
+                        ],
+                    )
+                    await con.execute("UPDATE runs SET event_seq = $2 WHERE id = $1", run_id, last + len(fresh))
+                new_events = len(fresh)
+            return CommitResult(new_txs, new_events)
+
+        return self._call(go)
+
+    def node_state(self, run_id: str, source: str) -> NodeState | None:
+        async def go(con: Any) -> Any:
+            return await con.fetchrow("SELECT version, state, reply FROM node_states WHERE run_id = $1 AND source = $2", run_id, source)
+
+        row = self._call(go, transaction=False)
+        return None if row is None else NodeState(source, row["version"], row["state"], row["reply"])
+
+    def node_sources(self, run_id: str) -> list[str]:
+        async def go(con: Any) -> list[str]:
+            return [r["source"] for r in await con.fetch("SELECT source FROM node_states WHERE run_id = $1 ORDER BY source", run_id)]
+
+        return self._call(go, transaction=False)
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        async def go(con: Any) -> list[Any]:
+            return await con.fetch(
+                "SELECT seq, id, source, type, entity, at, data::text AS data FROM events WHERE run_id = $1 AND seq > $2 "
+                "ORDER BY seq LIMIT $3",
+                run_id, after, limit,
+            )
+
+        return [
+            StoredEvent(run_id, r["seq"], r["id"], r["source"], r["type"], r["entity"], r["at"], json.loads(r["data"]))
+            for r in self._call(go, transaction=False)
+        ]
+
+    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
+        names = [n for n, _ in COLUMNS[table]]
+        conditions = dict(where or {})
+        if run_id is not None:
+            conditions["run_id"] = run_id
+        select = ", ".join(f"{n}::text AS {n}" if spec.rstrip("?") == "json" else n for n, spec in COLUMNS[table])
+        sql = f"SELECT {select} FROM {table}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(f"{k} = ${i}" for i, k in enumerate(conditions, start=1))
+        sql += f" ORDER BY {order or ', '.join(KEYS[table])}"
+
+        async def go(con: Any) -> list[Any]:
+            return await con.fetch(sql, *conditions.values())
+
+        return [decode_row(table, names, tuple(r)) for r in self._call(go, transaction=False)]
+
+    def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        self._call(lambda con: con.executemany(insert_sql(table, "postgres"), [row_values(table, r, "postgres") for r in rows]))
+
     def close(self) -> None:
         if self._loop.is_running():
             try:
-                self._run(self._pool.close())
+                self._run(asyncio.wait_for(self._pool.close(), 10))
+            except Exception:  # noqa: BLE001 - closing a pool whose server is gone
+                self._pool.terminate()
             finally:
                 self._stop()
 

@@ -57,6 +57,147 @@ CREATE TABLE ledger_postings (
 );
 """
 
+# Version 2: what a paper session persists. Column types are written once, as in
+# COLUMNS below, and spelled per dialect by _ddl().
+
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    # The runtime's journal: each node's latest state and the reply to its latest call.
+    "node_states": [
+        ("run_id", "text"), ("source", "text"), ("version", "int"), ("state", "text"),
+        ("reply", "bytes?"), ("updated_at", "time"),
+    ],
+    "events": [
+        ("run_id", "text"), ("seq", "bigint"), ("id", "text"), ("source", "text"), ("type", "text"),
+        ("entity", "text"), ("at", "time"), ("data", "json"),
+    ],
+    "orders": [
+        ("run_id", "text"), ("id", "text"), ("agent", "text"), ("symbol", "text"), ("side", "text"),
+        ("signal_at", "time"),
+    ],
+    "fills": [
+        ("run_id", "text"), ("id", "text"), ("agent", "text"), ("n", "int"), ("symbol", "text"),
+        ("side", "text"), ("qty", "money"), ("price", "money"), ("fee", "money"), ("notional", "money?"),
+        ("reason", "text"), ("at", "time"), ("order_id", "text?"), ("bar_ns", "bigint"),
+        # The fill model's own figures (floats, stored exactly), from which trades are rebuilt.
+        ("units", "money"), ("unit_price", "money"), ("exec_notional", "money"), ("exec_fee", "money"),
+        ("cash_after", "money"),
+    ],
+    "equity_snapshots": [
+        ("run_id", "text"), ("entity", "text"), ("bars", "int"), ("at", "time"), ("equity", "money"),
+        ("cash", "money"), ("realized_pnl", "money"), ("unrealized_pnl", "money"), ("fees", "money"),
+        ("trades", "int"), ("max_drawdown", "float?"), ("sharpe", "float?"),
+    ],
+    "halts": [
+        ("run_id", "text"), ("id", "text"), ("entity", "text"), ("at", "time"), ("reason", "text"),
+        ("resumed", "bool"),
+    ],
+    "fund_allocations": [
+        ("run_id", "text"), ("key", "text"), ("source", "text"), ("target", "text"), ("amount", "money"),
+        ("kind", "text"), ("at", "time"),
+    ],
+    # The seed's registry of a run's wallets, farms, agents and goals.
+    "master_wallets": [
+        ("run_id", "text"), ("name", "text"), ("currency", "text"), ("initial_deposit", "money"),
+        ("cash", "money"),
+    ],
+    "farms": [
+        ("run_id", "text"), ("name", "text"), ("farm_type", "text"), ("agents_mode", "text"),
+        ("allocation", "json"), ("status", "text"), ("halted_reason", "text?"),
+    ],
+    "agent_configs": [
+        ("run_id", "text"), ("name", "text"), ("farm", "text"), ("strategy", "text"), ("params", "json"),
+        ("symbol", "text"), ("wallet", "text"), ("allocated_funds", "money"), ("assigned_goals", "json"),
+        ("status", "text"),
+    ],
+    "goals": [
+        ("run_id", "text"), ("name", "text"), ("goal_type", "text"), ("target", "json"), ("on_complete", "text"),
+        ("deadline", "json?"), ("status", "text"), ("progress", "money"), ("collected", "money"),
+        ("completed_at", "time?"), ("completing_trade", "text?"),
+    ],
+    "agent_farm_assignments": [("run_id", "text"), ("agent", "text"), ("farm", "text")],
+    "farm_goal_assignments": [
+        ("run_id", "text"), ("goal", "text"), ("farm", "text?"), ("agent", "text?"), ("weight", "money"),
+    ],
+    # The backtester's results.
+    "backtest_results": [
+        ("id", "text"), ("created_at", "time"), ("strategy", "text"), ("params", "json"), ("data", "text"),
+        ("costs", "json"), ("metrics", "json"), ("trades", "int"),
+    ],
+    "sweep_results": [
+        ("id", "text"), ("created_at", "time"), ("strategy", "text"), ("data", "text"), ("grid", "json"),
+        ("metric", "text"), ("combinations", "int"), ("best", "json"), ("results", "json"),
+    ],
+}
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "node_states": ("run_id", "source"),
+    "events": ("run_id", "seq"),
+    "orders": ("run_id", "id"),
+    "fills": ("run_id", "id"),
+    "equity_snapshots": ("run_id", "entity", "bars"),
+    "halts": ("run_id", "id"),
+    "fund_allocations": ("run_id", "key"),
+    "master_wallets": ("run_id", "name"),
+    "farms": ("run_id", "name"),
+    "agent_configs": ("run_id", "name"),
+    "goals": ("run_id", "name"),
+    "agent_farm_assignments": ("run_id", "agent"),
+    "farm_goal_assignments": ("run_id", "goal", "farm", "agent"),
+    "backtest_results": ("id",),
+    "sweep_results": ("id",),
+}
+
+_TYPES = {
+    "postgres": {"text": "TEXT", "int": "INTEGER", "bigint": "BIGINT", "money": "NUMERIC", "time": "TIMESTAMPTZ",
+                 "json": "JSONB", "bytes": "BYTEA", "float": "DOUBLE PRECISION", "bool": "BOOLEAN"},
+    "sqlite": {"text": "TEXT", "int": "INTEGER", "bigint": "INTEGER", "money": "TEXT", "time": "TEXT",
+               "json": "TEXT", "bytes": "BLOB", "float": "REAL", "bool": "INTEGER"},
+}
+
+
+def column_kind(spec: str) -> tuple[str, bool]:
+    """("money?") -> ("money", True): the column's kind and whether it may be NULL."""
+    return spec.rstrip("?"), spec.endswith("?")
+
+
+def _ddl(dialect: str) -> str:
+    types = _TYPES[dialect]
+    out = []
+    for table, columns in COLUMNS.items():
+        cols = []
+        for name, spec in columns:
+            kind, nullable = column_kind(spec)
+            # A key column may be NULL in farm_goal_assignments (a farm or an agent): '' instead.
+            cols.append(f"{name} {types[kind]}{'' if nullable else ' NOT NULL'}")
+        key = KEYS[table]
+        if table == "farm_goal_assignments":
+            out.append(f"CREATE TABLE {table} ({', '.join(cols)})")
+            out.append(f"CREATE INDEX {table}_run ON {table} (run_id, goal)")
+            continue
+        out.append(f"CREATE TABLE {table} ({', '.join(cols)}, PRIMARY KEY ({', '.join(key)}))")
+    out += [
+        "CREATE UNIQUE INDEX events_id ON events (run_id, id)",
+        "CREATE INDEX events_type ON events (run_id, type, seq)",
+        "CREATE UNIQUE INDEX fills_n ON fills (run_id, agent, n)",
+        "CREATE INDEX equity_entity ON equity_snapshots (run_id, entity)",
+        # The seed's wallet_transactions: every movement of a wallet's cash.
+        "CREATE VIEW wallet_transactions AS SELECT t.run_id, t.ledger, t.seq, t.type, t.idempotency_key, t.at, "
+        "t.memo, t.currency, p.account, p.amount FROM ledger_transactions t JOIN ledger_postings p "
+        "ON p.run_id = t.run_id AND p.ledger = t.ledger AND p.seq = t.seq WHERE p.account LIKE '%/cash'",
+    ]
+    runs = {
+        "postgres": [
+            "ALTER TABLE runs ADD COLUMN event_seq BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN meta JSONB NOT NULL DEFAULT '{}'::jsonb",
+        ],
+        "sqlite": [
+            "ALTER TABLE runs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'",
+        ],
+    }[dialect]
+    return ";\n".join(runs + out) + ";\n"
+
+
 MIGRATIONS = [
     Migration(
         1,
@@ -64,6 +205,7 @@ MIGRATIONS = [
         _V1_TABLES.format(time="TIMESTAMPTZ", json="JSONB", money="NUMERIC"),
         _V1_TABLES.format(time="TEXT", json="TEXT", money="TEXT"),
     ),
+    Migration(2, "sessions: journal, events, orders, fills, equity, registry, results", _ddl("postgres"), _ddl("sqlite")),
 ]
 
-__all__ = ["MIGRATIONS", "Migration"]
+__all__ = ["COLUMNS", "KEYS", "MIGRATIONS", "Migration", "column_kind"]

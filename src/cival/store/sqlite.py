@@ -5,15 +5,31 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cival.core.events import EventDraft, StoredEvent
 from cival.core.ledger import Transaction
-from cival.store.base import MigrationStatus, RunRecord, Store, StoreError, check_batch, new_run_id, rebuild, tx_rows
-from cival.store.schema import MIGRATIONS
+from cival.store.base import (
+    CommitResult,
+    JournalBatch,
+    MigrationStatus,
+    NodeState,
+    RunRecord,
+    Store,
+    StoreError,
+    StoreLocation,
+    check_batch,
+    new_run_id,
+    rebuild,
+    tx_rows,
+)
+from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
+from cival.store.schema import COLUMNS, KEYS, MIGRATIONS
 
 
 def _time(value: datetime) -> str:
@@ -31,31 +47,41 @@ class SqliteStore(Store):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Several processes (the actors of a session) write to one file: each waits its
+            # turn for the write lock rather than failing.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=120)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the embedded store at {self.path}: {exc}") from None
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        # With WAL, NORMAL keeps every committed transaction through a crash of the
+        # program (not through a power cut), at a fraction of FULL's cost.
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._lock = threading.RLock()
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
 
+    @property
+    def location(self) -> StoreLocation:
+        return StoreLocation(path=str(self.path))
+
     # schema
 
     def migrate(self) -> list[int]:
-        applied = {row[0] for row in self._db.execute("SELECT version FROM schema_migrations")}
         done = []
-        for m in MIGRATIONS:
-            if m.version in applied:
-                continue
-            with self._transaction():
+        with self._lock, self._transaction():  # the write lock first: one migrator at a time
+            applied = {row[0] for row in self._db.execute("SELECT version FROM schema_migrations")}
+            for m in MIGRATIONS:
+                if m.version in applied:
+                    continue
                 for statement in _statements(m.sqlite):
                     self._db.execute(statement)
                 self._db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, _time(datetime.now(UTC))),
                 )
-            done.append(m.version)
+                done.append(m.version)
         return done
 
     def status(self) -> list[MigrationStatus]:
@@ -78,36 +104,146 @@ class SqliteStore(Store):
         )
 
     def runs(self) -> list[RunRecord]:
+        self.check_schema()
         rows = self._db.execute(
-            "SELECT id, name, mode, status, started_at, finished_at, config FROM runs ORDER BY started_at DESC, id DESC"
+            "SELECT id, name, mode, status, started_at, finished_at, config, meta, event_seq FROM runs "
+            "ORDER BY started_at DESC, id DESC"
         )
         return [
-            RunRecord(r[0], r[1], r[2], r[3], _parse_time(r[4]), _parse_time(r[5]), json.loads(r[6]))  # type: ignore[arg-type]
+            RunRecord(r[0], r[1], r[2], r[3], _parse_time(r[4]), _parse_time(r[5]), json.loads(r[6]), json.loads(r[7]), r[8])  # type: ignore[arg-type]
             for r in rows
         ]
+
+    def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id!r} in the embedded store")
+            merged = {**json.loads(row[0]), **(meta or {})}
+            self._db.execute("UPDATE runs SET meta = ? WHERE id = ?", (json.dumps(merged), run_id))
+            if status is not None:
+                self._db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+            if finished:
+                self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_time(datetime.now(UTC)), run_id))
+
+    # journal
+
+    def commit(self, run_id: str, batch: JournalBatch) -> CommitResult:
+        with self._lock, self._transaction():
+            new_txs = 0
+            if batch.ledger is not None and batch.transactions:
+                new_txs = self._write_transactions(run_id, batch.ledger, batch.currency, batch.transactions)
+            for table, rows in batch.rows.items():
+                if rows:
+                    self._db.executemany(insert_sql(table, "sqlite"), [row_values(table, r, "sqlite") for r in rows])
+            for table, rows in batch.updates.items():
+                for r in rows:
+                    columns, values = update_values(table, r, "sqlite")
+                    self._db.execute(update_sql(table, columns, "sqlite"), values)
+            new_events = 0
+            if batch.events:
+                ids = [e.id for e in batch.events]
+                known: set[str] = set()
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    known.update(
+                        r[0]
+                        for r in self._db.execute(
+                            f"SELECT id FROM events WHERE run_id = ? AND id IN ({','.join('?' * len(chunk))})", [run_id, *chunk]
+                        )
+                    )
+                fresh = []
+                for e in batch.events:  # new ones, each once
+                    if e.id not in known:
+                        known.add(e.id)
+                        fresh.append(e)
+                if fresh:
+                    (last,) = self._db.execute("SELECT event_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+                    self._db.executemany(
+                        insert_sql("events", "sqlite"),
+                        [
+                            row_values("events", _event_row(run_id, last + i, e, batch.source), "sqlite")
+                            for i, e in enumerate(fresh, start=1)
+                        ],
+                    )
+                    self._db.execute("UPDATE runs SET event_seq = ? WHERE id = ?", (last + len(fresh), run_id))
+                new_events = len(fresh)
+            if batch.state is not None:
+                self._db.execute(
+                    "INSERT INTO node_states (run_id, source, version, state, reply, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, source) DO UPDATE SET version = excluded.version, state = excluded.state, "
+                    "reply = excluded.reply, updated_at = excluded.updated_at WHERE node_states.version < excluded.version",
+                    (run_id, batch.source, batch.version, batch.state, batch.reply, _time(datetime.now(UTC))),
+                )
+        return CommitResult(new_txs, new_events)
+
+    def node_state(self, run_id: str, source: str) -> NodeState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version, state, reply FROM node_states WHERE run_id = ? AND source = ?", (run_id, source)
+            ).fetchone()
+        return None if row is None else NodeState(source, row[0], row[1], None if row[2] is None else bytes(row[2]))
+
+    def node_sources(self, run_id: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT source FROM node_states WHERE run_id = ? ORDER BY source", (run_id,))]
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        sql = "SELECT seq, id, source, type, entity, at, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        args: list[Any] = [run_id, after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = list(self._db.execute(sql, args))
+        return [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), json.loads(r[6])) for r in rows]
+
+    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
+        names = [n for n, _ in COLUMNS[table]]
+        conditions = dict(where or {})
+        if run_id is not None:
+            conditions["run_id"] = run_id
+        sql = f"SELECT {', '.join(names)} FROM {table}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(f"{k} = ?" for k in conditions)
+        sql += f" ORDER BY {order or ', '.join(KEYS[table])}"
+        with self._lock:
+            found = list(self._db.execute(sql, list(conditions.values())))
+        return [decode_row(table, names, r) for r in found]
+
+    def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        with self._lock, self._transaction():
+            self._db.executemany(insert_sql(table, "sqlite"), [row_values(table, r, "sqlite") for r in rows])
 
     # ledgers
 
     def write_transactions(self, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
         if not txs:
             return 0
-        with self._transaction():
-            existing = {t.seq: t for t in self._read(run_id, ledger, [t.seq for t in txs], [t.idempotency_key for t in txs])}
-            fresh = check_batch(existing, txs, ledger)
-            head, legs = tx_rows(run_id, ledger, currency, fresh)
-            self._db.executemany(
-                "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*h[:5], _time(h[5]), *h[6:]) for h in head],
-            )
-            self._db.executemany(
-                "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(*leg[:5], str(leg[5]), str(leg[6])) for leg in legs],
-            )
+        with self._lock, self._transaction():
+            return self._write_transactions(run_id, ledger, currency, txs)
+
+    def _write_transactions(self, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
+        existing: dict[int, Transaction] = {}
+        for i in range(0, len(txs), 400):  # SQLite caps the parameters of one statement
+            chunk = txs[i : i + 400]
+            existing.update({t.seq: t for t in self._read(run_id, ledger, [t.seq for t in chunk], [t.idempotency_key for t in chunk])})
+        fresh = check_batch(existing, txs, ledger)
+        head, legs = tx_rows(run_id, ledger, currency, fresh)
+        self._db.executemany(
+            "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*h[:5], _time(h[5]), *h[6:]) for h in head],
+        )
+        self._db.executemany(
+            "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*leg[:5], str(leg[5]), str(leg[6])) for leg in legs],
+        )
         return len(fresh)
 
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
-        return self._read(run_id, ledger)
+        with self._lock:
+            return self._read(run_id, ledger)
 
     def _read(self, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
         where, args = "run_id = ? AND ledger = ?", [run_id, ledger]
@@ -150,6 +286,10 @@ class _Tx:
 
     def __exit__(self, exc_type, *rest) -> None:  # type: ignore[no-untyped-def]
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _event_row(run_id: str, seq: int, e: EventDraft, source: str) -> dict[str, Any]:
+    return {"run_id": run_id, "seq": seq, "id": e.id, "source": source, "type": e.type, "entity": e.entity, "at": e.at, "data": e.data}
 
 
 def _statements(script: str) -> list[str]:

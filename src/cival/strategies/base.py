@@ -107,6 +107,24 @@ class LiveSignals:
         self.bars_seen = 0
         self.last_timestamp: pd.Timestamp | None = None
 
+    def state(self) -> dict[str, Any]:
+        """The kernel's state as JSON values (floats exact, NaN included), for a journal."""
+        return {
+            "state": self._state.tolist(),
+            "buf": self._buf.tolist(),
+            "buf_shape": list(self._buf.shape),
+            "bars_seen": self.bars_seen,
+            "last_ns": None if self.last_timestamp is None else int(self.last_timestamp.value),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take up a :meth:`state` again (same strategy and parameters)."""
+        self._state = np.array(state["state"], dtype=np.float64)
+        self._buf = np.array(state["buf"], dtype=np.float64).reshape(state["buf_shape"])
+        self.bars_seen = int(state["bars_seen"])
+        last = state["last_ns"]
+        self.last_timestamp = None if last is None else pd.Timestamp(int(last), tz="UTC")
+
     def update(
         self, open: float, high: float, low: float, close: float, timestamp: pd.Timestamp | None = None
     ) -> dict[str, float | bool]:

@@ -1,0 +1,76 @@
+"""Domain events as the nodes record them: what happened, before it is stored or streamed.
+
+A node (master, farm, agent) appends an :class:`EventDraft` for each thing that happened
+while it handled a message; its journal writes the drafts to the store in the same
+database transaction as the ledger entries and the state they describe, and the store
+gives each one the run's id and the run-wide sequence number (in commit order). The
+typed, validated events that readers receive are built from the stored rows
+(:mod:`cival.events`).
+
+Ids are deterministic: the same happening gets the same id however often a message is
+retried or an actor restarted, so the store keeps it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+EVENT_TYPES: tuple[str, ...] = (
+    # the seed's
+    "wallet_balance_update",
+    "fund_allocation",
+    "fund_collection",
+    "wallet_transaction",
+    "farm_created",
+    "farm_performance_update",
+    "agent_farm_assignment",
+    "farm_rebalance",
+    "goal_created",
+    "goal_progress_update",
+    "goal_completed",
+    "goal_assignment",
+    # the runtime's
+    "order_submitted",
+    "order_filled",
+    "halt",
+    "run_started",
+    "run_finished",
+)
+"""Every domain event type, in the order the documentation lists them."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """One domain event, before the store numbers it.
+
+    ``entity`` is what the event is about: ``master``, ``farm:NAME``, ``agent:NAME``,
+    ``goal:NAME`` or ``run``. ``at`` is the domain time (the bar's time for trading
+    events), UTC. ``data`` holds JSON values only: amounts as decimal strings, times as
+    ISO 8601 strings, no NaN.
+    """
+
+    id: str
+    type: str
+    entity: str
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the store keeps it: the draft with its run and its run-wide sequence
+    number (1, 2, 3... in commit order, no gaps) and the node that wrote it."""
+
+    run_id: str
+    seq: int
+    id: str
+    source: str
+    type: str
+    entity: str
+    at: datetime
+    data: dict[str, Any]
+
+
+__all__ = ["EVENT_TYPES", "EventDraft", "StoredEvent"]
