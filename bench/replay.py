@@ -6,7 +6,8 @@
    the session's wall time (starting Ray and the actors excluded, reported separately)
    to the time of the 9 equivalent vectorised backtests (``backtest(engine="vectorbt")``,
    after a warm-up compile), run side by side in this one process. Targets: ratio <= 4,
-   cluster start <= 20 s.
+   cluster start <= 20 s. The actors alone: nothing is journaled here (4 measures whole
+   sessions, which are).
 2. **Scale.** One farm of 90 inline agents (30 parameter sets per strategy) on the same
    bars: peak memory of this process, the Ray workers and Ray's own processes. Target
    <= 8 GiB.
@@ -14,10 +15,18 @@
    leaving the feed to each resulting fill being booked in its agent's ledger (one
    machine, one monotonic clock), p50 and p99; also bar to farm report for every bar.
    Target: fill p99 <= 25 ms.
+4. **Persistence.** The replay of 1 as whole sessions (``run_paper``: every node
+   journaled, every event published), on embedded defaults (an SQLite file and the
+   in-process bus) and on PostgreSQL (a fresh database, dropped afterwards;
+   ``CIVAL_TEST_POSTGRES`` or the local server) with Redis (``CIVAL_TEST_REDIS`` or the
+   local server; keys deleted afterwards), alternately in this one run. Wall time from
+   the first bar to the run recorded finished and its last event delivered (starting Ray
+   and the actors excluded, reported). Target: PostgreSQL + Redis <= 1.5x embedded.
 
 Medians over ``--repeat`` runs.
 
-Usage: python bench/replay.py [--repeat 3] [--bars N] [--latency-seconds 120] [--skip-scale] [--skip-latency]
+Usage: python bench/replay.py [--repeat 3] [--bars N] [--latency-seconds 120] [--skip-replay] [--skip-scale]
+       [--skip-latency] [--skip-persistence]
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+if "CIVAL_DATA_DIR" not in os.environ:  # the sessions' embedded store: a folder of the benchmark's own
+    import tempfile
+
+    os.environ["CIVAL_DATA_DIR"] = tempfile.mkdtemp(prefix="cival-bench-")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sweep import PeakMemory  # noqa: E402
@@ -200,6 +213,72 @@ def bench_latency(seconds: float) -> None:
     print(f"   {len(per_bar)} bars: bar sent -> farm reports back p50 {_pct(per_bar, 50):.2f} ms, p99 {_pct(per_bar, 99):.2f} ms")
 
 
+def bench_persistence(bars, repeat: int) -> None:
+    import asyncio
+    import tempfile
+    import uuid
+
+    import asyncpg
+    import redis
+
+    from cival.events import RedisBus
+    from cival.runtime import run_paper
+    from cival.store.postgres import PostgresStore
+    from cival.store.sqlite import SqliteStore
+
+    config = nine_agent_config(DATA)
+    admin = os.environ.get("CIVAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("CIVAL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    name = f"cival_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"cival-bench-{uuid.uuid4().hex[:8]}"
+
+    async def sql(statement: str) -> None:
+        con = await asyncpg.connect(admin)
+        try:
+            await con.execute(statement)
+        finally:
+            await con.close()
+
+    print(f"\n4. Persistence: the replay of 1 as whole sessions, embedded (SQLite + in-process bus) "
+          f"against PostgreSQL + Redis, {len(bars):,} bars")
+    asyncio.run(sql(f'CREATE DATABASE "{name}"'))
+    results: dict[str, list[float]] = {"embedded": [], "postgres+redis": []}
+    counts: dict[str, tuple[int, int]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            lite = SqliteStore(Path(tmp) / "bench.sqlite3")
+            lite.migrate()
+            pg = PostgresStore(admin.rsplit("/", 1)[0] + f"/{name}")
+            pg.migrate()
+            setups = {
+                "embedded": (lite, None),
+                "postgres+redis": (pg, lambda run: RedisBus(redis_url, run, prefix=prefix)),
+            }
+            for r in range(repeat):
+                for kind, (store, bus) in setups.items():
+                    t0 = time.perf_counter()
+                    result = run_paper(config, bars=bars, store=store, events=bus)
+                    wall = time.perf_counter() - t0 - result.start_seconds
+                    stats = result.events
+                    assert result.audit.ok and stats.bus.dropped == 0, stats
+                    results[kind].append(wall)
+                    counts[kind] = (result.report["ledger"]["transactions"], stats.relayed)
+                    print(f"   run {r + 1} {kind:>15}: {wall:.2f} s (start {result.start_seconds:.1f} s, "
+                          f"{counts[kind][0]:,} ledger transactions, {stats.relayed:,} events delivered)")
+            lite.close()
+            pg.close()
+    finally:
+        asyncio.run(sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    embedded, full = statistics.median(results["embedded"]), statistics.median(results["postgres+redis"])
+    print(f"   median: embedded {embedded:.2f} s, PostgreSQL + Redis {full:.2f} s")
+    print(f"   ratio PostgreSQL + Redis / embedded: {full / embedded:.2f}x (target <= 1.5)")
+
+
 def _pct(values: list[float], q: float) -> float:
     k = max(0, min(len(values) - 1, round(q / 100 * (len(values) - 1))))
     return values[k]
@@ -213,6 +292,7 @@ def main() -> None:
     parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-persistence", action="store_true")
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"needs {DATA} (the shared market data beside the checkout)")
@@ -232,6 +312,8 @@ def main() -> None:
         bench_scale(bars)
     if not args.skip_latency:
         bench_latency(args.latency_seconds)
+    if not args.skip_persistence:
+        bench_persistence(bars, args.repeat)
 
 
 if __name__ == "__main__":

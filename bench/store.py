@@ -1,13 +1,22 @@
-"""Ledger transactions persisted per second, through the store's batched path.
+"""The store and the event stream: ledger transactions persisted per second, events
+published to Redis per second.
 
-Builds a real ledger (a deposit, allocations, then buy/sell fills with fees: two
-transactions per fill) and writes its journal in batches of ``--batch`` transactions,
-into PostgreSQL (a fresh database, dropped afterwards; ``CIVAL_TEST_POSTGRES`` or the
-local server) and into the embedded SQLite file, side by side in this one run. Each
-store is checked to read back exactly what was written. Target (issue): at least 5,000
-transactions per second into PostgreSQL.
+1. **Ledger.** Builds a real ledger (a deposit, allocations, then buy/sell fills with
+   fees: two transactions per fill) and writes its journal in batches of ``--batch``
+   transactions, into PostgreSQL (a fresh database, dropped afterwards;
+   ``CIVAL_TEST_POSTGRES`` or the local server) and into the embedded SQLite file, side
+   by side in this one run. Each store is checked to read back exactly what was written.
+   Target: at least 5,000 transactions per second into PostgreSQL.
+2. **Events.** The events of a real session (the demo cluster on its bundled bars, every
+   type, in their real proportions), repeated with new numbers up to ``--events``, are
+   published to Redis (``CIVAL_TEST_REDIS`` or the local server; keys of their own,
+   deleted afterwards) through the runtime's bus, pages of 5,000 as the session's relay
+   hands them over, until Redis has them all: AG-UI encoding included. Each run is
+   checked: the stream holds every event once. Target: at least 20,000 events per second.
 
-Usage: python bench/store.py [--transactions 20000] [--batch 500] [--repeat 3]
+Medians over ``--repeat`` runs.
+
+Usage: python bench/store.py [--transactions 20000] [--batch 500] [--events 100000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -53,12 +62,86 @@ def write_all(store, txs, batch: int) -> float:  # type: ignore[no-untyped-def]
     return seconds
 
 
+def session_events(n: int):  # type: ignore[no-untyped-def]
+    """``n`` events made from a real session's (numbered 1..n, unique ids)."""
+    from cival.config import load_config
+    from cival.events import parse_event
+    from cival.core.events import StoredEvent
+    from cival.runtime import run_paper
+    from cival.store.sqlite import SqliteStore
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "s.sqlite3")
+        store.migrate()
+        result = run_paper(load_config(root / "configs" / "demo.yaml"), local=True, store=store)
+        rows = store.events(result.run_id)
+        store.close()
+    body = [r for r in rows if r.type not in ("run_started", "run_finished")]
+    picked = [rows[0]] + [body[k % len(body)] for k in range(n - 2)] + [rows[-1]]
+    out = [
+        StoredEvent("bench", seq, r.id if r.type in ("run_started", "run_finished") else f"{r.id}#{seq}", r.source, r.type,
+                    r.entity, r.at, r.data)
+        for seq, r in enumerate(picked, start=1)
+    ]
+    return [parse_event(r) for r in out], len({r.type for r in rows})
+
+
+def publish_all(url: str, events, page: int = 5_000) -> float:  # type: ignore[no-untyped-def]
+    import redis
+
+    from cival.events import RedisBus, run_stream_key
+
+    prefix = f"cival-bench-{uuid.uuid4().hex[:8]}"
+    run = f"bench-{uuid.uuid4().hex[:8]}"
+    events = [e.model_copy(update={"run_id": run}) for e in events]
+    bus = RedisBus(url, run, prefix=prefix, buffer=len(events))
+    t0 = time.perf_counter()
+    for i in range(0, len(events), page):
+        bus.publish(events[i : i + page])
+    assert bus.flush(timeout=600), bus.stats()
+    seconds = time.perf_counter() - t0
+    bus.close()
+    client = redis.Redis.from_url(url)
+    try:
+        entries = client.xrange(run_stream_key(run, prefix), count=None)
+        custom = [f for _, f in entries if f[b"agui_type"] == b"CUSTOM"]
+        assert [int(f[b"seq"]) for f in custom] == list(range(1, len(events) + 1)), "the stream does not hold every event once"
+    finally:
+        keys = list(client.scan_iter(f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transactions", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-ledger", action="store_true")
+    parser.add_argument("--skip-events", action="store_true")
     args = parser.parse_args()
+    if not args.skip_ledger:
+        bench_ledger(args)
+    if not args.skip_events:
+        bench_events(args)
+
+
+def bench_events(args: argparse.Namespace) -> None:
+    url = os.environ.get("CIVAL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    events, types = session_events(args.events)
+    print(f"\n2. Events: {len(events):,} events of a demo session ({types} types) published to Redis through the bus")
+    times = [publish_all(url, events) for _ in range(args.repeat)]
+    median = statistics.median(times)
+    rate = len(events) / median
+    print(f"   median {median:.2f} s, {rate:,.0f} events/s (runs: {', '.join(f'{t:.2f}' for t in times)})")
+    print(f"   against the target of 20,000 events/s: {rate / 20000:.1f}x")
+
+
+def bench_ledger(args: argparse.Namespace) -> None:
 
     import asyncpg
 
@@ -66,7 +149,7 @@ def main() -> None:
     from cival.store.sqlite import SqliteStore
 
     txs = journal(args.transactions)
-    print(f"{len(txs):,} ledger transactions ({sum(len(t.postings) for t in txs):,} postings), batches of {args.batch}")
+    print(f"1. Ledger: {len(txs):,} ledger transactions ({sum(len(t.postings) for t in txs):,} postings), batches of {args.batch}")
     name = f"cival_bench_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str) -> None:

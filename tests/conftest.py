@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Sessions persist to the embedded store by default: the suite's go to a folder of its
 # own, never to the user's data directory.
 if "CIVAL_DATA_DIR" not in os.environ:
-    import tempfile
-
     os.environ["CIVAL_DATA_DIR"] = tempfile.mkdtemp(prefix="cival-tests-")
 
 
@@ -36,12 +40,151 @@ def shared_data() -> Path:
 POSTGRES_ADMIN_URL = os.environ.get("CIVAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+SETTINGS = {"PostgreSQL": "CIVAL_TEST_POSTGRES", "Redis": "CIVAL_TEST_REDIS"}
+
+
 def service_unavailable(what: str, reason: str) -> None:
     """Skip with the reason on a developer's machine; in CI a missing service is a failure."""
-    message = f"{what} is not reachable ({reason}); start it or set CIVAL_TEST_POSTGRES"
+    setting = SETTINGS.get(what)
+    message = f"{what} is not reachable ({reason}); start it" + (f" or set {setting}" if setting else "")
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI: {message}")
     pytest.skip(message)
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until true or ``timeout`` (a bound on waiting, not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+REDIS_URL = os.environ.get("CIVAL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis (CIVAL_TEST_REDIS), pinged once; skipped (failed in CI) when away."""
+    import redis
+
+    from cival.events.bus import redact
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it
+        service_unavailable("Redis", f"{redact(REDIS_URL)}: {type(exc).__name__}: {exc}")
+    return REDIS_URL
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, which the test may stop and start
+    (with ``persistent``, an append-only file keeps its streams across restarts)."""
+
+    def __init__(self, port: int, directory: Path, persistent: bool) -> None:
+        self.port = port
+        self.directory = directory
+        self.persistent = persistent
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            service_unavailable("redis-server", "the redis-server program is not on PATH")
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.directory),
+                "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        assert wait_for(up), f"redis-server on port {self.port} did not start"
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path, redis_url):
+    server = PrivateRedis(free_port(), tmp_path, persistent=True)
+    yield server
+    server.stop()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (initdb in a fresh folder, a free port), which
+    the test may stop and start; never the shared server. As root, it runs as the
+    ``postgres`` user, since PostgreSQL refuses to run as root."""
+
+    def __init__(self) -> None:
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        found = shutil.which("pg_ctl") or (versions[-1] if versions else None)
+        if found is None:
+            service_unavailable("PostgreSQL", "pg_ctl/initdb not found to start a private server")
+        self.bin = Path(found).parent
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="cival-pg-", dir="/tmp"))
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.directory / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop now, closing every connection (as an outage does)."""
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres(postgres_url):
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture(scope="module")

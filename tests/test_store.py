@@ -230,3 +230,25 @@ def test_a_store_behind_the_schema_says_what_to_run(tmp_path):
     with pytest.raises(StoreError, match=r"schema is behind .*run `cival db upgrade`"):
         s.runs()
     s.close()
+
+
+def test_backtest_and_sweep_results_are_saved_on_request(tmp_path, monkeypatch, capsys):
+    from cival.cli import main
+    from tests.conftest import ROOT
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("CIVAL_DATA_DIR", str(tmp_path))
+    data = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    assert main(["backtest", "darvas", "--data", data, "--param", "lookback=30", "--save", "--json"]) == 0
+    out = capsys.readouterr()
+    summary = json.loads(out.out)
+    assert "saved as bt-" in out.err
+    assert main(["sweep", "darvas", "--data", data, "--grid", "lookback=10,30", "--local", "--save", "--json"]) == 0
+    swept = json.loads(capsys.readouterr().out)
+    with SqliteStore(tmp_path / "cival.sqlite3") as store:
+        (bt,) = store.rows("backtest_results")
+        (sw,) = store.rows("sweep_results")
+    assert bt["params"] == {"lookback": 30, "confirm": 3} and bt["trades"] == summary["trades"]
+    assert bt["metrics"]["final_equity"] == summary["final_equity"] and bt["costs"] == summary["costs"]
+    assert sw["grid"] == {"lookback": [10, 30], "confirm": [3]} and sw["combinations"] == 2
+    assert sw["best"] == swept["best"] and len(sw["results"]) == 2

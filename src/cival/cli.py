@@ -140,6 +140,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
             print(f"Report written to {args.report}")
         if result.run_id:
             print(f"Run {result.run_id} is stored; `cival report {result.run_id}` shows this report again.")
+    stats = result.events
+    if stats is not None and stats.bus.dropped:
+        print(
+            f"warning: {stats.bus.dropped:,} of {stats.relayed:,} events could not be streamed "
+            f"({stats.bus.last_error}); every event is in the store: `cival watch {result.run_id} --from-store`",
+            file=sys.stderr,
+        )
     if result.interrupted:
         return 130
     return 0 if result.audit.ok else 1
@@ -200,6 +207,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     for line in summary_lines(report, audit, None, None):
         print(line)
     return 0 if audit.ok else 1
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """``cival watch [RUN_ID]``: a run's events, live from Redis or from the store."""
+    import os
+
+    from cival.events.bus import redact
+    from cival.events.watch import read_stream, tail_lines, tail_store
+    from cival.store import open_store
+
+    from cival.core.events import EVENT_TYPES
+
+    types = set(args.type) if args.type else None
+    unknown = sorted((types or set()) - set(EVENT_TYPES))
+    if unknown:
+        print(f"error: unknown event type(s) {', '.join(unknown)}; types: {', '.join(EVENT_TYPES)}", file=sys.stderr)
+        return 2
+    url = args.redis or os.environ.get("REDIS_URL") or None
+    follow = not args.no_follow
+    with open_store(args.url, args.path) as store:
+        if args.run_id:
+            run = store.run(args.run_id)
+        else:
+            runs = store.runs()
+            if not runs:
+                raise CivalError(f"no runs in the {store.kind} store ({store.location}); start one with `cival demo`")
+            run = runs[0]
+        from_redis = url is not None and not args.from_store and run.meta.get("streams") == "redis"
+        where = f"Redis at {redact(url)}" if from_redis and url else f"the {store.kind} store"
+        print(f"run {run.id} ({run.name}, {run.status}): events from {where}", file=sys.stderr, flush=True)
+        try:
+            if from_redis and url:
+                lines = tail_lines(read_stream(url, run.id, follow=follow and run.status == "running"), types=types, entities=args.entity)
+            else:
+                lines = tail_store(store, run.id, follow=follow, types=types, entities=args.entity)
+            for line in lines:
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            return 130
+    return 0
 
 
 def parse_param_args(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -285,6 +332,7 @@ def _cost_model(args: argparse.Namespace) -> Any:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from cival.backtest import backtest
+    from cival.runs import save_backtest
     from cival.strategies import get_strategy
 
     strategy = get_strategy(args.strategy)
@@ -317,11 +365,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CivalError(f"cannot write {args.trades_out}: {exc.strerror or exc}") from None
 
+    saved = _save(args, lambda store: [save_backtest(store, r) for r in results])
     summaries = [r.summary() for r in results]
     combined = _combined(summaries, model.cash) if len(results) > 1 else None
     if args.json:
         payload: Any = summaries[0] if combined is None else {"results": summaries, "combined": combined}
         print(json.dumps(payload, indent=2))
+        if saved:
+            print(saved, file=sys.stderr)
         return 0
 
     print(f"{strategy.name} {params.model_dump()}")
@@ -355,11 +406,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\ntrades written to {args.trades_out}")
     if args.report:
         print(f"report written to {args.report}" if len(results) == 1 else f"reports written next to {args.report}")
+    if saved:
+        print(saved)
     return 0
+
+
+def _save(args: argparse.Namespace, write: Any) -> str | None:
+    """With --save: write to the store; returns the line saying where (None without --save)."""
+    if not getattr(args, "save", False):
+        return None
+    from cival.store import open_store
+
+    with open_store() as store:
+        store.migrate()
+        ids = write(store)
+        return f"saved as {', '.join(ids)} in the {store.kind} store ({store.location})"
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from cival.backtest import sweep
+    from cival.runs import save_sweep
 
     model = _cost_model(args)
     result = sweep(
@@ -383,6 +449,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 result.ranked().to_csv(out, index=False)
         except OSError as exc:
             raise CivalError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    saved = _save(args, lambda store: [save_sweep(store, result)])
     top = result.top(args.top)
     if args.json:
         payload = {
@@ -399,6 +466,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "top": json.loads(top.to_json(orient="records")),
         }
         print(json.dumps(payload, indent=2))
+        if saved:
+            print(saved, file=sys.stderr)
         return 0
     print(
         f"{result.strategy}: {len(result.table)} combinations on {result.bars:,} bars of {result.source} "
@@ -410,6 +479,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.out:
         print(f"all results written to {args.out}")
+    if saved:
+        print(saved)
     return 0
 
 
@@ -613,6 +684,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
+        "watch",
+        help="tail a run's events (live from Redis, or from the store)",
+        description=(
+            "Print a run's events, one line each: live from its Redis stream while it runs (REDIS_URL or "
+            "--redis, for runs that stream there), else from the store, which also serves finished runs. "
+            "Without RUN_ID, the newest run. Follows a running run until it finishes (Ctrl-C stops)."
+        ),
+    )
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run's id or a unique prefix (default: the newest run)")
+    p.add_argument("--type", action="append", metavar="TYPE", help="only events of this type (repeatable), e.g. order_filled")
+    p.add_argument("--entity", action="append", metavar="GLOB", help="only events about this entity (repeatable; globs: 'agent:gator*')")
+    p.add_argument("--no-follow", action="store_true", help="print what is there and stop")
+    p.add_argument("--from-store", action="store_true", help="read from the store even when Redis is configured")
+    p.add_argument("--redis", metavar="URL", help="Redis URL (default: REDIS_URL)")
+    p.add_argument("--url", help="PostgreSQL URL of the store (default: DATABASE_URL)")
+    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
         "signals",
         help="compute a strategy's signals on a data file",
         description=(
@@ -651,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a self-contained HTML report (with several files: one per file, named FILE-<data>.html)",
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    p.add_argument("--save", action="store_true", help="keep the result in the store (DATABASE_URL, else the embedded file)")
     p.add_argument(
         "--engine", choices=("auto", "vectorbt", "reference"), default="auto",
         help="auto (default: the bar-by-bar engine, fastest for one run), vectorbt or reference; all give the same fills",
@@ -678,6 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
     _add_cost_arguments(p)
     p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
+    p.add_argument("--save", action="store_true", help="keep every combination's result in the store")
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     p.set_defaults(func=cmd_sweep)
@@ -719,6 +811,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`cival watch | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

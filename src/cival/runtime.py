@@ -516,6 +516,8 @@ class PaperResult:
     run_id: str | None = None
     store: StoreLocation | None = None
     """Where the run is kept (None: it was not persisted)."""
+    events: Any = None
+    """The event relay's final counts (:class:`cival.events.relay.RelayStats`), if persisted."""
 
 
 def session_bars(
@@ -581,6 +583,7 @@ def run_paper(
     migrate: bool | None = None,
     on_start: Callable[[str, StoreLocation], None] | None = None,
     on_cluster: Callable[[LocalCluster | RayCluster], None] | None = None,
+    events: Any = None,
 ) -> PaperResult:
     """Run a paper-trading session of ``config`` and return its report.
 
@@ -596,7 +599,14 @@ def run_paper(
     versions first. ``persist=False`` keeps nothing. ``window`` is how many batches may
     wait behind the one in flight (0: one at a time; more only without a store, since an
     actor restarted after a crash may run retried calls out of order).
+
+    The run's events are published, as they are committed, to ``events`` (an
+    :class:`~cival.events.bus.EventBus`, or a function of the run id that makes one;
+    default: Redis Streams when ``streams.url`` or ``REDIS_URL`` is set, else an
+    in-process bus).
     """
+    from cival.events.bus import RedisBus, open_bus
+    from cival.events.relay import Relay
     from cival.runs import finish_run, start_run, store_location
 
     spec = cluster_spec(config, symbol=symbol, inline=inline)
@@ -615,6 +625,7 @@ def run_paper(
     where: StoreLocation | None = None
     driver_store: Store | None = None
     run_id: str | None = None
+    relay: Relay | None = None
     if persist:
         where = store_location(config, store)
         driver_store = store if isinstance(store, Store) else where.open()
@@ -623,9 +634,19 @@ def run_paper(
                 driver_store.migrate()
             else:
                 driver_store.check_schema()
+            from cival.store.base import new_run_id
+
+            run_id = new_run_id()
+            if events is None:
+                bus = open_bus(config.streams.url, run_id, buffer=config.streams.buffer)
+            else:
+                bus = events(run_id) if callable(events) else events
+            streams = "redis" if isinstance(bus, RedisBus) else "in-process"
             run_id = start_run(
-                driver_store, config, spec, mode="local" if local else "ray", source=source, streams="in-process", inline=inline
+                driver_store, config, spec, mode="local" if local else "ray", source=source, streams=streams, inline=inline,
+                run_id=run_id,
             )
+            relay = Relay(where, run_id, bus)
         except BaseException:
             if driver_store is not store:
                 driver_store.close()
@@ -666,6 +687,8 @@ def run_paper(
                 latencies.extend(b - sent_ns for b in u.booked_ns)
             at_end = total is not None and seen >= total
             states = checkpoints.after_batch(cluster, updates, seen, last.to_pydatetime(), at_end)
+            if relay is not None:
+                relay.nudge()
             if states is not None:
                 goals = states
                 master_cash = Decimal(cluster.master_snapshot()["cash"])
@@ -698,15 +721,24 @@ def run_paper(
             cluster, config, spec, source, seen, first, last, interrupted
         )
         status = "interrupted" if interrupted else "finished"
+        relayed = None
         if driver_store is not None and run_id is not None:
             finish_run(driver_store, run_id, report, status)
+        if relay is not None:
+            relayed, relay = relay.close(), None
+            assert driver_store is not None and run_id is not None
+            driver_store.update_run(
+                run_id, meta={"events_delivered": relayed.bus.delivered, "events_dropped": relayed.bus.dropped}
+            )
         return PaperResult(
-            report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where
+            report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where, relayed
         )
     finally:
         try:
             cluster.close()
         finally:
+            if relay is not None:
+                relay.close(timeout=2.0)
             if driver_store is not None:
                 if status == "failed" and run_id is not None:
                     try:

@@ -468,7 +468,7 @@ class MasterNode:
                 collects.append(Collect(id=key, at=now, source=farm_ref(farm), amount=-delta, reason="rebalance"))
             elif delta > 0:
                 allocs.append(Allocate(id=key, at=now, source=MASTER, target=farm_ref(farm), amount=delta))
-        moves = {f: str(plan.shares[f] - free[f]) for f in names}
+        moves = {f: dec(plan.shares[f] - free[f]) for f in names}
         self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
         data = {"wallet": MASTER, "bars": bars, "moves": moves}
         self.events.append(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
@@ -983,7 +983,7 @@ class FarmNode:
         moves = {}
         for name in names:
             delta = plan.shares[name] - cash[name]
-            moves[name] = str(delta)
+            moves[name] = dec(delta)
             key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
             if delta != 0 and not any(r["bars"] == bars for r in self.rebalances):
                 self._flow(name, delta)

@@ -69,7 +69,7 @@ def _journal(node: Any, where: StoreLocation | None, run_id: str | None) -> tupl
     """The node's journal (None without a store) and the reply it restored, if any."""
     if where is None or run_id is None:
         return None, None
-    journal = Journal(where.open(), run_id, node)
+    journal = Journal(where.open(wait=True), run_id, node)  # restarting during an outage: wait for the server
     return journal, journal.restore()
 
 

@@ -272,7 +272,13 @@ class StoreLocation:
     def kind(self) -> str:
         return "postgres" if self.url else "sqlite"
 
-    def open(self) -> Store:
+    def open(self, wait: bool = False) -> Store:
+        """Open the store; ``wait``: retry while a PostgreSQL server is unreachable (see
+        :class:`~cival.store.postgres.PostgresStore`)."""
+        if self.url and wait:
+            from cival.store.postgres import PostgresStore
+
+            return PostgresStore(self.url, wait=True)
         return open_store(self.url, self.path)
 
     def __str__(self) -> str:

@@ -79,8 +79,17 @@ class PostgresStore(Store):
     kind = "postgres"
 
     def __init__(
-        self, url: str, min_size: int = 1, max_size: int = 4, timeout: float = 10.0, retry_for: float | None = None
+        self,
+        url: str,
+        min_size: int = 0,
+        max_size: int = 4,
+        timeout: float = 10.0,
+        retry_for: float | None = None,
+        wait: bool = False,
     ) -> None:
+        """``wait``: if the server cannot be reached now, keep trying as during an outage
+        (an actor restarting while the server is away) rather than failing at once (a
+        wrong URL, a server not started)."""
         import asyncpg
 
         self.url = url
@@ -108,12 +117,15 @@ class PostgresStore(Store):
         except Exception as exc:  # asyncpg raises OSError, its own errors, timeouts...
             self._stop()
             raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
-        self._call(
-            lambda con: con.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-            ),
-            transaction=False,
-        )
+        create = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        if not wait:
+            try:
+                self._run(self._pool.execute(create))
+            except Exception as exc:  # noqa: BLE001 - refused, unknown host, bad credentials...
+                self.close()
+                raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
+        else:
+            self._call(lambda con: con.execute(create), transaction=False)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
