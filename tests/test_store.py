@@ -252,3 +252,30 @@ def test_backtest_and_sweep_results_are_saved_on_request(tmp_path, monkeypatch, 
     assert bt["metrics"]["final_equity"] == summary["final_equity"] and bt["costs"] == summary["costs"]
     assert sw["grid"] == {"lookback": [10, 30], "confirm": [3]} and sw["combinations"] == 2
     assert sw["best"] == swept["best"] and len(sw["results"]) == 2
+
+
+def test_a_large_commit_retried_writes_everything_once(store):
+    """Large batches take the bulk path (COPY on PostgreSQL); a retry still writes nothing twice."""
+    run = store.create_run("r", "local", {})
+    tree = WalletTree("master", "USD")
+    tree.add_farm("f")
+    tree.add_agent("f", "a")
+    tree.deposit("1000000", key="dep")
+    tree.allocate("farm:f", "900000", key="a1")
+    tree.allocate("agent:a", "800000", key="a2")
+    for i in range(300):
+        tree.buy("a", "X", Decimal("0.5"), Decimal("40000.12345678"), fee=Decimal("2.5"), key=f"b{i}")
+        tree.sell("a", "X", Decimal("0.5"), Decimal("40010.87654321"), fee=Decimal("2.51"), key=f"s{i}")
+    txs = tree.ledger.journal
+    fills = [_fill_row(run, n) for n in range(1, 401)]
+    events = [_event(i) for i in range(700)]
+    half = JournalBatch(source="agent:a", version=1, state="1", ledger="agent:a", transactions=txs[:500],
+                        rows={"fills": fills[:250]}, events=events[:400])
+    whole = JournalBatch(source="agent:a", version=2, state="2", ledger="agent:a", transactions=txs,
+                         rows={"fills": fills}, events=events)
+    assert store.commit(run, half).events == 400
+    result = store.commit(run, whole)  # the first half again, and the rest
+    assert (result.transactions, result.events) == (len(txs) - 500, 300)
+    assert store.transactions(run, "agent:a") == list(txs)
+    assert [f["n"] for f in store.rows("fills", run, order="n")] == list(range(1, 401))
+    assert [e.id for e in store.events(run)] == [f"e{i}" for i in range(700)]

@@ -64,14 +64,27 @@ def decode(kind: str, value: Any) -> Any:
     return value
 
 
+_PLAIN = {"text", "int", "bigint", "bytes"}
+"""Kinds both dialects take as they are."""
+
+_SPECS: dict[str, list[tuple[str, str, bool]]] = {
+    table: [(name, *column_kind(spec)) for name, spec in columns] for table, columns in COLUMNS.items()
+}
+
+
 def row_values(table: str, row: dict[str, Any], dialect: str) -> tuple[Any, ...]:
     """A row dict as a tuple in the table's column order (missing nullable columns: NULL)."""
     out = []
-    for name, spec in COLUMNS[table]:
-        kind, nullable = column_kind(spec)
-        if name not in row and not nullable:
-            raise KeyError(f"{table}: a row needs {name!r}")
-        out.append(encode(kind, row.get(name), dialect))
+    for name, kind, nullable in _SPECS[table]:
+        value = row.get(name)
+        if value is None:
+            if not nullable and name not in row:
+                raise KeyError(f"{table}: a row needs {name!r}")
+            out.append(None)
+        elif kind in _PLAIN:
+            out.append(value)
+        else:
+            out.append(encode(kind, value, dialect))
     return tuple(out)
 
 

@@ -250,16 +250,9 @@ class PostgresStore(Store):
         existing = {t.seq: t for t in await self._read(con, run_id, ledger, [t.seq for t in txs], [t.idempotency_key for t in txs])}
         fresh = check_batch(existing, txs, ledger)
         head, legs = tx_rows(run_id, ledger, currency, fresh)
-        if head:
-            await con.executemany(
-                "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                head,
-            )
-            await con.executemany(
-                "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                legs,
-            )
+        if head:  # all new (checked above): COPY, the fastest way in
+            await _copy(con, "ledger_transactions", ("run_id", "ledger", "seq", "type", "idempotency_key", "at", "memo", "currency"), head)
+            await _copy(con, "ledger_postings", ("run_id", "ledger", "seq", "leg", "account", "amount", "quantity"), legs)
         return len(fresh)
 
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
@@ -295,7 +288,7 @@ class PostgresStore(Store):
                 new_txs = await self._write_transactions(con, run_id, batch.ledger, batch.currency, batch.transactions)
             for table, rows in batch.rows.items():
                 if rows:
-                    await con.executemany(insert_sql(table, "postgres"), [row_values(table, r, "postgres") for r in rows])
+                    await _insert(con, table, [row_values(table, r, "postgres") for r in rows])
             for table, rows in batch.updates.items():
                 for r in rows:
                     columns, values = update_values(table, r, "postgres")
@@ -325,9 +318,11 @@ class PostgresStore(Store):
                     if e.id not in known:
                         known.add(e.id)
                         fresh.append(e)
-                if fresh:
-                    await con.executemany(
-                        insert_sql("events", "postgres"),
+                if fresh:  # all new (checked above, under the lock)
+                    await _copy(
+                        con,
+                        "events",
+                        tuple(n for n, _ in COLUMNS["events"]),
                         [
                             row_values("events", {"run_id": run_id, "seq": last + i, "id": e.id, "source": batch.source,
                                                   "type": e.type, "entity": e.entity, "at": e.at, "data": e.data}, "postgres")
@@ -397,6 +392,32 @@ class PostgresStore(Store):
     def _stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+
+
+BULK = 200
+"""Rows from which an insert goes through COPY rather than one statement per row."""
+
+
+async def _copy(con: Any, table: str, columns: Sequence[str], records: list[tuple[Any, ...]]) -> None:
+    """Rows known to be new, into ``table``: COPY for many, an INSERT per row for a few."""
+    if len(records) >= BULK:
+        await con.copy_records_to_table(table, records=records, columns=list(columns))
+    elif records:
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        await con.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", records)
+
+
+async def _insert(con: Any, table: str, records: list[tuple[Any, ...]]) -> None:
+    """Rows that may be stored already (a retried commit): those whose key is stored are
+    left as they are. Many go through COPY into a temporary table first."""
+    if len(records) < BULK:
+        await con.executemany(insert_sql(table, "postgres"), records)
+        return
+    names = [n for n, _ in COLUMNS[table]]
+    staging = f"staging_{table}"
+    await con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    await con.copy_records_to_table(staging, records=records, columns=names)
+    await con.execute(f"INSERT INTO {table} SELECT * FROM {staging} ON CONFLICT DO NOTHING")
 
 
 __all__ = ["PostgresStore", "redact"]

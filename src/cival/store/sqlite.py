@@ -246,14 +246,18 @@ class SqliteStore(Store):
             return self._read(run_id, ledger)
 
     def _read(self, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
-        where, args = "run_id = ? AND ledger = ?", [run_id, ledger]
+        columns = "SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions WHERE run_id = ? AND ledger = ?"
         if seqs is not None and keys is not None:
-            marks = ",".join("?" * len(seqs))
-            where += f" AND (seq IN ({marks}) OR idempotency_key IN ({','.join('?' * len(keys))}))"
-            args += [*seqs, *keys]
-        heads = list(
-            self._db.execute(f"SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions WHERE {where} ORDER BY seq", args)
-        )
+            # Two lookups, each on its own index (an OR of the two would scan the ledger).
+            heads = list(
+                self._db.execute(
+                    f"{columns} AND seq IN ({','.join('?' * len(seqs))}) "
+                    f"UNION {columns} AND idempotency_key IN ({','.join('?' * len(keys))}) ORDER BY seq",
+                    [run_id, ledger, *seqs, run_id, ledger, *keys],
+                )
+            )
+        else:
+            heads = list(self._db.execute(f"{columns} ORDER BY seq", [run_id, ledger]))
         found = [h[0] for h in heads]
         legs: list[Any] = []
         if found:
