@@ -77,3 +77,27 @@ def test_allocating_by_hand_goes_through_the_same_checks():
         with pytest.raises(Exception):
             cluster.set_policy("trend", {"policy": "fixed", "weights": {"nobody": 1}})
         assert cluster.audit().ok
+
+
+def test_a_cluster_by_hand_is_a_run_in_the_store_with_its_events(tmp_path):
+    from cival.runs import rebuild_report
+    from cival.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    store.migrate()
+    seen = []
+    cluster = Cluster.from_config(DEMO, bars=session_bars(load_config(DEMO), max_bars=800), store=store)
+    cluster.events.subscribe(seen.append)
+    cluster.step(400)
+    cluster.halt("farm:trend", "looking")
+    assert store.run(cluster.run_id).status == "running"
+    cluster.close()
+    record = store.run(cluster.run_id)
+    assert record.status == "interrupted" and record.meta["bars"] == 400  # closed with bars left
+    rebuilt, audit = rebuild_report(store, cluster.run_id)
+    assert audit.ok and rebuilt["farms"][0]["halted"] == "looking" and rebuilt["bars"] == 400
+    stored = store.events(cluster.run_id)
+    # Subscribed after the first events were published: what it got is the tail, in order.
+    assert [e.seq for e in seen] == [s.seq for s in stored][-len(seen):] and seen[-1].type == "run_finished"
+    assert any(e.type == "halt" and e.entity == "farm:trend" for e in seen)
+    store.close()

@@ -46,10 +46,44 @@ from cival.runtime import (
 class Cluster:
     """A funded cluster and the bars it has yet to see."""
 
-    def __init__(self, config: ClusterConfig, bars: pd.DataFrame | None = None, ray: bool = False) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        bars: pd.DataFrame | None = None,
+        ray: bool = False,
+        store: Any = None,
+        persist: bool = True,
+        events: Any = None,
+    ) -> None:
+        from cival.events.bus import RedisBus, open_bus
+        from cival.events.relay import Relay
+        from cival.runs import start_run, store_location
+        from cival.store.base import Store, new_run_id
+
         self.config = config
         self.spec = cluster_spec(config)
-        self._cluster: LocalCluster | RayCluster = RayCluster(self.spec) if ray else LocalCluster(self.spec)
+        self.run_id: str | None = None
+        """The run this session is in the store (None with ``persist=False``)."""
+        self.events: Any = None
+        """The bus the run's events go to (an InProcessBus by default: ``.subscribe(fn)``)."""
+        self._store: Store | None = None
+        self._own_store = False
+        self._relay: Relay | None = None
+        where = None
+        if persist:
+            where = store_location(config, store)
+            self._store = store if isinstance(store, Store) else where.open()
+            self._own_store = self._store is not store
+            self._store.migrate() if config.storage.migrate else self._store.check_schema()
+            self.run_id = new_run_id()
+            self.events = events if events is not None else open_bus(config.streams.url, self.run_id, buffer=config.streams.buffer)
+            streams = "redis" if isinstance(self.events, RedisBus) else "in-process"
+            start_run(self._store, config, self.spec, mode="ray" if ray else "local", source=None, streams=streams, inline=None,
+                      run_id=self.run_id)
+            self._relay = Relay(where, self.run_id, self.events)
+        self._cluster: LocalCluster | RayCluster = (
+            RayCluster(self.spec, where=where, run_id=self.run_id) if ray else LocalCluster(self.spec, self._store, self.run_id)
+        )
         self._cluster.start()
         self._cluster.fund()
         self.bars = bars if bars is not None else session_bars(config)
@@ -63,8 +97,9 @@ class Cluster:
         self.latest: list[FarmUpdate] = []
 
     @classmethod
-    def from_config(cls, path: str | Path, bars: pd.DataFrame | None = None, ray: bool = False) -> Cluster:
-        return cls(load_config(path), bars=bars, ray=ray)
+    def from_config(cls, path: str | Path, bars: pd.DataFrame | None = None, ray: bool = False, **kw: Any) -> Cluster:
+        """``kw``: ``store``, ``persist`` and ``events``, as for :func:`cival.runtime.run_paper`."""
+        return cls(load_config(path), bars=bars, ray=ray, **kw)
 
     # -- running ----------------------------------------------------------------------
 
@@ -108,6 +143,8 @@ class Cluster:
             self.first = pd.Timestamp(int(batch.ts[0]), tz="UTC")
         self.last = pd.Timestamp(int(batch.ts[-1]), tz="UTC")
         self._checkpoints.after_batch(self._cluster, updates, self.seen, timestamp_of(int(batch.ts[-1])), self.done)
+        if self._relay is not None:
+            self._relay.nudge()
 
     # -- acting -----------------------------------------------------------------------
 
@@ -184,7 +221,24 @@ class Cluster:
         return out.sort_values(["exit_time", "farm", "agent"], ignore_index=True)
 
     def close(self) -> None:
-        self._cluster.close()
+        """Record the run as finished (or interrupted, with bars left), publish its last
+        events and stop the cluster."""
+        from cival.runs import finish_run
+
+        if self._store is None and self._relay is None:
+            self._cluster.close()
+            return  # closed before (or never persisted)
+        try:
+            if self._store is not None and self.run_id is not None:
+                finish_run(self._store, self.run_id, self.report(), "finished" if self.done else "interrupted")
+        finally:
+            self._cluster.close()
+            if self._relay is not None:
+                self._relay.close()
+                self._relay = None
+            if self._store is not None and self._own_store:
+                self._store.close()
+            self._store = None
 
     def __enter__(self) -> Cluster:
         return self
