@@ -568,6 +568,11 @@ def _add_ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
 
+def _add_store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="PostgreSQL URL of the store (default: DATABASE_URL); keep passwords in the environment")
+    p.add_argument("--path", help="embedded store file, when no URL is set (default: cival.sqlite3 in CIVAL_DATA_DIR)")
+
+
 def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
     p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
@@ -650,8 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("action", choices=("upgrade", "status"))
-    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
-    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    _add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="print the versions as JSON")
     p.set_defaults(func=cmd_db)
 
@@ -663,8 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
             "SQLite file), newest first: id, name, mode, status, start, bars and events."
         ),
     )
-    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
-    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    _add_store_arguments(p)
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
@@ -678,8 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix is enough)")
-    p.add_argument("--url", help="PostgreSQL URL (default: DATABASE_URL); keep passwords in the environment")
-    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    _add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_report)
 
@@ -698,8 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-follow", action="store_true", help="print what is there and stop")
     p.add_argument("--from-store", action="store_true", help="read from the store even when Redis is configured")
     p.add_argument("--redis", metavar="URL", help="Redis URL (default: REDIS_URL)")
-    p.add_argument("--url", help="PostgreSQL URL of the store (default: DATABASE_URL)")
-    p.add_argument("--path", help="embedded store file (when no URL is set)")
+    _add_store_arguments(p)
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser(

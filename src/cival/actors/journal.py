@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -323,11 +322,6 @@ def fill_data(fill: Fill) -> dict[str, Any]:
         "notional": None if fill.notional is None else _plain(fill.notional),
         "reason": fill.reason,
     }
-
-
-def journal_all(journals: Iterable[Journal]) -> None:
-    for journal in journals:
-        journal.commit()
 
 
 __all__ = ["Journal", "fill_data", "fill_from_row", "fill_row", "performance_data"]
