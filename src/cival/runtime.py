@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from cival.actors.agent import Agent, dec, iso
+from cival.actors.agent import Agent, AgentUpdate, dec, iso
 from cival.actors.books import BooksSummary, ClusterAudit, combine, summarize
+from cival.actors.journal import Journal, batch_key
 from cival.actors.nodes import (
     ClusterSpec,
     FarmNode,
@@ -42,10 +43,9 @@ from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dic
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
-from cival.store.base import Store, StoreLocation
-from cival.actors.journal import Journal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
+from cival.store.base import Store, StoreLocation
 
 DEFAULT_BATCH = 10_000
 """Bars per batch when replaying at full speed (each batch costs a few actor calls)."""
@@ -232,7 +232,11 @@ class LocalCluster:
         }
         self.farm_ports = {name: _LocalFarmPorts(self, farm) for name, farm in self.farms.items()}
         self.ports = _LocalMasterPorts(self)
+        self.store = store
+        self.run_id = run_id
         self.journals: dict[int, Journal] = {}
+        self.replies: dict[str, Any] = {}
+        """Node ref -> (batch key, reply) of the last batch it handled (journaled with it)."""
         if store is not None and run_id is not None:
             for node in [self.master, *self.farms.values(), *self.agents.values()]:
                 self.journals[id(node)] = Journal(store, run_id, node)
@@ -240,7 +244,45 @@ class LocalCluster:
     def commit(self, node: Any) -> None:
         journal = self.journals.get(id(node))
         if journal is not None:
-            journal.commit()
+            journal.commit(self.replies.get(journal.source))
+
+    def restore(self, ref: str) -> None:
+        """Replace the node ``ref`` (``master``, ``farm:NAME``, ``agent:NAME``) by one rebuilt
+        from the store, as an actor restarted after a crash is."""
+        assert self.store is not None and self.run_id is not None, "restoring needs a store"
+        kind, _, name = ref.partition(":")
+        old: Any
+        if kind == "master":
+            old, node = self.master, MasterNode(self.spec)
+            self.master = node
+        elif kind == "farm":
+            old = self.farms[name]
+            node = FarmNode(old.spec)
+            self.farms[name] = node
+            self.farm_ports[name].farm = node
+        else:
+            old = self.agents[name]
+            node = next(a for a in self.spec.agents if a.name == name).build()
+            self.agents[name] = node
+        del self.journals[id(old)]
+        journal = self.journals[id(node)] = Journal(self.store, self.run_id, node)
+        reply = journal.restore()
+        if reply is None:
+            self.replies.pop(ref, None)
+        else:
+            self.replies[ref] = reply
+
+    def _answer(self, node: Any, ref: str, batch: BarBatch, handle: Callable[[], Any]) -> Any:
+        """A node's reply to a batch: from the journal when it handled this batch already
+        (a retried call), else ``handle()``, journaled with its reply."""
+        key = batch_key(batch)
+        last = self.replies.get(ref)
+        if last is not None and last[0] == key:
+            return last[1]
+        reply = handle()
+        self.replies[ref] = (key, reply)
+        self.commit(node)
+        return reply
 
     def start(self) -> float:
         return 0.0
@@ -252,19 +294,25 @@ class LocalCluster:
         return self.master.run_collect(self.ports, self.master.collect(farm, amount, reason))
 
     def submit(self, batch: BarBatch) -> list[FarmUpdate]:
-        out = []
-        for farm in self.farms.values():
+        return [self.submit_farm(name, batch) for name in self.farms]
+
+    def submit_farm(self, name: str, batch: BarBatch) -> FarmUpdate:
+        """One farm's part of a batch (what a farm actor's ``on_bars`` does)."""
+        farm = self.farms[name]
+
+        def handle() -> FarmUpdate:
             if farm.spec.inline:
                 updates = farm.run_inline(batch)
             else:
-                updates = []
-                for name in farm.agent_names:
-                    agent = self.agents[name]
-                    updates.append(agent.on_batch(batch))
-                    self.commit(agent)
-            out.append(farm.on_updates(batch, updates))
-            self.commit(farm)
-        return out
+                updates = [self.submit_agent(agent, batch) for agent in farm.agent_names]
+            return farm.on_updates(batch, updates)
+
+        return self._answer(farm, farm.ref, batch, handle)  # type: ignore[no-any-return]
+
+    def submit_agent(self, name: str, batch: BarBatch) -> AgentUpdate:
+        """One agent's part of a batch (what an agent actor's ``on_batch`` does)."""
+        agent = self.agents[name]
+        return self._answer(agent, agent.ref, batch, lambda: agent.on_batch(batch))  # type: ignore[no-any-return]
 
     def wait(self, handle: list[FarmUpdate]) -> list[FarmUpdate]:
         return handle

@@ -261,6 +261,12 @@ class Journal:
         }
 
 
+def batch_key(batch: Any) -> tuple[int, int, int]:
+    """What identifies a batch of bars: its first and last bar times and its length (a
+    retried call carries the same batch)."""
+    return (int(batch.ts[0]), int(batch.ts[-1]), len(batch)) if len(batch) else (0, 0, 0)
+
+
 def _plain(value: Decimal) -> str:
     return dec(value)
 
@@ -324,4 +330,4 @@ def fill_data(fill: Fill) -> dict[str, Any]:
     }
 
 
-__all__ = ["Journal", "fill_data", "fill_from_row", "fill_row", "performance_data"]
+__all__ = ["Journal", "batch_key", "fill_data", "fill_from_row", "fill_row", "performance_data"]

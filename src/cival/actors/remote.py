@@ -36,7 +36,7 @@ import ray
 
 from cival.actors.agent import AgentUpdate, warm_up
 from cival.actors.books import BooksSummary, summarize
-from cival.actors.journal import Journal
+from cival.actors.journal import Journal, batch_key
 from cival.actors.nodes import (
     AgentSpec,
     ClusterSpec,
@@ -73,10 +73,6 @@ def _journal(node: Any, where: StoreLocation | None, run_id: str | None) -> tupl
     return journal, journal.restore()
 
 
-def _batch_key(batch: BarBatch) -> tuple[int, int, int]:
-    return (int(batch.ts[0]), int(batch.ts[-1]), len(batch)) if len(batch) else (0, 0, 0)
-
-
 @ray.remote(**_restartable())
 class AgentActor:
     """One agent with books of its own."""
@@ -110,7 +106,7 @@ class AgentActor:
         return self.agent.books.cash(self.agent.ref).amount, self.agent.halted
 
     def on_batch(self, batch: BarBatch) -> AgentUpdate:
-        key = _batch_key(batch)
+        key = batch_key(batch)
         if self._last is not None and self._last[0] == key:
             return self._last[1]  # a retried call: done before, journaled with its reply
         update = self.agent.on_batch(batch)
@@ -226,7 +222,7 @@ class FarmActor:
         """``wrapped[0]`` is a batch, or a reference to one (large batches are stored once)."""
         item = wrapped[0]
         batch = ray.get(item) if isinstance(item, ray.ObjectRef) else item
-        key = _batch_key(batch)
+        key = batch_key(batch)
         if self._last is not None and self._last[0] == key:
             return self._last[1]  # a retried call: done before, journaled with its reply
         if self.node.spec.inline:
