@@ -279,3 +279,20 @@ def test_a_large_commit_retried_writes_everything_once(store):
     assert store.transactions(run, "agent:a") == list(txs)
     assert [f["n"] for f in store.rows("fills", run, order="n")] == list(range(1, 401))
     assert [e.id for e in store.events(run)] == [f"e{i}" for i in range(700)]
+
+
+def test_a_session_migrates_the_store_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    from cival.cli import main
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("CIVAL_DATA_DIR", str(tmp_path))
+    assert main(["demo", "--bars", "60", "--local", "--quiet", "--no-migrate"]) == 1
+    err = capsys.readouterr().err
+    assert "schema is behind (pending: v1 runs and ledgers, v2 sessions" in err and "cival db upgrade" in err
+    assert main(["demo", "--bars", "60", "--local", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    run_id = out.split()[1]
+    assert out.startswith(f"run {run_id} (sqlite store: {tmp_path / 'cival.sqlite3'})")
+    with SqliteStore(tmp_path / "cival.sqlite3") as store:
+        assert [m.applied_at is not None for m in store.status()] == [True, True]
+        assert store.run(run_id).status == "finished" and store.run(run_id).meta["bars"] == 60

@@ -45,7 +45,7 @@ from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution, FillModel, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft
+from cival.core.events import EventDraft, EventLog
 from cival.core.ledger import TxType
 from cival.core.messages import (
     Halt,
@@ -136,7 +136,7 @@ class Agent:
         self._cash_key = f"{self.ref}/cash"
         self.last_close = float("nan")
         self.last_ns = 0
-        self.events: list[EventDraft] = []
+        self.events = EventLog()
         """What happened that the books do not say (halts), for the journal to take."""
         self.orders: list[OrderIntent] | None = None
         """The order intents not yet journaled; None (the default) keeps none."""
@@ -263,7 +263,7 @@ class Agent:
             self._halt_event(msg)
 
     def _halt_event(self, msg: Halt) -> None:
-        self.events.append(
+        self.events.record(
             EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, {"reason": msg.reason, "resume": msg.resume})
         )
 

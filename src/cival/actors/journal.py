@@ -55,8 +55,10 @@ class Journal:
         self._fills: dict[str, int] = {}
         self._equity: dict[str, int] = {}
         self._shown: dict[tuple[str, str], Any] = {}
+        node.events.keep = True
         for agent in self.agents:
             agent.orders = []
+            agent.events.keep = True
 
     @property
     def agents(self) -> list[Agent]:

@@ -32,7 +32,7 @@ from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft
+from cival.core.events import EventDraft, EventLog
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
@@ -235,7 +235,7 @@ class MasterNode:
         self.farm_agents = {f.name: [a.name for a in f.agents] for f in spec.farms}
         self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
-        self.events: list[EventDraft] = []
+        self.events = EventLog()
         """What happened that the books do not say, for the journal to take."""
         self._liquidating: list[tuple[str, str]] = []
         """(goal, agent) halted by a collect_all goal, to empty at the next checkpoint."""
@@ -294,7 +294,7 @@ class MasterNode:
                 continue
             self._goal_shown[goal.name] = shown
             data = {"goal": goal.name, "status": shown[0], "progress": shown[1], "collected": shown[2], "bars": bars}
-            self.events.append(EventDraft(f"goal:{goal.name}:progress:{bars}", "goal_progress_update", f"goal:{goal.name}", now, data))
+            self.events.record(EventDraft(f"goal:{goal.name}:progress:{bars}", "goal_progress_update", f"goal:{goal.name}", now, data))
 
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
@@ -407,7 +407,7 @@ class MasterNode:
                         "completing_trade": event.trade_id,
                         "on_complete": goal.config.on_complete,
                     }
-                    self.events.append(EventDraft(f"goal:{goal.name}:completed", "goal_completed", f"goal:{goal.name}", event.at, data))
+                    self.events.record(EventDraft(f"goal:{goal.name}:completed", "goal_completed", f"goal:{goal.name}", event.at, data))
                     out += self._goal_collects(goal)
         for goal in self.goals:
             goal.on_bar(bars, now)  # a failure shows in the goal's next progress update
@@ -471,7 +471,7 @@ class MasterNode:
         moves = {f: dec(plan.shares[f] - free[f]) for f in names}
         self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
         data = {"wallet": MASTER, "bars": bars, "moves": moves}
-        self.events.append(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
+        self.events.record(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
         return collects, allocs
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
@@ -688,7 +688,7 @@ class FarmNode:
         self._last_equity: dict[str, float] = {}
         self._taken: dict[str, Decimal] = {}
         """Goal Collect id -> what it took from the agent (forwarded to the master)."""
-        self.events: list[EventDraft] = []
+        self.events = EventLog()
         """What happened that the books do not say, for the journal to take."""
         self._halt_ids: set[str] = set()
         """Halt messages already applied (a redelivered one changes nothing)."""
@@ -868,7 +868,7 @@ class FarmNode:
                 changed = True
             if changed:
                 data = {"reason": msg.reason, "resume": msg.resume}
-                self.events.append(EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, data))
+                self.events.record(EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, data))
         out = []
         for name in self.agent_names:
             child = Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
@@ -1012,7 +1012,7 @@ class FarmNode:
         if not any(r["bars"] == bars for r in self.rebalances):
             self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
             data = {"wallet": self.ref, "bars": bars, "moves": moves}
-            self.events.append(EventDraft(f"rebalance:{self.name}:{bars}", "farm_rebalance", self.ref, now, data))
+            self.events.record(EventDraft(f"rebalance:{self.name}:{bars}", "farm_rebalance", self.ref, now, data))
         return collects, allocs
 
     def free_cash(self, cash: Mapping[str, Decimal]) -> Decimal:
@@ -1241,7 +1241,7 @@ class FarmNode:
         self.performance.update(batch.ts, equity)
         report = self.report()
         if len(batch):
-            self.events.append(
+            self.events.record(
                 EventDraft(
                     f"performance:{self.name}:{self.performance.bars}",
                     "farm_performance_update",

@@ -58,6 +58,17 @@ class EventDraft:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+class EventLog(list[EventDraft]):
+    """The events a node recorded and its journal has not taken yet. Kept only once a
+    journal takes them (``keep``): a node that nobody journals does not grow."""
+
+    keep = False
+
+    def record(self, event: EventDraft) -> None:
+        if self.keep:
+            self.append(event)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as the store keeps it: the draft with its run and its run-wide sequence
@@ -73,4 +84,4 @@ class StoredEvent:
     data: dict[str, Any]
 
 
-__all__ = ["EVENT_TYPES", "EventDraft", "StoredEvent"]
+__all__ = ["EVENT_TYPES", "EventDraft", "EventLog", "StoredEvent"]
