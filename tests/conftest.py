@@ -76,7 +76,7 @@ def redis_url() -> str:
     """The test Redis (CIVAL_TEST_REDIS), pinged once; skipped (failed in CI) when away."""
     import redis
 
-    from cival.events.bus import redact
+    from cival.core.urls import redact
 
     try:
         client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)

@@ -213,7 +213,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """``cival watch [RUN_ID]``: a run's events, live from Redis or from the store."""
     import os
 
-    from cival.events.bus import redact
+    from cival.core.urls import redact
     from cival.events.watch import read_stream, tail_lines, tail_store
     from cival.store import open_store
 

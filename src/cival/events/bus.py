@@ -29,10 +29,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic_core import to_json as _to_json
 
+from cival.core.urls import redact
 from cival.events.agui import AguiEncoder, apply_patch, initial_state
 from cival.events.models import Event, EventError
 
@@ -226,24 +226,6 @@ for _, e in ipairs(cjson.decode(ARGV[4])) do
 end
 return {table.concat(out)}
 """
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` parameter), for
-    messages and logs."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, host = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:***@{host}"
-        query = parts.query
-        if "password" in query.lower():
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query)])
-        return parts._replace(netloc=netloc, query=query).geturl()
-    except ValueError:
-        return "<unparseable URL>"
 
 
 def run_stream_key(run_id: str, prefix: str = "cival") -> str:

@@ -283,7 +283,7 @@ class StoreLocation:
 
     def __str__(self) -> str:
         if self.url:
-            from cival.store.postgres import redact
+            from cival.core.urls import redact
 
             return redact(self.url)
         return str(self.path)

@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from cival.core.events import StoredEvent
 from cival.core.ledger import Transaction
+from cival.core.urls import redact
 from cival.store.base import (
     CommitResult,
     JournalBatch,
@@ -47,15 +47,6 @@ from cival.store.schema import COLUMNS, KEYS, MIGRATIONS
 
 T = TypeVar("T")
 log = logging.getLogger("cival.store")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
 
 
 def _unreachable(exc: BaseException) -> bool:
