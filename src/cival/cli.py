@@ -213,11 +213,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """``cival watch [RUN_ID]``: a run's events, live from Redis or from the store."""
     import os
 
+    from cival.core.events import EVENT_TYPES
     from cival.core.urls import redact
     from cival.events.watch import read_stream, tail_lines, tail_store
     from cival.store import open_store
-
-    from cival.core.events import EVENT_TYPES
 
     types = set(args.type) if args.type else None
     unknown = sorted((types or set()) - set(EVENT_TYPES))

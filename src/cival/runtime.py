@@ -45,7 +45,7 @@ from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
-from cival.store.base import Store, StoreLocation
+from cival.store.base import Store, StoreLocation, new_run_id
 
 DEFAULT_BATCH = 10_000
 """Bars per batch when replaying at full speed (each batch costs a few actor calls)."""
@@ -682,8 +682,6 @@ def run_paper(
                 driver_store.migrate()
             else:
                 driver_store.check_schema()
-            from cival.store.base import new_run_id
-
             run_id = new_run_id()
             if events is None:
                 bus = open_bus(config.streams.url, run_id, buffer=config.streams.buffer)

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from cival.actors.agent import Agent, dec, iso
-from cival.actors.nodes import FarmNode, MasterNode, performance_data
+from cival.actors.nodes import FarmNode, MasterNode
 from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
 from cival.core.events import EventDraft
@@ -55,6 +55,9 @@ class Journal:
         self._fills: dict[str, int] = {}
         self._equity: dict[str, int] = {}
         self._shown: dict[tuple[str, str], Any] = {}
+        """Registry values last written (table, name) -> values."""
+        self._written: dict[Any, Any] = {}
+        """What the commit being made will have written, for the two caches above."""
         node.events.keep = True
         for agent in self.agents:
             agent.orders = []
@@ -99,6 +102,7 @@ class Journal:
 
     def commit(self, reply: Any = None) -> None:
         """Write what the node did since the last commit (see the module docstring)."""
+        self._written.clear()  # left over from a commit that failed
         node = self.node
         ledger = self.books.ledger
         txs = ledger.since(self._txs)
@@ -151,6 +155,9 @@ class Journal:
         )
         self.store.commit(run, batch)
         # Written: only now forget what was handed over (a failed write keeps it all).
+        for key, value in self._written.items():
+            (self._shown if isinstance(key, tuple) else self._equity)[key] = value
+        self._written.clear()
         self.version += 1
         self._txs += len(txs)
         self._fills.update(fills_seen)
@@ -217,14 +224,14 @@ class Journal:
     def _agent_figures(self, agent: Agent, equity: list[dict[str, Any]], updates: dict[str, list[dict[str, Any]]]) -> None:
         if agent.performance.bars > self._equity.get(agent.ref, 0):
             equity.append(self._equity_row(agent.ref, agent.report(), agent.last_ns))
-            self._equity[agent.ref] = agent.performance.bars
+            self._written[agent.ref] = agent.performance.bars
         status = "halted" if agent.halted else "active"
         self._update(updates, "agent_configs", agent.name, {"allocated_funds": agent.principal, "status": status})
 
     def _farm_figures(self, farm: FarmNode, equity: list[dict[str, Any]], updates: dict[str, list[dict[str, Any]]]) -> None:
         if farm.performance.bars > self._equity.get(farm.ref, 0):
             equity.append(self._equity_row(farm.ref, farm.report(), farm.performance.last_ns))
-            self._equity[farm.ref] = farm.performance.bars
+            self._written[farm.ref] = farm.performance.bars
         self._update(updates, "farms", farm.name, {"status": "halted" if farm.halted else "active", "halted_reason": farm.halted})
 
     def _master_figures(self, master: MasterNode, updates: dict[str, list[dict[str, Any]]]) -> None:
@@ -243,7 +250,7 @@ class Journal:
         """A registry update, only when the values changed since the last one."""
         if self._shown.get((table, name)) == values:
             return
-        self._shown[(table, name)] = values
+        self._written[(table, name)] = values
         updates.setdefault(table, []).append({"run_id": self.run_id, "name": name, **values})
 
     def _equity_row(self, entity: str, report: PerformanceReport, last_ns: int) -> dict[str, Any]:
@@ -332,4 +339,4 @@ def fill_data(fill: Fill) -> dict[str, Any]:
     }
 
 
-__all__ = ["Journal", "batch_key", "fill_data", "fill_from_row", "fill_row", "performance_data"]
+__all__ = ["Journal", "batch_key", "fill_data", "fill_from_row", "fill_row"]
