@@ -8,13 +8,31 @@ currencies raises :class:`CurrencyMismatchError`.
 The ledger keeps amounts to a fixed number of decimal places (its ``scale``,
 8 by default): enough that a float research engine and the exact books agree to
 float precision on cash of any realistic size.
+
+**Capacity.** An amount or quantity the books hold has at most
+:data:`INTEGER_DIGITS` digits before the point (below 10**15, a thousand trillion)
+and the ledger's scale after it. Configs are checked against it when they are
+validated, and the ledger refuses a posting that would take any balance beyond it.
+Arithmetic on amounts runs in :data:`MONEY_CONTEXT`, wide enough that sums and
+products of values within the capacity are never rounded before the explicit
+rounding to the ledger's scale (Python's default context keeps 28 digits: a deposit
+of 6e19 plus one of 1e-8 would silently lose the 1e-8).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_DOWN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Union
 
 from cival.core.errors import CivalError
@@ -24,6 +42,16 @@ DEFAULT_SCALE = 8
 
 DEFAULT_QTY_STEP = Decimal("1e-8")
 """Smallest tradable increment of a quantity unless an instrument says otherwise."""
+
+INTEGER_DIGITS = 15
+"""Digits an amount or quantity may have before the point (see the module docstring)."""
+
+CAPACITY = Decimal(10) ** INTEGER_DIGITS
+"""Every amount and quantity the books hold is below this in absolute value."""
+
+MONEY_CONTEXT = Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+"""Decimal arithmetic on amounts: 80 significant digits hold the exact sum or product
+of any two values within the capacity at any scale up to 18 places."""
 
 Amountlike = Union[Decimal, int, str]
 
@@ -63,6 +91,32 @@ def to_decimal(value: Amountlike, *, what: str = "amount") -> Decimal:
     if not d.is_finite():
         raise AmountError(f"{what}: {value!r} is not a finite number")
     return d
+
+
+def money_context():  # type: ignore[no-untyped-def]
+    """``with money_context():`` computes in :data:`MONEY_CONTEXT`."""
+    return localcontext(MONEY_CONTEXT)
+
+
+def within_capacity(value: Decimal, scale: int = DEFAULT_SCALE) -> bool:
+    """Whether ``value`` has fewer than :data:`INTEGER_DIGITS` + 1 digits before the point."""
+    return abs(value) < CAPACITY
+
+
+def check_capacity(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_SCALE) -> Decimal:
+    """``value`` if the books can hold it; AmountError naming ``what`` otherwise."""
+    if not within_capacity(value, scale):
+        raise AmountError(
+            f"{what}: {plain_number(value)} is beyond what the books hold (less than 10**{INTEGER_DIGITS} in absolute value, "
+            f"{scale} decimal places); use a smaller amount"
+        )
+    return value
+
+
+def plain_number(value: Decimal) -> str:
+    """A Decimal as plain text for a message, bounded in length (1e308 stays short)."""
+    text = f"{value:f}"
+    return text if len(text) <= 40 else f"{value:.6e}"
 
 
 def quantum(scale: int) -> Decimal:
@@ -190,6 +244,13 @@ def quantize_quantity(value: Decimal, step: Decimal = DEFAULT_QTY_STEP) -> Decim
 
 
 __all__ = [
+    "CAPACITY",
+    "INTEGER_DIGITS",
+    "MONEY_CONTEXT",
+    "check_capacity",
+    "plain_number",
+    "money_context",
+    "within_capacity",
     "DEFAULT_QTY_STEP",
     "DEFAULT_SCALE",
     "AmountError",
