@@ -203,7 +203,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         report, audit = rebuild_report(store, args.run_id)
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if audit.ok else 1
     for line in summary_lines(report, audit, None, None):
         print(line)
     return 0 if audit.ok else 1

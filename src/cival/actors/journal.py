@@ -7,7 +7,8 @@ equity snapshots, the events (those the node recorded and those its books imply:
 ``wallet_transaction``, ``wallet_balance_update``, ``fund_allocation``,
 ``fund_collection``, ``order_submitted``, ``order_filled``), registry updates (a goal's
 progress, an agent's allocated funds, a farm's status), the node's state and,
-optionally, its reply to the call being handled.
+optionally, its reply to the call being handled (as JSON: nothing read back from a store
+is ever executed, see :func:`encode_reply`).
 
 Nodes commit at the end of every call and before every message that moves money leaves
 them (write-ahead): a transaction any other node acted on is always in the store.
@@ -15,28 +16,42 @@ them (write-ahead): a transaction any other node acted on is always in the store
 an actor restarted after a crash carries on exactly where its last commit left it; the
 callers' retried messages are idempotent, so what it did after that commit is redone
 once, identically.
+
+The state also records the length and head hash of the node's ledger (``_ledger``), in
+the same database transaction as its rows: restored, it becomes the ledger's ``anchor``,
+so transactions removed from the end of a stored ledger show in the audit as surely as
+altered ones (each row's chain hash). :meth:`Journal.restore` refuses books that do not
+audit (:class:`BooksError`); ``strict=False`` keeps them, for a report that shows the
+failed audit instead.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from decimal import Decimal
 from typing import Any
 
-from cival.actors.agent import Agent, dec, iso
-from cival.actors.nodes import FarmNode, MasterNode
+import numpy as np
+
+from cival.actors.agent import Agent, AgentUpdate, dec, iso
+from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
 from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
+from cival.core.errors import CivalError
 from cival.core.events import EventDraft
-from cival.core.ledger import AccountKind, Transaction, TxType
+from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
-from cival.core.wallets import MASTER, WalletTree
-from cival.store.base import JournalBatch, Store
+from cival.core.wallets import MASTER, WalletTree, position_account
+from cival.goals import ClosedTrade
+from cival.store.base import JournalBatch, Store, StoreError, decode_reply
 
 Node = MasterNode | FarmNode | Agent
 
 _MONEY_TYPES = {TxType.ALLOCATION, TxType.REBALANCE, TxType.COLLECTION}
+
+
+class BooksError(CivalError):
+    """Books read back from the store do not audit: altered, removed or inserted rows."""
 
 
 class Journal:
@@ -74,19 +89,38 @@ class Journal:
 
     # -- restore ----------------------------------------------------------------------
 
-    def restore(self) -> Any:
+    def restore(self, strict: bool = True) -> Any:
         """Rebuild the node from its last commit, if it made one; returns the reply it
-        journaled with that commit (None if none, or if it never committed)."""
+        journaled with that commit (None if none, or if it never committed).
+
+        Books that do not audit (an altered row breaks the hash chain, a removed one the
+        anchor), or fills that disagree with the books, raise :class:`BooksError` naming
+        the first problem; with ``strict=False`` they are kept in :attr:`problems` (the
+        ledger's own problems show in its audit) and the node is restored as stored."""
+        self.problems: list[str] = []
         record = self.store.node_state(self.run_id, self.source)
         if record is None:
             return None
+        try:
+            state = json.loads(record.state)
+        except ValueError:
+            raise StoreError(f"run {self.run_id}, node {self.source}: the journaled state is not JSON; the store is corrupt") from None
+        reply = decode_reply(self.run_id, self.source, record.reply)
         txs = self.store.transactions(self.run_id, self.source)
-        self.books.restore(txs)
+        try:
+            self.books.restore(txs)
+        except LedgerError as exc:
+            raise BooksError(f"ledger {self.source} of run {self.run_id} cannot be read back: {exc}") from None
+        anchor = state.pop("_ledger", None)
+        if anchor is not None:
+            self.books.ledger.anchor = (int(anchor["transactions"]), str(anchor["head"]))
         for agent in self.agents:
             rows = self.store.rows("fills", self.run_id, where={"agent": agent.name}, order="n")
-            agent.restore_fills(fill_from_row(r) for r in rows)
+            fills = [fill_from_row(r) for r in rows]
+            self.problems += _fill_problems(self.books, agent.ref, fills)
+            agent.restore_fills(fills)
             self._fills[agent.name] = len(rows)
-        self.node.restore(json.loads(record.state))
+        self.node.restore(state)
         self.version = record.version
         self._txs = len(txs)
         for agent in self.agents:
@@ -94,9 +128,14 @@ class Journal:
         if isinstance(self.node, FarmNode):
             self._equity[self.node.ref] = self.node.performance.bars
         audit = self.books.ledger.audit()
-        if not audit.ok:
-            raise RuntimeError(f"{self.source}: the books restored from the store do not audit: {'; '.join(audit.problems)}")
-        return pickle.loads(record.reply) if record.reply else None
+        problems = [f"ledger {self.source}: {p}" for p in audit.problems] + self.problems
+        if problems and strict:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise BooksError(
+                f"run {self.run_id}: the books restored from the store do not audit: {problems[0]}{more}; "
+                "the store was altered after it was written. `cival report` shows the whole audit"
+            )
+        return decode_batch_reply(reply)
 
     # -- commit -----------------------------------------------------------------------
 
@@ -141,14 +180,16 @@ class Journal:
         elif isinstance(node, MasterNode):
             self._master_figures(node, updates)
 
+        state = node.state()
+        state["_ledger"] = {"transactions": len(ledger), "head": ledger.head}
         batch = JournalBatch(
             source=self.source,
             version=self.version + 1,
-            state=json.dumps(node.state()),
-            reply=None if reply is None else pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL),
+            state=json.dumps(state),
+            reply=encode_batch_reply(reply),
             ledger=self.source,
             currency=ledger.currency,
-            transactions=txs,
+            transactions=ledger.hashed(self._txs),
             rows={t: r for t, r in rows.items() if r},
             updates=updates,
             events=events,
@@ -270,6 +311,102 @@ class Journal:
         }
 
 
+def _fill_problems(books: WalletTree, ref: str, fills: list[tuple[Fill, int, Any]]) -> list[str]:
+    """Fills (a table of their own) that disagree with the (chained) books: each fill's
+    quantity and fee must be the ones its transactions booked."""
+    ledger = books.ledger
+    out = []
+    for fill, _, _ in fills:
+        trade = ledger.find(f"{fill.id}/trade")
+        fee = ledger.find(f"{fill.id}/fee")
+        legs = [] if trade is None else [p for p in trade.postings if p.account == position_account(ref, fill.symbol)]
+        qty = legs[0].quantity if len(legs) == 1 else None
+        booked_fee = fee.amount_of(f"{ref}/fees") if fee is not None else Decimal(0)
+        want_qty = fill.qty if fill.side == "buy" else -fill.qty
+        if qty != want_qty or booked_fee != fill.fee.quantize(ledger.quantum, rounding="ROUND_UP"):
+            out.append(f"fill {fill.id}: its quantity or fee differs from what the books hold for it (the fills table was altered)")
+    return out
+
+
+# -- replies --------------------------------------------------------------------------
+#
+# A node's reply to a batch of bars is journaled so that a retried call is answered
+# rather than redone. It is stored as JSON: data only, exact (floats through their
+# shortest repr, NaN allowed; Decimals as text), and nothing that could run code when read.
+
+
+def _report_json(report: PerformanceReport) -> dict[str, Any]:
+    out = report.model_dump(mode="python")
+    for k, v in out.items():
+        if isinstance(v, Decimal):
+            out[k] = str(v)
+        elif hasattr(v, "isoformat"):
+            out[k] = v.isoformat()
+    return out
+
+
+def _trade_json(t: ClosedTrade) -> list[Any]:
+    return [t.id, t.agent, t.exit_time.isoformat(), str(t.pnl)]
+
+
+def _trade_back(v: list[Any]) -> ClosedTrade:
+    from datetime import datetime
+
+    return ClosedTrade(str(v[0]), str(v[1]), datetime.fromisoformat(v[2]), Decimal(v[3]))
+
+
+def encode_batch_reply(reply: Any) -> str | None:
+    """``(batch key, AgentUpdate | FarmUpdate)`` as JSON text (None stays None)."""
+    if reply is None:
+        return None
+    key, update = reply
+    if isinstance(update, AgentUpdate):
+        body: dict[str, Any] = {
+            "kind": "agent", "name": update.name, "fills": update.fills, "intents": update.intents,
+            "equity": [float(x) for x in update.equity], "report": _report_json(update.report),
+            "position_qty": str(update.position_qty), "last_close": update.last_close, "booked_ns": list(update.booked_ns),
+            "trades": [_trade_json(t) for t in update.trades],
+        }
+    elif isinstance(update, FarmUpdate):
+        body = {
+            "kind": "farm", "name": update.name, "report": _report_json(update.report),
+            "agents": [_report_json(a) for a in update.agents], "fills": update.fills, "booked_ns": list(update.booked_ns),
+            "positions": dict(update.positions), "trades": [_trade_json(t) for t in update.trades], "halted": update.halted,
+        }
+    else:
+        raise TypeError(f"no JSON form for a reply of type {type(update).__name__}")
+    return json.dumps({"batch": [int(k) for k in key], "update": body}, separators=(",", ":"))
+
+
+def decode_batch_reply(data: Any) -> Any:
+    """The reply :func:`encode_batch_reply` wrote, from its parsed JSON; what is not the
+    expected shape is refused as corrupt."""
+    if data is None:
+        return None
+    try:
+        key = tuple(int(k) for k in data["batch"])
+        body = data["update"]
+        if body["kind"] == "agent":
+            update: Any = AgentUpdate(
+                name=body["name"], fills=int(body["fills"]), intents=int(body["intents"]),
+                equity=np.array(body["equity"], dtype=np.float64), report=PerformanceReport.model_validate(body["report"]),
+                position_qty=Decimal(body["position_qty"]), last_close=float(body["last_close"]),
+                booked_ns=[int(x) for x in body["booked_ns"]], trades=[_trade_back(t) for t in body["trades"]],
+            )
+        elif body["kind"] == "farm":
+            update = FarmUpdate(
+                name=body["name"], report=PerformanceReport.model_validate(body["report"]),
+                agents=[PerformanceReport.model_validate(a) for a in body["agents"]], fills=int(body["fills"]),
+                booked_ns=[int(x) for x in body["booked_ns"]], positions={str(k): str(v) for k, v in body["positions"].items()},
+                trades=[_trade_back(t) for t in body["trades"]], halted=body["halted"],
+            )
+        else:
+            raise ValueError(f"unknown kind {body['kind']!r}")
+    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:
+        raise StoreError(f"a journaled reply has an unexpected shape ({type(exc).__name__}: {exc}); the store is corrupt") from None
+    return key, update
+
+
 def batch_key(batch: Any) -> tuple[int, int, int]:
     """What identifies a batch of bars: its first and last bar times and its length (a
     retried call carries the same batch)."""
@@ -339,4 +476,4 @@ def fill_data(fill: Fill) -> dict[str, Any]:
     }
 
 
-__all__ = ["Journal", "batch_key", "fill_data", "fill_from_row", "fill_row"]
+__all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_data", "fill_from_row", "fill_row"]

@@ -28,11 +28,24 @@ are positive by the fees paid. ``external`` is minus the net deposits and a
 ``realized_pnl`` account is minus the realised profit (profits flow *out* of it), so
 that every transaction balances; :meth:`Ledger.realized_pnl` flips the sign for you.
 
+* No balance or amount goes beyond the books' capacity (:data:`cival.core.money.CAPACITY`:
+  15 digits before the point); arithmetic runs in a Decimal context wide enough that
+  nothing within it is ever rounded.
+* Transactions are chained: each has a hash, the SHA-256 of its content and of the
+  previous transaction's hash (:func:`chain_hash`; the first follows :data:`GENESIS`),
+  computed when first asked for (:meth:`Ledger.hashed`, which a store writes) and kept
+  with the transactions read back (``Transaction.hash``). :meth:`Ledger.audit` recomputes
+  the chain and reports the first link that does not hold, so a transaction altered,
+  inserted or removed after it was written shows; an ``anchor`` (the length and head hash
+  recorded elsewhere, e.g. in the owner's journaled state) shows transactions removed
+  from the end.
+
 A refused transaction leaves the ledger exactly as it was. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,9 +53,22 @@ from decimal import Decimal
 from enum import StrEnum
 
 from cival.core.errors import CivalError
-from cival.core.money import DEFAULT_SCALE, Money, format_amount, quantum, to_decimal
+from cival.core.money import (
+    CAPACITY,
+    DEFAULT_SCALE,
+    INTEGER_DIGITS,
+    Money,
+    format_amount,
+    money_context,
+    plain_number,
+    quantum,
+    to_decimal,
+)
 
 ZERO = Decimal(0)
+
+GENESIS = "0" * 64
+"""The hash the first transaction of every ledger chains to."""
 
 
 class LedgerError(CivalError):
@@ -146,6 +172,9 @@ class Transaction:
     at: datetime
     currency: str
     memo: str = ""
+    hash: str = ""
+    """SHA-256 (hex) of this transaction's content and of the previous one's hash, as
+    written to a store ("" on a transaction just posted: :meth:`Ledger.hashed`)."""
 
     def amount_of(self, account: str) -> Decimal:
         return sum((p.amount for p in self.postings if p.account == account), ZERO)
@@ -183,6 +212,49 @@ class AuditReport:
         return "\n".join(lines)
 
 
+def _canonical(value: Decimal) -> str:
+    """A Decimal as text that is the same for equal values (1.50 and 1.5 hash alike)."""
+    return f"{value.normalize():f}" if value else "0"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(at: datetime) -> int:
+    """Microseconds since 1970 (UTC), exactly."""
+    d = at - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def chain_hash(prev: str, seq: int, type: TxType | str, key: str, at: datetime, currency: str, memo: str,
+               postings: Iterable[Posting]) -> str:
+    """The hash of a transaction chained to ``prev`` (see the module docstring). Each field
+    is length-prefixed, so no two different transactions give the same text."""
+    fields = [prev, str(seq), str(type), key, str(_micros(at)), currency, memo]
+    with money_context():  # normalize() keeps every digit of any amount the books hold
+        for p in postings:
+            fields += (p.account, _canonical(p.amount), _canonical(p.quantity))
+    text = "".join(f"{len(f)}:{f}" for f in fields)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tx_hash(prev: str, tx: Transaction) -> str:
+    """:func:`chain_hash` of a posted transaction."""
+    return chain_hash(prev, tx.seq, tx.type, tx.idempotency_key, tx.at, tx.currency, tx.memo, tx.postings)
+
+
+def chained(transactions: Iterable[Transaction], prev: str = GENESIS) -> list[Transaction]:
+    """``transactions`` with their hashes computed in order from ``prev`` (for rows written
+    before transactions carried one)."""
+    from dataclasses import replace
+
+    out = []
+    for tx in transactions:
+        prev = tx_hash(prev, tx)
+        out.append(replace(tx, hash=prev))
+    return out
+
+
 def _utc(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
@@ -211,6 +283,11 @@ class Ledger:
         self._quantity: dict[str, Decimal] = {}
         self._journal: list[Transaction] = []
         self._by_key: dict[str, Transaction] = {}
+        self._hashes: list[str] = []
+        """The chain's hashes of the first transactions (computed lazily, or as read back)."""
+        self.anchor: tuple[int, str] | None = None
+        """(length, head hash) of this journal as recorded elsewhere (the owner's journaled
+        state), checked by :meth:`audit`; None: nothing to check against."""
         self.open_account(EXTERNAL, AccountKind.EXTERNAL, owner="")
 
     # -- accounts -------------------------------------------------------------------
@@ -272,6 +349,30 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._journal)
 
+    def _extend_chain(self) -> None:
+        hashes = self._hashes
+        prev = hashes[-1] if hashes else GENESIS
+        for tx in self._journal[len(hashes):]:
+            prev = tx_hash(prev, tx)
+            hashes.append(prev)
+
+    @property
+    def head(self) -> str:
+        """The hash of the last transaction (:data:`GENESIS` when there is none)."""
+        self._extend_chain()
+        return self._hashes[-1] if self._hashes else GENESIS
+
+    def hashed(self, seq: int = 0) -> list[Transaction]:
+        """The transactions after the ``seq``-th, each carrying its chain hash (what a store
+        writes)."""
+        from dataclasses import replace
+
+        self._extend_chain()
+        return [
+            tx if tx.hash == h else replace(tx, hash=h)
+            for tx, h in zip(self._journal[seq:], self._hashes[seq:], strict=True)
+        ]
+
     def find(self, idempotency_key: str) -> Transaction | None:
         """The transaction posted under ``idempotency_key``, if any."""
         return self._by_key.get(idempotency_key)
@@ -287,8 +388,8 @@ class Ledger:
         """Append transactions read back from a store, exactly as they were posted (same
         sequence numbers, keys, times and memos), after those already in the journal.
 
-        Every account they touch must be open. This trusts their content, as the store
-        checked it when they were written; :meth:`audit` checks it again. Raises
+        Every account they touch must be open. This trusts their content and their hashes,
+        as the store checked them when they were written; :meth:`audit` checks both again. Raises
         LedgerError, changing nothing, when a sequence number does not follow, a key is
         already used, a currency differs or an account is unknown.
         """
@@ -306,13 +407,16 @@ class Ledger:
                 if p.account not in self._accounts:
                     raise LedgerError(f"restoring #{tx.seq}: unknown account {p.account!r}; open it first")
             keys.add(tx.idempotency_key)
-        for tx in txs:
-            for p in tx.postings:
-                self._balance[p.account] += p.amount
-                if p.quantity:
-                    self._quantity[p.account] += p.quantity
-            self._journal.append(tx)
-            self._by_key[tx.idempotency_key] = tx
+        self._extend_chain()  # the hashes of what is there before, from its own content
+        with money_context():
+            for tx in txs:
+                for p in tx.postings:
+                    self._balance[p.account] += p.amount
+                    if p.quantity:
+                        self._quantity[p.account] += p.quantity
+                self._journal.append(tx)
+                self._by_key[tx.idempotency_key] = tx
+                self._hashes.append(tx.hash)  # as written: the audit checks it
 
     # -- posting --------------------------------------------------------------------
 
@@ -333,6 +437,10 @@ class Ledger:
         Drafts whose key is already in the journal are returned as posted before and
         take no part in the overdraft check. Returns one transaction per draft, in order.
         """
+        with money_context():
+            return self._post_all(drafts)
+
+    def _post_all(self, drafts: Sequence[TxDraft]) -> list[Transaction]:
         results: list[Transaction | None] = []
         fresh: list[tuple[int, TxDraft, datetime]] = []
         seen_in_batch: dict[str, TxDraft] = {}
@@ -366,6 +474,11 @@ class Ledger:
         for key, d in delta.items():
             acct = self._accounts[key]
             after = self._balance[key] + d
+            if abs(after) >= CAPACITY:
+                raise LedgerError(
+                    f"{what()} refused: {key} would hold {plain_number(after)} {self.currency}, beyond what the books hold "
+                    f"(less than 10**{INTEGER_DIGITS}); use smaller amounts"
+                )
             if acct.kind is AccountKind.CASH and after < 0:
                 raise InsufficientFundsError(key, self._balance[key], -d, self.currency, what())
             if acct.kind is AccountKind.POSITION and after < 0:
@@ -438,6 +551,11 @@ class Ledger:
             if type(amount) is not Decimal or not amount.is_finite():
                 amount = to_decimal(amount, what=f"{key}: amount for {p.account}")
                 unchanged = False
+            if abs(amount) >= CAPACITY:
+                raise LedgerError(
+                    f"{key}: amount {plain_number(amount)} for {p.account} is beyond what the books hold "
+                    f"(less than 10**{INTEGER_DIGITS}); use a smaller amount"
+                )
             if amount % self._quantum != 0:
                 raise LedgerError(
                     f"{key}: amount {amount} for {p.account} has more than {self.scale} decimal places; "
@@ -446,6 +564,11 @@ class Ledger:
             if type(quantity) is not Decimal or not quantity.is_finite():
                 quantity = to_decimal(quantity, what=f"{key}: quantity for {p.account}")
                 unchanged = False
+            if abs(quantity) >= CAPACITY:
+                raise LedgerError(
+                    f"{key}: quantity {plain_number(quantity)} for {p.account} is beyond what the books hold "
+                    f"(less than 10**{INTEGER_DIGITS}); use a smaller quantity"
+                )
             if quantity and acct.kind is not AccountKind.POSITION:
                 raise LedgerError(f"{key}: only position accounts carry a quantity ({p.account} does not)")
             total += amount
@@ -485,9 +608,43 @@ class Ledger:
         account or position is negative at any point; the balances kept incrementally
         equal the replayed ones; and cash + positions at cost equals deposits -
         withdrawals + realised P&L - fees (links included on the left), where those four are summed by transaction
-        type. ``residual`` is the difference in that last identity.
+        type. ``residual`` is the difference in that last identity. Also checks the hash
+        chain (the first link that does not hold is reported, with a count of any others)
+        and, when an :attr:`anchor` is set, that the journal still holds the transaction
+        recorded there.
         """
-        problems: list[str] = []
+        with money_context():
+            return self._audit()
+
+    def _chain_problems(self) -> list[str]:
+        out: list[str] = []
+        broken = 0
+        prev = GENESIS
+        self._extend_chain()
+        for tx, stored in zip(self._journal, self._hashes, strict=True):
+            if stored != tx_hash(prev, tx):
+                if not broken:
+                    out.append(
+                        f"#{tx.seq} {tx.type.value} {tx.idempotency_key!r}: does not match its hash; the chain breaks here "
+                        "(a transaction was altered, inserted or removed after it was written)"
+                    )
+                broken += 1
+            prev = stored
+        if broken > 1:
+            out.append(f"{broken - 1} more transaction(s) after it do not match their hash either")
+        if self.anchor is not None:
+            n, head = self.anchor
+            if len(self._journal) < n:
+                out.append(
+                    f"the journal holds {len(self._journal)} transactions but its owner recorded {n}: "
+                    "transactions were removed after they were written"
+                )
+            elif n and self._hashes[n - 1] != head:
+                out.append(f"transaction #{n} is not the one its owner recorded (head hash {head[:12]}...)")
+        return out
+
+    def _audit(self) -> AuditReport:
+        problems: list[str] = self._chain_problems()
         balance: dict[str, Decimal] = {k: ZERO for k in self._accounts}
         qty: dict[str, Decimal] = {k: ZERO for k in self._accounts}
         keys: set[str] = set()
@@ -563,6 +720,10 @@ class Ledger:
 
 __all__ = [
     "ALLOWED_KINDS",
+    "GENESIS",
+    "chain_hash",
+    "chained",
+    "tx_hash",
     "EXTERNAL",
     "Account",
     "AccountKind",

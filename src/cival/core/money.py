@@ -98,6 +98,25 @@ def money_context():  # type: ignore[no-untyped-def]
     return localcontext(MONEY_CONTEXT)
 
 
+def exact_methods(cls):  # type: ignore[no-untyped-def]
+    """Class decorator: every public method of ``cls`` computes in :data:`MONEY_CONTEXT`
+    (unary minus and sums of long amounts round to the context's precision too)."""
+    import functools
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def exact(*args, **kwargs):  # type: ignore[no-untyped-def]
+            with localcontext(MONEY_CONTEXT):
+                return fn(*args, **kwargs)
+
+        return exact
+
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and callable(value) and not isinstance(value, (staticmethod, classmethod, type)):
+            setattr(cls, name, wrap(value))
+    return cls
+
+
 def within_capacity(value: Decimal, scale: int = DEFAULT_SCALE) -> bool:
     """Whether ``value`` has fewer than :data:`INTEGER_DIGITS` + 1 digits before the point."""
     return abs(value) < CAPACITY
@@ -248,6 +267,7 @@ __all__ = [
     "INTEGER_DIGITS",
     "MONEY_CONTEXT",
     "check_capacity",
+    "exact_methods",
     "plain_number",
     "money_context",
     "within_capacity",

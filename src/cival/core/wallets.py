@@ -45,6 +45,10 @@ from cival.core.ledger import (
 from cival.core.money import (
     DEFAULT_QTY_STEP,
     DEFAULT_SCALE,
+    exact_methods,
+    money_context,
+    plain_number,
+    within_capacity,
     Amountlike,
     Money,
     to_decimal,
@@ -139,6 +143,7 @@ def position_account(ref: str, symbol: str) -> str:
     return f"{ref}/position/{symbol}"
 
 
+@exact_methods
 class WalletTree:
     """Master wallet, farms and agents over one ledger."""
 
@@ -342,8 +347,12 @@ class WalletTree:
         else:
             value = to_decimal(amount, what=what)
         if value <= 0:
-            raise WalletError(f"{what} must be positive, got {value}")
-        if value % self.ledger.quantum != 0:
+            raise WalletError(f"{what} must be positive, got {plain_number(value)}")
+        if not within_capacity(value):
+            raise WalletError(f"{what} {plain_number(value)} is beyond what the books hold (less than 10**15); use a smaller amount")
+        with money_context():
+            off_scale = value % self.ledger.quantum != 0
+        if off_scale:
             raise WalletError(
                 f"{what} {value} has more than {self.ledger.scale} decimal places; round it first"
             )
@@ -512,10 +521,11 @@ class WalletTree:
         broker holds (to the ledger's scale).
         """
         ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
-        prior = self._replayed_fill(key, TxType.TRADE_BUY, ref, symbol, qty)
+        with money_context():
+            cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP) if notional is None else self._notional(notional)
+        prior = self._replayed_fill(key, TxType.TRADE_BUY, ref, symbol, qty, px, -cost, fee_amount)
         if prior is not None:
             return prior
-        cost = (qty * px).quantize(self.ledger.quantum, ROUND_UP) if notional is None else self._notional(notional)
         pos = self._position_account(ref, symbol)
         trade = TxDraft(
             TxType.TRADE_BUY,
@@ -542,9 +552,11 @@ class WalletTree:
         ``notional``, when given, is the broker's settled proceeds (fee excluded), booked
         instead of quantity x price (see :meth:`buy`)."""
         ref, qty, px, fee_amount = self._fill_args(agent, symbol, quantity, price, fee)
+        with money_context():
+            proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN) if notional is None else self._notional(notional)
         # A sale's postings depend on the position at the time, so a replay is
         # recognised by its key (and checked to be the same fill) before anything else.
-        prior = self._replayed_fill(key, TxType.TRADE_SELL, ref, symbol, -qty)
+        prior = self._replayed_fill(key, TxType.TRADE_SELL, ref, symbol, -qty, px, proceeds, fee_amount)
         if prior is not None:
             return prior
         pos = self._position_account(ref, symbol)
@@ -554,12 +566,12 @@ class WalletTree:
                 f"sell refused: {ref} holds {held} {symbol}, cannot sell {qty}. Sell at most what is held."
             )
         held_cost = self.ledger.balance(pos)
-        relieved = (
-            held_cost
-            if qty == held
-            else (held_cost * qty / held).quantize(self.ledger.quantum, ROUND_HALF_EVEN)
-        )
-        proceeds = (qty * px).quantize(self.ledger.quantum, ROUND_DOWN) if notional is None else self._notional(notional)
+        with money_context():
+            relieved = (
+                held_cost
+                if qty == held
+                else (held_cost * qty / held).quantize(self.ledger.quantum, ROUND_HALF_EVEN)
+            )
         pnl = proceeds - relieved
         trade = TxDraft(
             TxType.TRADE_SELL,
@@ -587,9 +599,14 @@ class WalletTree:
         qty = to_decimal(quantity, what="fill quantity")
         px = to_decimal(price, what="fill price")
         fee_value = to_decimal(fee, what="fill fee")
+        for name, value in (("quantity", qty), ("price", px), ("fee", fee_value)):
+            if not within_capacity(value):
+                raise WalletError(f"fill {name} {plain_number(value)} is beyond what the books hold (less than 10**15)")
         if qty <= 0:
             raise WalletError(f"fill quantity must be positive, got {qty}")
-        if qty % self.qty_step != 0:
+        with money_context():
+            off_step = qty % self.qty_step != 0
+        if off_step:
             raise WalletError(
                 f"fill quantity {qty} is not a multiple of the quantity step {self.qty_step}; "
                 "round it down with quantize_quantity() before booking"
@@ -602,7 +619,11 @@ class WalletTree:
 
     def _notional(self, value: Decimal) -> Decimal:
         value = to_decimal(value, what="fill notional")
-        if value <= 0 or value % self.ledger.quantum != 0:
+        if not within_capacity(value):
+            raise WalletError(f"fill notional {plain_number(value)} is beyond what the books hold (less than 10**15)")
+        with money_context():
+            off_scale = value % self.ledger.quantum != 0
+        if value <= 0 or off_scale:
             raise WalletError(f"fill notional {value} must be positive with at most {self.ledger.scale} decimal places")
         return value
 
@@ -657,20 +678,48 @@ class WalletTree:
         return FillBooking(posted[0], posted[1] if len(posted) > 1 else None, pnl)
 
     def _replayed_fill(
-        self, key: str, tx_type: TxType, ref: str, symbol: str, qty: Decimal
+        self, key: str, tx_type: TxType, ref: str, symbol: str, qty: Decimal, px: Decimal, cash: Decimal, fee_amount: Decimal
     ) -> FillBooking | None:
+        """The booking of a fill already booked under ``key``, if any. A fill replayed under
+        the same key must be the same fill: same side, quantity, price, cash and fee; any
+        difference raises IdempotencyConflictError (as an altered allocation does)."""
         trade = self.ledger.find(f"{key}/trade")
         if trade is None:
             return None
-        legs = [p for p in trade.postings if p.account == position_account(ref, symbol)]
-        if trade.type is not tx_type or len(legs) != 1 or legs[0].quantity != qty:
-            raise IdempotencyConflictError(
-                f"fill key {key!r} was already booked as a different fill (#{trade.seq} {trade.memo}); "
-                "a retried fill must be identical, a new fill needs a new key"
-            )
         fee = self.ledger.find(f"{key}/fee")
+        legs = [p for p in trade.postings if p.account == position_account(ref, symbol)]
+        booked_px = _memo_price(trade.memo)
+        booked_fee = fee.amount_of(f"{ref}/fees") if fee is not None else ZERO
+        differs = [
+            what
+            for what, same in (
+                ("side", trade.type is tx_type),
+                ("quantity", len(legs) == 1 and legs[0].quantity == qty),
+                ("price", booked_px is not None and booked_px == px),
+                ("cash", trade.amount_of(cash_account(ref)) == cash),
+                ("fee", booked_fee == fee_amount),
+            )
+            if not same
+        ]
+        if differs:
+            raise IdempotencyConflictError(
+                f"fill key {key!r} was already booked as a different fill (#{trade.seq} {trade.memo}; the "
+                f"{', '.join(differs)} differ{'s' if len(differs) == 1 else ''}); a retried fill must be identical, "
+                "a new fill needs a new key"
+            )
         pnl = ZERO - trade.amount_of(f"{ref}/realized_pnl")
         return FillBooking(trade, fee, pnl)
+
+
+def _memo_price(memo: str) -> Decimal | None:
+    """The price a fill's memo (``buy QTY SYMBOL @ PRICE``) names, or None."""
+    _, at, text = memo.rpartition(" @ ")
+    if not at:
+        return None
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return None
 
 
 def _check_name(name: str, what: str) -> None:

@@ -9,7 +9,13 @@ run against both.
 Ledger transactions are written in batches and are idempotent: writing a transaction
 that is already stored (same ledger, sequence number and idempotency key) changes
 nothing, and one that conflicts with what is stored (same sequence number or key,
-different content) raises :class:`StoreError` without writing any of the batch.
+different content) raises :class:`StoreError` without writing any of the batch. Each row
+carries its chain hash (:func:`cival.core.ledger.chain_hash`): the writer's, or one the
+store computes from the previous row's.
+
+Nothing read from a store is ever executed: every value is data (JSON text, numbers,
+text). A node's journaled reply is JSON; a binary payload where older versions kept one
+is refused as corrupt.
 
 Schema versions are applied in order by :meth:`Store.migrate` and recorded in
 ``schema_migrations``; :meth:`Store.status` says which are applied and which pending.
@@ -66,7 +72,8 @@ class NodeState:
     version: int
     state: str
     """JSON (floats exact, NaN allowed)."""
-    reply: bytes | None
+    reply: str | None
+    """JSON, or None."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,8 @@ class JournalBatch:
     source: str
     version: int
     state: str | None = None
-    reply: bytes | None = None
+    reply: str | None = None
+    """The reply to the call being handled, as JSON text."""
     ledger: str | None = None
     currency: str = "USD"
     transactions: Sequence[Transaction] = ()
@@ -206,9 +214,26 @@ class Store(ABC):
         self.close()
 
 
+def with_hashes(prev: str, txs: Sequence[Transaction]) -> list[Transaction]:
+    """``txs`` (consecutive, after the transaction whose hash is ``prev``) each carrying its
+    chain hash: the one it has, or one computed here."""
+    from dataclasses import replace
+
+    from cival.core.ledger import tx_hash
+
+    out = []
+    for tx in txs:
+        if not tx.hash:
+            tx = replace(tx, hash=tx_hash(prev, tx))
+        out.append(tx)
+        prev = tx.hash
+    return out
+
+
 def tx_rows(run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> tuple[list[tuple], list[tuple]]:
-    """Rows for ``ledger_transactions`` and ``ledger_postings`` (amounts as Decimals)."""
-    head = [(run_id, ledger, tx.seq, tx.type.value, tx.idempotency_key, tx.at, tx.memo, currency) for tx in txs]
+    """Rows for ``ledger_transactions`` and ``ledger_postings`` (amounts as Decimals);
+    every transaction must carry its hash (:func:`with_hashes`)."""
+    head = [(run_id, ledger, tx.seq, tx.type.value, tx.idempotency_key, tx.at, tx.memo, currency, tx.hash) for tx in txs]
     legs = [
         (run_id, ledger, tx.seq, i, p.account, p.amount, p.quantity)
         for tx in txs
@@ -218,14 +243,36 @@ def tx_rows(run_id: str, ledger: str, currency: str, txs: Sequence[Transaction])
 
 
 def rebuild(heads: Sequence[Any], legs: Sequence[Any]) -> list[Transaction]:
-    """Transactions from rows (head: seq, type, key, at, memo, currency; legs: seq, account, amount, quantity)."""
+    """Transactions from rows (head: seq, type, key, at, memo, currency, hash; legs: seq,
+    account, amount, quantity)."""
     by_seq: dict[int, list[Posting]] = {}
     for seq, account, amount, quantity in legs:
         by_seq.setdefault(int(seq), []).append(Posting(account, amount, quantity))
     return [
-        Transaction(int(seq), TxType(type_), key, tuple(by_seq.get(int(seq), ())), at, currency, memo)
-        for seq, type_, key, at, memo, currency in heads
+        Transaction(int(seq), TxType(type_), key, tuple(by_seq.get(int(seq), ())), at, currency, memo, hash_ or "")
+        for seq, type_, key, at, memo, currency, hash_ in heads
     ]
+
+
+def decode_reply(run_id: str, source: str, text: str | None, legacy: Any = None) -> Any:
+    """A journaled reply read back: parsed JSON (None if there is none). A binary payload in
+    the legacy column, or text that is not JSON, is refused as corrupt: nothing read from a
+    store is executed."""
+    import json
+
+    where = f"run {run_id}, node {source}"
+    if legacy is not None:
+        raise StoreError(
+            f"{where}: the journal holds a binary reply, which Cival does not read (binary payloads could run code); "
+            "the store was altered or written by an older version. Run `cival db upgrade` on a store you trust, "
+            "or discard this run"
+        )
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreError(f"{where}: the journaled reply is not JSON; the store is corrupt or was altered") from None
 
 
 def check_batch(existing: dict[int, Transaction], txs: Sequence[Transaction], ledger: str) -> list[Transaction]:
@@ -328,4 +375,6 @@ __all__ = [
     "open_store",
     "rebuild",
     "tx_rows",
+    "decode_reply",
+    "with_hashes",
 ]

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cival.core.events import StoredEvent
-from cival.core.ledger import Transaction
+from cival.core.ledger import GENESIS, Transaction
 from cival.core.urls import redact
 from cival.store.base import (
     CommitResult,
@@ -38,12 +38,14 @@ from cival.store.base import (
     StoreError,
     StoreLocation,
     check_batch,
+    decode_reply,
     new_run_id,
     rebuild,
     tx_rows,
+    with_hashes,
 )
 from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
-from cival.store.schema import COLUMNS, KEYS, MIGRATIONS
+from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
 
 T = TypeVar("T")
 log = logging.getLogger("cival.store")
@@ -167,6 +169,8 @@ class PostgresStore(Store):
                 if m.version in applied:
                     continue
                 await con.execute(m.postgres)
+                if m.version == CHAINED:
+                    await self._chain_stored_rows(con)
                 await con.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                     m.version, m.name, datetime.now(UTC),
@@ -175,6 +179,15 @@ class PostgresStore(Store):
             return done
 
         return self._call(go)
+
+    async def _chain_stored_rows(self, con: Any) -> None:
+        """Hash every ledger row stored before rows carried their hash, ledger by ledger."""
+        for r in await con.fetch("SELECT DISTINCT run_id, ledger FROM ledger_transactions"):
+            txs = with_hashes(GENESIS, await self._read(con, r["run_id"], r["ledger"]))
+            await con.executemany(
+                "UPDATE ledger_transactions SET hash = $1 WHERE run_id = $2 AND ledger = $3 AND seq = $4",
+                [(tx.hash, r["run_id"], r["ledger"], tx.seq) for tx in txs],
+            )
 
     def status(self) -> list[MigrationStatus]:
         async def go(con: Any) -> dict[int, datetime]:
@@ -240,17 +253,32 @@ class PostgresStore(Store):
         await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{run_id}/{ledger}")
         existing = {t.seq: t for t in await self._read(con, run_id, ledger, [t.seq for t in txs], [t.idempotency_key for t in txs])}
         fresh = check_batch(existing, txs, ledger)
+        if fresh and not all(tx.hash for tx in fresh):
+            fresh = with_hashes(await self._hash_before(con, run_id, ledger, fresh[0].seq), fresh)
         head, legs = tx_rows(run_id, ledger, currency, fresh)
         if head:  # all new (checked above): COPY, the fastest way in
-            await _copy(con, "ledger_transactions", ("run_id", "ledger", "seq", "type", "idempotency_key", "at", "memo", "currency"), head)
+            await _copy(
+                con, "ledger_transactions", ("run_id", "ledger", "seq", "type", "idempotency_key", "at", "memo", "currency", "hash"), head
+            )
             await _copy(con, "ledger_postings", ("run_id", "ledger", "seq", "leg", "account", "amount", "quantity"), legs)
         return len(fresh)
+
+    async def _hash_before(self, con: Any, run_id: str, ledger: str, seq: int) -> str:
+        """The stored hash of the transaction before #``seq`` (GENESIS for the first)."""
+        if seq <= 1:
+            return GENESIS
+        found = await con.fetchval(
+            "SELECT hash FROM ledger_transactions WHERE run_id = $1 AND ledger = $2 AND seq = $3", run_id, ledger, seq - 1
+        )
+        if not found:
+            raise StoreError(f"ledger {ledger}: transaction #{seq - 1} is not stored (or has no hash); transactions are written in order")
+        return str(found)
 
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
         return self._call(lambda con: self._read(con, run_id, ledger), transaction=False)
 
     async def _read(self, con: Any, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
-        columns = "SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions"
+        columns = "SELECT seq, type, idempotency_key, at, memo, currency, hash FROM ledger_transactions"
         if seqs is not None and keys is not None:
             # Two lookups, each on its own index (an OR of the two would scan the ledger).
             heads = await con.fetch(
@@ -286,9 +314,9 @@ class PostgresStore(Store):
                     await con.execute(update_sql(table, columns, "postgres"), *values)
             if batch.state is not None:
                 await con.execute(
-                    "INSERT INTO node_states (run_id, source, version, state, reply, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
+                    "INSERT INTO node_states (run_id, source, version, state, reply_json, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
                     "ON CONFLICT (run_id, source) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, "
-                    "reply = EXCLUDED.reply, updated_at = EXCLUDED.updated_at WHERE node_states.version < EXCLUDED.version",
+                    "reply_json = EXCLUDED.reply_json, updated_at = EXCLUDED.updated_at WHERE node_states.version < EXCLUDED.version",
                     run_id, batch.source, batch.version, batch.state, batch.reply, datetime.now(UTC),
                 )
             new_events = 0
@@ -328,10 +356,16 @@ class PostgresStore(Store):
 
     def node_state(self, run_id: str, source: str) -> NodeState | None:
         async def go(con: Any) -> Any:
-            return await con.fetchrow("SELECT version, state, reply FROM node_states WHERE run_id = $1 AND source = $2", run_id, source)
+            return await con.fetchrow(
+                "SELECT version, state, reply_json, reply FROM node_states WHERE run_id = $1 AND source = $2", run_id, source
+            )
 
         row = self._call(go, transaction=False)
-        return None if row is None else NodeState(source, row["version"], row["state"], row["reply"])
+        if row is None:
+            return None
+        if row["reply"] is not None:
+            decode_reply(run_id, source, None, legacy=row["reply"])  # refused: see decode_reply
+        return NodeState(source, row["version"], row["state"], row["reply_json"])
 
     def node_sources(self, run_id: str) -> list[str]:
         async def go(con: Any) -> list[str]:

@@ -58,9 +58,10 @@ CREATE TABLE ledger_postings (
 """
 
 # Version 2: what a paper session persists. Column types are written once, as in
-# COLUMNS below, and spelled per dialect by _ddl().
+# _V2_COLUMNS below, and spelled per dialect by _ddl(). A migration never changes: later
+# versions' columns are added to COLUMNS (the tables as they are now) after it.
 
-COLUMNS: dict[str, list[tuple[str, str]]] = {
+_V2_COLUMNS: dict[str, list[tuple[str, str]]] = {
     # The runtime's journal: each node's latest state and the reply to its latest call.
     "node_states": [
         ("run_id", "text"), ("source", "text"), ("version", "int"), ("state", "text"),
@@ -129,6 +130,12 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
 }
 
+COLUMNS: dict[str, list[tuple[str, str]]] = {table: list(columns) for table, columns in _V2_COLUMNS.items()}
+"""Every session table's columns now (version 2's and those later versions added)."""
+# Version 3: ``reply`` held a binary payload (emptied by the migration, never read);
+# ``reply_json`` holds the reply as JSON.
+COLUMNS["node_states"].append(("reply_json", "text?"))
+
 KEYS: dict[str, tuple[str, ...]] = {
     "node_states": ("run_id", "source"),
     "events": ("run_id", "seq"),
@@ -163,7 +170,7 @@ def column_kind(spec: str) -> tuple[str, bool]:
 def _ddl(dialect: str) -> str:
     types = _TYPES[dialect]
     out = []
-    for table, columns in COLUMNS.items():
+    for table, columns in _V2_COLUMNS.items():
         cols = []
         for name, spec in columns:
             kind, nullable = column_kind(spec)
@@ -198,6 +205,15 @@ def _ddl(dialect: str) -> str:
     return ";\n".join(runs + out) + ";\n"
 
 
+_V3 = """
+ALTER TABLE ledger_transactions ADD COLUMN hash TEXT;
+UPDATE node_states SET reply = NULL;
+ALTER TABLE node_states ADD COLUMN reply_json TEXT
+"""
+"""Version 3: chained ledger rows (each row's hash; rows already stored are chained by the
+migration itself, see the stores' ``migrate``), and journaled replies as JSON: the binary
+replies earlier versions kept are erased, never read."""
+
 MIGRATIONS = [
     Migration(
         1,
@@ -206,6 +222,10 @@ MIGRATIONS = [
         _V1_TABLES.format(time="TEXT", json="TEXT", money="TEXT"),
     ),
     Migration(2, "sessions: journal, events, orders, fills, equity, registry, results", _ddl("postgres"), _ddl("sqlite")),
+    Migration(3, "chained ledger rows, journaled replies as JSON", _V3, _V3),
 ]
+
+CHAINED = 3
+"""The version whose migration computes the hashes of ledger rows stored before it."""
 
 __all__ = ["COLUMNS", "KEYS", "MIGRATIONS", "Migration", "column_kind"]

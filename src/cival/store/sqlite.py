@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cival.core.events import EventDraft, StoredEvent
-from cival.core.ledger import Transaction
+from cival.core.ledger import GENESIS, Transaction
 from cival.store.base import (
     CommitResult,
     JournalBatch,
@@ -24,12 +24,14 @@ from cival.store.base import (
     StoreError,
     StoreLocation,
     check_batch,
+    decode_reply,
     new_run_id,
     rebuild,
     tx_rows,
+    with_hashes,
 )
 from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
-from cival.store.schema import COLUMNS, KEYS, MIGRATIONS
+from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
 
 
 def _time(value: datetime) -> str:
@@ -81,12 +83,24 @@ class SqliteStore(Store):
                     continue
                 for statement in _statements(m.sqlite):
                     self._db.execute(statement)
+                if m.version == CHAINED:
+                    self._chain_stored_rows()
                 self._db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, _time(datetime.now(UTC))),
                 )
                 done.append(m.version)
         return done
+
+    def _chain_stored_rows(self) -> None:
+        """Hash every ledger row stored before rows carried their hash, ledger by ledger."""
+        ledgers = list(self._db.execute("SELECT DISTINCT run_id, ledger FROM ledger_transactions"))
+        for run_id, ledger in ledgers:
+            txs = with_hashes(GENESIS, self._read(run_id, ledger))
+            self._db.executemany(
+                "UPDATE ledger_transactions SET hash = ? WHERE run_id = ? AND ledger = ? AND seq = ?",
+                [(tx.hash, run_id, ledger, tx.seq) for tx in txs],
+            )
 
     def status(self) -> list[MigrationStatus]:
         applied = {row[0]: row[1] for row in self._db.execute("SELECT version, applied_at FROM schema_migrations")}
@@ -174,9 +188,9 @@ class SqliteStore(Store):
                 new_events = len(fresh)
             if batch.state is not None:
                 self._db.execute(
-                    "INSERT INTO node_states (run_id, source, version, state, reply, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO node_states (run_id, source, version, state, reply_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (run_id, source) DO UPDATE SET version = excluded.version, state = excluded.state, "
-                    "reply = excluded.reply, updated_at = excluded.updated_at WHERE node_states.version < excluded.version",
+                    "reply_json = excluded.reply_json, updated_at = excluded.updated_at WHERE node_states.version < excluded.version",
                     (run_id, batch.source, batch.version, batch.state, batch.reply, _time(datetime.now(UTC))),
                 )
         return CommitResult(new_txs, new_events)
@@ -184,9 +198,13 @@ class SqliteStore(Store):
     def node_state(self, run_id: str, source: str) -> NodeState | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT version, state, reply FROM node_states WHERE run_id = ? AND source = ?", (run_id, source)
+                "SELECT version, state, reply_json, reply FROM node_states WHERE run_id = ? AND source = ?", (run_id, source)
             ).fetchone()
-        return None if row is None else NodeState(source, row[0], row[1], None if row[2] is None else bytes(row[2]))
+        if row is None:
+            return None
+        if row[3] is not None:
+            decode_reply(run_id, source, None, legacy=row[3])  # refused: see decode_reply
+        return NodeState(source, row[0], row[1], row[2])
 
     def node_sources(self, run_id: str) -> list[str]:
         with self._lock:
@@ -233,10 +251,12 @@ class SqliteStore(Store):
             chunk = txs[i : i + 400]
             existing.update({t.seq: t for t in self._read(run_id, ledger, [t.seq for t in chunk], [t.idempotency_key for t in chunk])})
         fresh = check_batch(existing, txs, ledger)
+        if fresh and not all(tx.hash for tx in fresh):
+            fresh = with_hashes(self._hash_before(run_id, ledger, fresh[0].seq), fresh)
         head, legs = tx_rows(run_id, ledger, currency, fresh)
         self._db.executemany(
-            "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(*h[:5], _time(h[5]), *h[6:]) for h in head],
         )
         self._db.executemany(
@@ -245,12 +265,23 @@ class SqliteStore(Store):
         )
         return len(fresh)
 
+    def _hash_before(self, run_id: str, ledger: str, seq: int) -> str:
+        """The stored hash of the transaction before #``seq`` (GENESIS for the first)."""
+        if seq <= 1:
+            return GENESIS
+        row = self._db.execute(
+            "SELECT hash FROM ledger_transactions WHERE run_id = ? AND ledger = ? AND seq = ?", (run_id, ledger, seq - 1)
+        ).fetchone()
+        if row is None or not row[0]:
+            raise StoreError(f"ledger {ledger}: transaction #{seq - 1} is not stored (or has no hash); transactions are written in order")
+        return str(row[0])
+
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
         with self._lock:
             return self._read(run_id, ledger)
 
     def _read(self, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
-        columns = "SELECT seq, type, idempotency_key, at, memo, currency FROM ledger_transactions WHERE run_id = ? AND ledger = ?"
+        columns = "SELECT seq, type, idempotency_key, at, memo, currency, hash FROM ledger_transactions WHERE run_id = ? AND ledger = ?"
         if seqs is not None and keys is not None:
             # Two lookups, each on its own index (an OR, or a UNION, of the two scans the
             # ledger); the first is skipped for numbers above the last one stored, as new
@@ -280,7 +311,7 @@ class SqliteStore(Store):
                 )
             )
         return rebuild(
-            [(s, t, k, _parse_time(a), m, c) for s, t, k, a, m, c in heads],
+            [(s, t, k, _parse_time(a), m, c, h) for s, t, k, a, m, c, h in heads],
             [(s, acc, Decimal(amt), Decimal(q)) for s, acc, amt, q in legs],
         )
 
