@@ -91,19 +91,25 @@ def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_d
     ledger = agent.books.ledger
     for fill, want in zip(fills, expected.itertuples(index=False), strict=True):
         assert fill.at == want.time.to_pydatetime()
-        assert (fill.qty, fill.price, fill.fee) == (
+        assert (fill.qty, fill.price, fill.fee, fill.notional) == (
             Decimal(repr(float(want.qty))),
             Decimal(repr(float(want.price))),
             Decimal(repr(float(want.fee))),
+            Decimal(repr(float(want.notional))),
         )
         trade = ledger.find(f"{fill.id}/trade")
         fee = ledger.find(f"{fill.id}/fee")
         assert trade is not None and fee is not None
-        # The fee is booked rounded against the holder; the notional is the cash the broker
-        # settled, which is qty x price but for rounding to 1e-8 and the dust (under 1e-9 of
-        # the cash) that the fill model, as vectorbt, snaps to zero when a buy spends it all.
-        assert fee.amount_of("agent:alligator-1/fees") == fill.fee.quantize(Decimal("1e-8"), ROUND_UP)
-        assert abs(fill.notional - fill.qty * fill.price) <= fill.notional * Decimal("2e-9") + Decimal("2e-8")
+        # Exact books: the fill costs its notional, quantity x price rounded half-even to
+        # 1e-8, and its fee, fee_bps of the notional rounded the same way; the rest stays cash.
+        quantum = Decimal("1e-8")
+        assert abs(fill.notional - fill.qty * fill.price) <= quantum
+        assert fill.notional == fill.notional.quantize(quantum) and fill.fee == fill.fee.quantize(quantum)
+        assert fee.amount_of("agent:alligator-1/fees") == fill.fee
+        assert trade.amount_of("agent:alligator-1/cash") == (-fill.notional if fill.side == "buy" else fill.notional)
+        assert (fill.notional * Decimal("7.5") / Decimal(10_000)).quantize(quantum) == fill.fee
+    # The cash left is the backtest's, to the last 1e-8.
+    assert agent.books.cash("agent:alligator-1").amount == Decimal(repr(float(expected["cash_after"].iloc[-1])))
 
 
 def test_batched_and_bar_by_bar_replay_give_identical_reports(shared_data):

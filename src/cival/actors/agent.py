@@ -12,27 +12,29 @@ bar, which needs nothing from step 1), then the broker bar by bar: the same rows
 same fills as one bar at a time.
 
 Fills leave as :class:`~cival.core.messages.Fill` messages with exact decimals: ``qty``
-is the whole number of quantity steps times the step; ``price`` and ``fee`` are the fill
-model's floats read exactly (``Decimal(repr(x))``), which is this module's float
-boundary. Sizing uses the broker's float cash, exactly as the backtester does, so paper
-trading and ``cival backtest`` produce the same trades from the same bars.
+is the whole number of quantity steps times the step; ``price`` is the fill model's float
+read exactly (``Decimal(repr(x))``), which is this module's float boundary; ``notional``
+(quantity x price on the money grid) and ``fee`` are the fill model's grid amounts, read
+as the exact multiples of 1e-8 they stand for. Sizing uses the broker's cash, exactly as
+the backtester does, so paper trading and ``cival backtest`` produce the same trades from
+the same bars.
 
 With books (a :class:`~cival.core.wallets.WalletTree` holding the agent's wallet), every
-fill is booked there under the fill's id. The booked cash is the broker's cash after the
-fill, rounded down to the ledger's scale (``notional`` in the Fill), so the books never
-hold more than the broker and can never be overdrawn by a fill; the broker's cash is
-reset to the books' after every allocation or collection. The notional so booked is
-quantity x price but for that rounding and the dust (under 1e-9 of the cash) the fill
-model, like vectorbt, snaps to zero when a buy spends nearly all the cash.
+fill is booked there under the fill's id: exactly its notional and its fee, so the books'
+cash after it is the broker's, to the last 1e-8 (the broker's cash is reset to the books'
+after every allocation or collection). Were the float engine ever to lose that exactness
+(amounts beyond about 3e7, where a double no longer resolves 1e-8), the books prevail:
+the broker is reset to them and the agent logs it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ from pydantic import BaseModel
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.backtest.broker import PaperBroker
-from cival.backtest.fills import Execution, FillModel, step_decimals
+from cival.backtest.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
@@ -59,6 +61,9 @@ from cival.core.messages import (
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
 from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
+
+
+log = logging.getLogger("cival.agent")
 
 
 class AgentError(CivalError):
@@ -382,21 +387,8 @@ class Agent:
         self.executions.append((ts_ns, execution))
         buy = execution.side > 0
         fill_id = f"{self.name}:{self.symbol}:{len(self.fills) + 1}"
-        fee = Decimal(repr(execution.fee))
-        notional = None
-        if self.books is not None:
-            quantum = self.books.ledger.quantum
-            before = self.books.ledger.balance(self._cash_key)
-            after = Decimal(repr(execution.cash_after)).quantize(quantum, ROUND_DOWN)
-            fee_booked = fee.quantize(quantum, ROUND_UP)
-            notional = (
-                before - fee_booked - after if buy else after - before + fee_booked
-            )
-            if notional <= 0 or after < 0:
-                raise AgentError(
-                    f"{self.ref}: fill {fill_id} would book a notional of {notional} with cash {before} -> {after}; "
-                    "the broker and the books disagree (was money moved without sync_cash()?)"
-                )
+        notional = grid_decimal(execution.notional)
+        fee = grid_decimal(execution.fee)
         fill = Fill(
             id=fill_id,
             at=timestamp_of(ts_ns),
@@ -412,6 +404,13 @@ class Agent:
         )
         self.book(fill)
         self.fills.append(fill)
+        if self.books is not None:
+            cash = self.books.cash(self.ref).amount
+            if cash != grid_decimal(execution.cash_after):
+                # Beyond what a double resolves to 1e-8: the exact books prevail.
+                log.warning("%s: the broker's cash %r after fill %s differs from the books' %s; reset to the books",
+                            self.ref, execution.cash_after, fill_id, cash)
+                self.broker.cash = float(cash)
         return fill
 
     def book(self, fill: Fill) -> None:
@@ -439,7 +438,7 @@ class Agent:
         ex = self.executions
         for b in range(0, len(ex) - 1, 2):
             (t_in, buy), (t_out, sell) = ex[b], ex[b + 1]
-            n_in, n_out = buy.units * buy.unit_price, sell.units * sell.unit_price
+            n_in, n_out = buy.notional, sell.notional
             pnl = (n_out - n_in) - buy.fee - sell.fee
             out.append(
                 {
@@ -461,8 +460,8 @@ class Agent:
         ex = self.executions
         for k in range(since, len(ex) // 2):
             (_, buy), (t_out, sell) = ex[2 * k], ex[2 * k + 1]
-            pnl = (sell.units * sell.unit_price - buy.units * buy.unit_price) - buy.fee - sell.fee
-            out.append(ClosedTrade(f"{self.name}:trade:{k + 1}", self.name, timestamp_of(t_out), Decimal(repr(pnl))))
+            pnl = (grid_decimal(sell.notional) - grid_decimal(buy.notional)) - grid_decimal(buy.fee) - grid_decimal(sell.fee)
+            out.append(ClosedTrade(f"{self.name}:trade:{k + 1}", self.name, timestamp_of(t_out), pnl))
         return out
 
     def figures(self) -> dict[str, Decimal]:

@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from cival.backtest.fills import P_SL, P_STEP, P_TP, Execution, FillModel, buy_nb, model_params, sell_units_nb, stop_price_nb
+from cival.backtest.fills import (
+    P_SL,
+    P_STEP,
+    P_TP,
+    Execution,
+    FillModel,
+    buy_nb,
+    grid,
+    model_params,
+    sell_units_nb,
+    stop_price_nb,
+)
 
 # Broker state, a float64 array (so compiled code can update it in place).
 S_CASH, S_UNITS, S_ENTRY_BAR, S_ENTRY_PRICE, S_PENDING, S_BARS, S_REASON = range(7)
@@ -83,6 +94,27 @@ def broker_run(state, p, opens, highs, lows, closes, entries, exits, fills, equi
     return n
 
 
+@njit(cache=True)
+def broker_orders(p, cash, opens, highs, lows, entries, exits, size, price, fee):  # pragma: no cover - compiled
+    """The orders of many accounts (one per signal column, each starting with ``cash``):
+    for every bar and column, the signed units the fill model fills at that bar (+ buy,
+    - sale; NaN: none), at ``price`` per unit (slippage included), paying ``fee``. What the
+    vectorbt engine is given to execute (see :mod:`cival.backtest.simulate`)."""
+    n, k = entries.shape
+    fill = np.empty(6)
+    state = np.zeros(7)
+    for j in range(k):
+        state[:] = 0.0
+        state[S_CASH] = cash
+        state[S_ENTRY_BAR] = -1.0
+        for i in range(n):
+            if broker_bar(state, p, opens[i], highs[i], lows[i], fill):
+                size[i, j] = fill[0] * fill[1]
+                price[i, j] = fill[2]
+                fee[i, j] = fill[4]
+            state[S_PENDING] = -1.0 if exits[i, j] else (1.0 if entries[i, j] else 0.0)
+
+
 @dataclass
 class BrokerRun:
     """What :meth:`PaperBroker.run` did over a batch."""
@@ -113,7 +145,7 @@ class PaperBroker:
     def __post_init__(self) -> None:
         self._p = model_params(self.model)
         if not self.state.any():
-            self.state[S_CASH] = self.model.cash
+            self.state[S_CASH] = grid(self.model.cash)
             self.state[S_ENTRY_BAR] = -1.0
 
     # The state, readable by name.
@@ -196,4 +228,4 @@ class PaperBroker:
         return self.cash + self.units * (close * self.model.qty_step)
 
 
-__all__ = ["BrokerRun", "PaperBroker", "broker_bar", "broker_run"]
+__all__ = ["BrokerRun", "PaperBroker", "broker_bar", "broker_orders", "broker_run"]

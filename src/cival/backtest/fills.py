@@ -8,9 +8,16 @@ Rules:
   in a position. A signal on the last bar is never filled.
 * Slippage is adverse, in basis points of price: buys fill at
   ``open * (1 + slippage_bps / 1e4)``, sells at ``open * (1 - slippage_bps / 1e4)``.
-* Fees are ``fee_bps / 1e4`` of the notional, paid in cash, on both sides.
+* Money is kept on the ledger's grid (1e-8 of the currency, :data:`QUANTUM`): a fill's
+  ``notional`` is quantity x price rounded half-even to the grid, its ``fee`` is
+  ``fee_bps / 1e4`` of the notional rounded the same way, and the cash after it is
+  exactly the cash before, less (a buy) or plus (a sale) the notional, less the fee.
+  What is left stays cash: nothing is snapped to zero. The books (exact Decimals) book
+  these very amounts, so the engines and the books hold the same cash to the last 1e-8.
 * Sizing: an entry invests the fraction ``fraction`` of cash:
-  ``qty = cash * fraction / (price * (1 + fee))`` rounded down to ``qty_step``.
+  ``qty = cash * fraction / (price * (1 + fee))`` rounded down to ``qty_step``; if the
+  notional and fee so rounded would cost more than the cash (by at most two quanta, when
+  an entry spends it all), one step less.
 * A position still open at the end is marked to the last close and reported as open,
   not as a trade.
 * Optional stops, in percent of the entry fill price P (slippage included), off by
@@ -33,14 +40,15 @@ dust position that can never be sold; counting units avoids that.)
 
 Every rule above is written once, as compiled (numba) functions: ``buy_nb``,
 ``sell_units_nb`` and ``stop_price_nb`` over a packed parameter array
-(:func:`model_params`), with ``is_close``, ``add`` and ``settle``. The Python functions
-:func:`buy`, :func:`sell`, :func:`sell_units` and :func:`stop_price` call them, and so do
-the broker's compiled per-bar step and batch loop (:mod:`cival.backtest.broker`).
+(:func:`model_params`), with ``grid`` and ``settle``. The Python functions :func:`buy`,
+:func:`sell`, :func:`sell_units` and :func:`stop_price` call them, and so do the broker's
+compiled per-bar step and batch loop (:mod:`cival.backtest.broker`). The vectorbt engine
+executes the orders this model decides (:mod:`cival.backtest.simulate`).
 
-The arithmetic below reproduces vectorbt's order execution (``portfolio/nb.py``
-``buy_nb``/``sell_nb`` with percent sizing, and its ``add_nb`` that snaps a sum within
-1e-9 relative / 1e-12 absolute of zero to zero), operation for operation, so the
-vectorised engine and a bar-by-bar run of this module produce the same fills.
+Amounts on the grid are floats holding the nearest double to a multiple of 1e-8; for
+amounts below about 3e7 (where a double still resolves 1e-8) that double reads back as
+exactly that multiple (:func:`grid_decimal`), so the floats here and the books' Decimals
+agree exactly. Above it the books prevail (an agent re-syncs its broker to its books).
 """
 
 from __future__ import annotations
@@ -55,8 +63,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cival.core.fields import FiniteFloat
 
-REL_TOL = 1e-9
-ABS_TOL = 1e-12
+QUANTUM_PLACES = 8
+"""Decimal places of the money grid: the ledger's scale."""
+QUANTUM = 10.0 ** -QUANTUM_PLACES
+_PER_UNIT = 10.0**QUANTUM_PLACES  # exact in binary: multiplying by it, then dividing, rounds once each
 
 
 class FillModel(BaseModel):
@@ -93,7 +103,8 @@ class FillModel(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Execution:
-    """One executed order. ``units`` of ``qty_step``; ``unit_price`` includes slippage."""
+    """One executed order. ``units`` of ``qty_step``; ``unit_price`` includes slippage;
+    ``notional``, ``fee`` and ``cash_after`` are on the money grid."""
 
     side: int
     """+1 buy, -1 sell."""
@@ -111,33 +122,22 @@ def step_decimals(step: float) -> int:
 
 
 @njit(cache=True)
-def is_close(a: float, b: float) -> bool:  # pragma: no cover - compiled
-    if math.isnan(a) or math.isnan(b):
-        return False
-    if math.isinf(a) or math.isinf(b):
-        return False
-    if a == b:
-        return True
-    return abs(a - b) <= max(REL_TOL * max(abs(a), abs(b)), ABS_TOL)
-
-
-@njit(cache=True)
-def add(a: float, b: float) -> float:  # pragma: no cover - compiled
-    """``a + b``, snapped to 0.0 when the two (nearly) cancel."""
-    if np.sign(a) != np.sign(b):
-        if is_close(abs(a), abs(b)):
-            return 0.0
-    elif is_close(a + b, 0.0):
-        return 0.0
-    return a + b
+def grid(x: float) -> float:  # pragma: no cover - compiled
+    """``x`` rounded half-even to the money grid (the nearest double to a multiple of 1e-8)."""
+    return np.round(x * _PER_UNIT) / _PER_UNIT
 
 
 @njit(cache=True)
 def settle(cash: float, side: int, notional: float, fee: float) -> float:  # pragma: no cover - compiled
-    """Cash after a fill: a buy pays notional + fee, a sale receives notional - fee."""
+    """Cash after a fill: a buy pays notional + fee, a sale receives notional - fee (all on the grid)."""
     if side > 0:
-        return add(cash, -(notional + fee))
-    return cash + add(notional, -fee)
+        return grid(cash - notional - fee)
+    return grid(cash + notional - fee)
+
+
+def grid_decimal(x: float) -> Decimal:
+    """A grid amount as the exact Decimal multiple of 1e-8 it stands for."""
+    return Decimal(int(round(x * _PER_UNIT))).scaleb(-QUANTUM_PLACES)
 
 
 # Packed model parameters for compiled code (see model_params).
@@ -166,17 +166,19 @@ def buy_nb(p, cash, open_price):  # pragma: no cover - compiled
     when not even one unit is affordable."""
     unit_price = (open_price * p[P_STEP]) * (1 + p[P_SLIP])
     cash_limit = min(cash, p[P_FRACTION] * cash)
-    if cash_limit == 0:
+    if cash_limit <= 0 or unit_price <= 0:
         return 0.0, unit_price, 0.0, 0.0, cash
-    max_cost = add(cash_limit, -0.0) / (1 + p[P_FEE])
-    if max_cost <= 0:
-        return 0.0, unit_price, 0.0, 0.0, cash
-    units = np.floor(max_cost / unit_price)
-    if units <= 0:
-        return 0.0, unit_price, 0.0, 0.0, cash
-    notional = units * unit_price
-    fee = notional * p[P_FEE]
-    return units, unit_price, notional, fee, settle(cash, 1, notional, fee)
+    units = np.floor(cash_limit / (1 + p[P_FEE]) / unit_price)
+    # The rounded notional and fee may cost a quantum or two more than the cash when an
+    # entry spends it all: then one unit less (compared in whole quanta, exactly).
+    have = np.round(cash * _PER_UNIT)
+    while units > 0:
+        notional = grid(units * unit_price)
+        fee = grid(notional * p[P_FEE])
+        if np.round(notional * _PER_UNIT) + np.round(fee * _PER_UNIT) <= have:
+            return units, unit_price, notional, fee, settle(cash, 1, notional, fee)
+        units -= 1.0
+    return 0.0, unit_price, 0.0, 0.0, cash
 
 
 @njit(cache=True)
@@ -184,8 +186,8 @@ def sell_units_nb(p, cash, units, price_per_unit):  # pragma: no cover - compile
     """An exit of all ``units`` at ``price_per_unit`` less slippage: (unit_price, notional,
     fee, cash_after)."""
     unit_price = price_per_unit * (1 - p[P_SLIP])
-    notional = units * unit_price
-    fee = notional * p[P_FEE]
+    notional = grid(units * unit_price)
+    fee = grid(notional * p[P_FEE])
     return unit_price, notional, fee, settle(cash, -1, notional, fee)
 
 
@@ -243,15 +245,17 @@ def sell_units(model: FillModel, cash: float, units: float, price_per_unit: floa
 
 
 __all__ = [
+    "QUANTUM",
+    "QUANTUM_PLACES",
     "Execution",
     "FillModel",
-    "add",
     "buy",
     "buy_nb",
+    "grid",
+    "grid_decimal",
     "model_params",
     "sell_units_nb",
     "stop_price_nb",
-    "is_close",
     "order_signals",
     "sell",
     "sell_units",

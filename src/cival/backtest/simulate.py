@@ -2,9 +2,12 @@
 
 * :func:`simulate_reference`: a plain loop over bars driving a
   :class:`~cival.backtest.broker.PaperBroker`, the broker paper trading uses.
-* :func:`simulate_vectorbt`: vectorbt's ``Portfolio.from_signals`` configured to the same
-  rules: signals shifted one bar, price = next open, percent sizing, quantities counted in
-  units of ``qty_step`` (``size_granularity=1``).
+* :func:`simulate_vectorbt`: vectorbt's ``Portfolio.from_orders`` executing the orders the
+  fill model decides for every signal column (:func:`cival.backtest.broker.broker_orders`:
+  the same compiled rules, one account per column), quantities in units of ``qty_step``,
+  prices with slippage, the model's fees. vectorbt's own signal sizing cannot be used: it
+  snaps leftover cash within a tolerance to zero, where the fill model keeps every 1e-8
+  of it as cash. What vectorbt executed is checked against what was decided.
 
 Both return a :class:`Simulation` built by one function from the list of fills, so the
 two can be compared fill for fill.
@@ -20,7 +23,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Execution, FillModel, order_signals, settle, step_decimals
+from cival.backtest.fills import Execution, FillModel, grid, model_params, settle, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -61,6 +64,7 @@ def _fill_arrays(fills: list[tuple[int, Execution]]) -> dict[str, np.ndarray]:
         "side": np.array([f.side for _, f in fills], dtype=np.int64),
         "units": np.array([f.units for _, f in fills], dtype=np.float64),
         "unit_price": np.array([f.unit_price for _, f in fills], dtype=np.float64),
+        "notional": np.array([f.notional for _, f in fills], dtype=np.float64),
         "fee": np.array([f.fee for _, f in fills], dtype=np.float64),
         "cash_after": np.array([f.cash_after for _, f in fills], dtype=np.float64),
     }
@@ -81,48 +85,45 @@ def simulate_vectorbt_columns(
     """
     import vectorbt as vbt
 
-    entry = np.asarray(entry, dtype=bool)
-    exit = np.asarray(exit, dtype=bool)
+    from cival.backtest.broker import broker_orders
+
+    entry = np.ascontiguousarray(entry, dtype=bool)
+    exit = np.ascontiguousarray(exit, dtype=bool)
     if entry.ndim != 2 or entry.shape != exit.shape or entry.shape[0] != len(bars):
         raise ValueError(f"entry/exit must both be (bars, columns); got {entry.shape} and {exit.shape}")
-    buys, sells = order_signals(entry, exit)
     step = model.qty_step
     n, k = entry.shape
-    entries = np.zeros((n, k), dtype=bool)
-    exits = np.zeros((n, k), dtype=bool)
-    entries[1:] = buys[:-1]  # a signal at t is an order at t + 1 ...
-    exits[1:] = sells[:-1]
+    opens, highs, lows = (bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low"))
+    size = np.full((n, k), np.nan)
+    price = np.full((n, k), np.nan)
+    fees = np.zeros((n, k))
+    cash0 = float(grid(model.cash))
+    broker_orders(model_params(model), cash0, opens, highs, lows, entry, exit, size, price, fees)
     close = bars["close"].to_numpy(dtype=float) * step
-    price = bars["open"].to_numpy(dtype=float) * step
-    stops: dict[str, object] = {}
-    if model.has_stops:  # the fill model's stop rule (see fills.py)
-        stops = dict(
-            open=price[:, None],
-            high=bars["high"].to_numpy(dtype=float)[:, None] * step,
-            low=bars["low"].to_numpy(dtype=float)[:, None] * step,
-            sl_stop=np.nan if model.stop_loss_pct is None else model.stop_loss_pct / 100,
-            tp_stop=np.nan if model.take_profit_pct is None else model.take_profit_pct / 100,
-            stop_entry_price="fillprice",
-            stop_exit_price="stopmarket",
-            upon_stop_exit="close",
-        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pf = vbt.Portfolio.from_signals(
+        pf = vbt.Portfolio.from_orders(
             close=close[:, None],  # (n, 1): vectorbt broadcasts it without copying per column
-            entries=entries,
-            exits=exits,
-            price=price[:, None],  # ... filled at that bar's open
-            fees=model.fee_rate,
-            slippage=model.slippage,
-            size=model.fraction,
-            size_type="percent",
-            size_granularity=1.0,  # whole units of qty_step
+            size=size,
+            size_type="amount",  # whole units of qty_step
+            price=price,
+            fixed_fees=fees,  # the model's fee of each fill, on the money grid
             direction="longonly",
-            init_cash=model.cash,
-            **stops,
+            # vectorbt's cash drops leftover dust within its tolerance, which the fill model
+            # keeps as cash: with a cash of its own it would cut an order that spends all of
+            # ours. The orders are the fill model's, already within our cash; vectorbt's
+            # cash is not used (cash and equity come from the fills, by the model's rules).
+            init_cash=np.inf,
         )
     records = pf.order_records
+    decided = np.argwhere(~np.isnan(size.T))  # (column, bar), in vectorbt's record order
+    if len(records) != len(decided) or not (
+        np.array_equal(records["col"], decided[:, 0])
+        and np.array_equal(records["idx"], decided[:, 1])
+        and np.array_equal(np.where(records["side"] == 0, 1.0, -1.0) * records["size"], size.T[~np.isnan(size.T)])
+        and np.array_equal(records["price"], price.T[~np.isnan(price.T)])
+    ):
+        raise AssertionError("vectorbt executed other orders than the fill model decided")
     # Order records come sorted by column, then by bar.
     bounds = np.searchsorted(records["col"], np.arange(k + 1))
     sims = []
@@ -134,27 +135,37 @@ def simulate_vectorbt_columns(
             "units": r["size"].astype(np.float64),
             "unit_price": r["price"].astype(np.float64),
             "fee": r["fees"].astype(np.float64),
-            "cash_after": np.full(len(r), np.nan),
         }
-        arrays["cash_after"], equity, held = _replay(arrays, close, model.cash)
+        arrays["notional"], arrays["cash_after"], equity, held = _replay(arrays, close, cash0)
         open_value = arrays["units"][-1] * close[-1] if len(r) % 2 else 0.0
         sims.append(_simulation(bars, model, arrays, equity, held, float(equity[-1] - open_value)))
     return sims
 
 
-def _replay(fills: dict[str, np.ndarray], close: np.ndarray, cash0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cash after each fill (by the fill model's own rule), and equity and holding at every
-    bar close: the same floats the bar-by-bar engine computes, without vectorbt's n x k
-    output frames."""
+def _replay(
+    fills: dict[str, np.ndarray], close: np.ndarray, cash0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each fill's notional and the cash after it (by the fill model's own rules), and
+    equity and holding at every bar close: the same floats the bar-by-bar engine computes,
+    without vectorbt's n x k output frames."""
     side = fills["side"]
-    cash_after = _cash_after_fills(cash0, side, fills["units"] * fills["unit_price"], fills["fee"])
+    notional = _grid_all(fills["units"] * fills["unit_price"])
+    cash_after = _cash_after_fills(cash0, side, notional, fills["fee"])
     n = len(close)
     last = np.searchsorted(fills["idx"], np.arange(n), side="right") - 1  # latest fill at or before t
     has = last >= 0
     units_after = np.where(fills["side"] > 0, fills["units"], 0.0)
     cash_t = np.where(has, cash_after[np.maximum(last, 0)] if len(side) else cash0, cash0)
     units_t = np.where(has, units_after[np.maximum(last, 0)] if len(side) else 0.0, 0.0)
-    return cash_after, cash_t + units_t * close, units_t > 0.0
+    return notional, cash_after, cash_t + units_t * close, units_t > 0.0
+
+
+@njit(cache=True)
+def _grid_all(values):  # pragma: no cover - compiled
+    out = np.empty(values.shape[0])
+    for i in range(values.shape[0]):
+        out[i] = grid(values[i])
+    return out
 
 
 @njit(cache=True)
@@ -181,7 +192,7 @@ def _simulation(
     idx, side, units, unit_price, fee = (fills[c] for c in ("idx", "side", "units", "unit_price", "fee"))
     if len(side) and not ((side[0::2] == 1).all() and (side[1::2] == -1).all()):
         raise AssertionError("fills must alternate buy, sell, buy, ...")
-    notional = units * unit_price  # the same product the fill model computed
+    notional = fills["notional"]  # as the fill model computed it: quantity x price on the money grid
     times = index[idx]
     fill_frame = pd.DataFrame(
         {

@@ -105,8 +105,9 @@ class Fill(Message):
     fee: ExactDecimal = Field(ge=0)
     reason: Literal["signal", "stop"] = "signal"
     notional: ExactDecimal | None = Field(default=None, gt=0)
-    """Cash the broker settled for the trade, fee excluded, at the ledger's scale (None:
-    quantity x price, rounded against the holder)."""
+    """The fill's cost or proceeds, fee excluded: quantity x price rounded half-even to the
+    ledger's scale, as the fill model computed it (None: quantity x price, rounded against
+    the holder)."""
     order_id: str | None = None
     """The OrderIntent this fill answers (None for a stop)."""
 
