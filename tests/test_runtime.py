@@ -42,7 +42,7 @@ PARITY = [
 ]
 
 
-def _session(strategy, params, path, costs, cash=10_000.0):
+def _session(strategy, params, path, costs, cash=10_000):
     config = single_agent_config(strategy, params, data=path, cash=cash, **costs)
     cluster = LocalCluster(cluster_spec(config))
     cluster.fund()
@@ -52,7 +52,7 @@ def _session(strategy, params, path, costs, cash=10_000.0):
 @pytest.mark.parametrize("path, strategy, params, costs", PARITY, ids=[f"{p[0].split('/')[-1]}-{p[1]}" for p in PARITY])
 def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strategy, params, costs):
     bars = load_bars(shared_data / path)
-    config = single_agent_config(strategy, params, data=shared_data / path, cash=10_000.0, **costs)
+    config = single_agent_config(strategy, params, data=shared_data / path, cash=10_000, **costs)
     result = run_paper(config, bars=bars, local=True)
     expected = backtest(strategy, bars, params, FillModel(cash=10_000.0, **costs), engine="vectorbt")
 
@@ -82,7 +82,7 @@ def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strateg
 def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_data):
     path = shared_data / "intraday_crypto" / "binance_ETHUSDT_1h.csv"
     bars = load_bars(path)
-    _, cluster = _session("alligator", {}, path, {"fee_bps": 7.5, "slippage_bps": 2.0}, cash=2_500.0)
+    _, cluster = _session("alligator", {}, path, {"fee_bps": 7.5, "slippage_bps": 2.0}, cash=2_500)
     cluster.submit(BarBatch.from_frame(bars))
     agent = cluster.agents["alligator-1"]
     fills = agent.fills
@@ -297,6 +297,22 @@ def test_bad_session_input_names_the_problem(tmp_path):
         run_paper(config, local=True, speed="fast")
     with pytest.raises(Exception, match="unknown strategy|no strategy"):
         single_agent_config("turtle", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+
+
+@pytest.mark.parametrize(
+    ("cash", "fragment"),
+    [(10_000.5, "floats are not exact"), ("1e20", "beyond what the books hold"),
+     ("0.123456789", "more than 8 decimal places"), (0, "must be more than 0")],
+)
+def test_single_agent_cash_is_exact_and_within_the_books(cash, fragment):
+    from cival.core.money import AmountError
+
+    with pytest.raises(AmountError, match=r"^cash: .*" + fragment):
+        single_agent_config("darvas", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", cash=cash)
+    config = single_agent_config(
+        "darvas", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", cash=Decimal("123456789012.12345678")
+    )
+    assert config.master.initial_deposit == Decimal("123456789012.12345678")
 
 
 def test_amounts_in_reports_are_plain_decimal_strings():

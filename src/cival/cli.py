@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
             args.strategy,
             parse_param_args(args.param),
             data=args.data,
-            cash=args.cash if args.cash is not None else 10_000.0,
+            cash=cash_arg(args.cash),
             fee_bps=args.fee_bps if args.fee_bps is not None else 10.0,
             slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
             fraction=args.fraction if args.fraction is not None else 1.0,
@@ -320,7 +321,8 @@ def _cost_model(args: argparse.Namespace) -> Any:
     from cival.backtest import fill_model
 
     return fill_model(
-        cash=args.cash,
+        # The fill model is research code on floats: the exact amount becomes one here.
+        cash=float(cash_arg(args.cash)),
         fee_bps=args.fee_bps,
         slippage_bps=args.slippage_bps,
         fraction=args.fraction,
@@ -551,10 +553,47 @@ def _cell(value: Any, fmt: str) -> str:
 
 # -- parser -----------------------------------------------------------------------------
 
+DEFAULT_CASH = Decimal(10_000)
+
+
+def cash_arg(value: Decimal | None, flag: str = "--cash") -> Decimal:
+    """The starting cash given on the command line (DEFAULT_CASH if not), checked against
+    the books: positive, below their capacity, at most 8 decimal places. CivalError naming
+    ``flag`` otherwise."""
+    from cival.core.money import check_amount, plain_number
+
+    if value is None:
+        return DEFAULT_CASH
+    if value <= 0:
+        raise CivalError(f"{flag}: must be more than 0, got {plain_number(value)}")
+    return check_amount(value, what=flag)
+
+
+def _decimal(text: str) -> Decimal:
+    """An exact number from the command line (argparse type): money is never read as a float."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
 
 def _add_cost_arguments(p: argparse.ArgumentParser) -> None:
     """The fill model's costs, shared by backtest, sweep and walkforward."""
-    p.add_argument("--cash", type=float, default=None, metavar="N", help="starting cash (default 10000)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="starting cash, exact (default 10000)")
     p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
@@ -575,11 +614,11 @@ def _add_store_arguments(p: argparse.ArgumentParser) -> None:
 def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
     p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
-    p.add_argument("--bars", type=int, default=None, metavar="N", help="replay only the first N bars")
+    p.add_argument("--bars", type=_positive_int, default=None, metavar="N", help="replay only the first N bars")
     p.add_argument("--report", metavar="FILE.json", help="write the session report as JSON")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tree")
     p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
-    p.add_argument("--batch", type=int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
+    p.add_argument("--batch", type=_positive_int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
     p.add_argument("--inline", action="store_true", help="run every farm's agents inside the farm's process")
     p.add_argument(
         "--no-migrate", action="store_true",
@@ -635,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config_path", nargs="?", metavar="CONFIG", help="cluster config (YAML)")
     p.add_argument("--strategy", metavar="NAME", help="instead of a config: alligator, darvas or elliott")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable; with --strategy)")
-    p.add_argument("--cash", type=float, default=None, metavar="N", help="with --strategy: starting cash (default 10000)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="with --strategy: starting cash, exact (default 10000)")
     p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="with --strategy: fee per side, basis points (default 10)")
     p.add_argument(
         "--slippage-bps", type=float, default=None, metavar="N", help="with --strategy: adverse slippage, basis points (default 5)"
@@ -667,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_store_arguments(p)
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
 
@@ -764,11 +803,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="values of one parameter (repeatable; stop included)",
     )
     p.add_argument("--metric", default="sharpe", help="ranking metric (default sharpe)")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="how many to print (default 10)")
+    p.add_argument("--top", type=_positive_int, default=10, metavar="N", help="how many to print (default 10)")
     p.add_argument("--json", action="store_true", help="print the best and the top N as JSON")
     p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
     _add_cost_arguments(p)
-    p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
+    p.add_argument("--chunk", type=_positive_int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
     p.add_argument("--save", action="store_true", help="keep every combination's result in the store")
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
@@ -786,8 +825,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
     p.add_argument("--data", required=True, metavar="FILE", help="bars file")
     p.add_argument("--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...")
-    p.add_argument("--train", required=True, type=int, metavar="N", help="bars per train window")
-    p.add_argument("--test", required=True, type=int, metavar="M", help="bars per test window (also the step)")
+    p.add_argument("--train", required=True, type=_positive_int, metavar="N", help="bars per train window")
+    p.add_argument("--test", required=True, type=_positive_int, metavar="M", help="bars per test window (also the step)")
     p.add_argument("--metric", default="sharpe", help="selection metric (default sharpe)")
     p.add_argument("--json", action="store_true", help="print windows and out-of-sample metrics as JSON")
     _add_cost_arguments(p)

@@ -38,8 +38,9 @@ from pydantic import (
 )
 
 from cival.core.errors import CivalError
-from cival.core.fields import ExactDecimal, FiniteFloat, WholeNumber
-from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE
+from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
+from cival.core.money import DEFAULT_QTY_STEP
+from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
 
 # -- errors -----------------------------------------------------------------------------
@@ -86,7 +87,9 @@ def _clip(text: str, limit: int = MAX_ISSUE_TEXT) -> str:
 # -- field types ------------------------------------------------------------------------
 
 
-PositiveAmount = Annotated[ExactDecimal, Field(gt=0)]
+Amount = Annotated[BookAmount, Field(gt=0)]
+"""A positive amount of money the books can hold (below 10**15, at most 8 decimal places)."""
+PositiveNumber = Annotated[ExactDecimal, Field(gt=0)]
 Percent = Annotated[ExactDecimal, Field(ge=0, lt=100)]
 Fraction = Annotated[ExactDecimal, Field(gt=0, le=1)]
 PercentLimit = Annotated[ExactDecimal, Field(gt=0, le=100)]
@@ -115,7 +118,7 @@ class FixedPolicy(StrictModel):
     """Split by fixed relative weights (one per child, by name), after keeping ``reserve_pct`` back."""
 
     policy: Literal["fixed"]
-    weights: dict[Name, PositiveAmount] = Field(min_length=1)
+    weights: dict[Name, PositiveNumber] = Field(min_length=1)
     """Child name -> relative weight (they need not sum to 1)."""
     reserve_pct: Percent = Decimal(0)
 
@@ -141,7 +144,7 @@ class InverseVolatilityPolicy(_LimitedPolicy):
     """Split in proportion to ``1 / std`` of each child's bar returns over ``lookback_bars``."""
 
     policy: Literal["inverse_volatility"]
-    lookback_bars: WholeNumber = Field(100, ge=2)
+    lookback_bars: WholeNumber = Field(100, ge=2, le=1_000_000)
 
 
 class PerformancePolicy(_LimitedPolicy):
@@ -150,7 +153,7 @@ class PerformancePolicy(_LimitedPolicy):
 
     policy: Literal["performance"]
     metric: Literal["sharpe", "return"] = "sharpe"
-    lookback_bars: WholeNumber = Field(100, ge=2)
+    lookback_bars: WholeNumber = Field(100, ge=2, le=1_000_000)
     floor: FiniteFloat = 0.0
     min_share: Share = Decimal("0.05")
 
@@ -175,7 +178,7 @@ class SizingConfig(StrictModel):
     """How an agent sizes an entry: ``fraction`` of its cash, quantities in steps of ``qty_step``."""
 
     fraction: Fraction = Decimal(1)
-    qty_step: PositiveAmount = DEFAULT_QTY_STEP
+    qty_step: QuantityStep = DEFAULT_QTY_STEP
 
 
 class AgentRiskConfig(StrictModel):
@@ -233,7 +236,7 @@ class FarmConfig(StrictModel):
 class MasterConfig(StrictModel):
     name: Name = "master"
     base_currency: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{2,9}$")] = "USD"
-    initial_deposit: PositiveAmount
+    initial_deposit: Amount
     allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
 
@@ -279,13 +282,13 @@ class TradeVolumeTarget(StrictModel):
     """``trades`` closed trades, each (if set) with at least ``min_profit_per_trade`` profit."""
 
     trades: WholeNumber = Field(gt=0)
-    min_profit_per_trade: PositiveAmount | None = None
+    min_profit_per_trade: Amount | None = None
 
 
 class ProfitTarget(StrictModel):
     """Realised P&L of at least ``profit``."""
 
-    profit: PositiveAmount
+    profit: Amount
 
 
 class PerformanceTarget(StrictModel):
@@ -369,7 +372,17 @@ class SyntheticData(StrictModel):
     bars: WholeNumber = Field(5000, gt=0)
     seed: WholeNumber = Field(7, ge=0)
     timeframe: Timeframe = "1h"
-    start_price: PositiveAmount = Decimal(100)
+    start_price: Amount = Decimal(100)
+
+    @field_validator("bars")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_SYNTHETIC_BARS:
+            raise ValueError(
+                f"{value:,} bars is more than {MAX_SYNTHETIC_BARS:,}: every bar is held in memory, by the session "
+                "and by each agent's strategy; use fewer"
+            )
+        return value
 
 
 DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
@@ -753,8 +766,6 @@ def _cross_checks(config: ClusterConfig, hints: _Hints) -> Iterable[ConfigIssue]
     )
     yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
 
-    if config.master.initial_deposit.as_tuple().exponent < -DEFAULT_SCALE:  # type: ignore[operator]
-        yield ConfigIssue("master.initial_deposit", f"has more than {DEFAULT_SCALE} decimal places")
     yield from _weights("master.allocation", config.master.allocation, farm_names, "farm", hints)
     for i, farm in enumerate(config.farms):
         yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
@@ -884,7 +895,8 @@ def _issue(err: Any) -> ConfigIssue:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     path, holder = _walk(loc)
-    got = f" (got {_shown(value)})"
+    # A URL may hold a secret: never echo what was given there.
+    got = "" if path.endswith(".url") else f" (got {_shown(value)})"
     if kind == "extra_forbidden":
         known = list(holder.model_fields) if holder is not None else []
         hint = difflib.get_close_matches(_key(loc[-1]), known, n=1)
@@ -918,8 +930,10 @@ def _issue(err: Any) -> ConfigIssue:
         return ConfigIssue(path, f"must be a list{got}")
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return ConfigIssue(path, f"must be a whole number{got}")
-    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type", "finite_number"):
+    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type"):
         return ConfigIssue(path, f"must be a number{got}")
+    if kind == "finite_number":
+        return ConfigIssue(path, f"must be a number, finite and of reasonable size{got}")
     if kind in ("string_type",):
         return ConfigIssue(path, f"must be text{got}")
     message = str(err.get("msg", "invalid value"))

@@ -43,6 +43,7 @@ from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dic
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 from cival.store.base import Store, StoreLocation, new_run_id
@@ -893,19 +894,25 @@ def single_agent_config(
     params: dict[str, Any] | None = None,
     *,
     data: str | Path,
-    cash: float | str | Decimal = 10_000,
+    cash: Decimal | str | int = Decimal(10_000),
     fee_bps: float = 10.0,
     slippage_bps: float = 5.0,
     fraction: float = 1.0,
-    qty_step: float = 1e-8,
+    qty_step: Decimal | str = DEFAULT_QTY_STEP,
     symbol: str | None = None,
 ) -> ClusterConfig:
     """A one-farm, one-agent cluster trading ``strategy`` on ``data``: the quickest paper
-    session, with the backtest's defaults (all of ``cash`` to the agent)."""
+    session, with the backtest's defaults (all of ``cash`` to the agent).
+
+    ``cash`` is exact (a Decimal, an int or a numeric string; a float is refused): an
+    AmountError names it when it is not positive, beyond the books' capacity or finer
+    than their 8 decimal places."""
     from cival.strategies import FAMILY_BY_STRATEGY, get_strategy
 
     get_strategy(strategy)
-    deposit = Decimal(repr(cash)) if isinstance(cash, float) else Decimal(str(cash))
+    deposit = check_amount(to_decimal(cash, what="cash"), what="cash")
+    if deposit <= 0:
+        raise AmountError(f"cash: must be more than 0, got {deposit}")
     path = Path(data).expanduser().resolve()
     raw = {
         "name": f"paper-{strategy}",
@@ -919,7 +926,7 @@ def single_agent_config(
                         "name": f"{strategy}-1",
                         "strategy": strategy,
                         "params": dict(params or {}),
-                        "sizing": {"fraction": fraction, "qty_step": qty_step},
+                        "sizing": {"fraction": fraction, "qty_step": str(qty_step)},
                     }
                 ],
             }
