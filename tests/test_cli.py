@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -557,3 +558,36 @@ def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_c
     result = cival_cli("validate", str(synthetic))
     assert result.returncode == 1
     assert "data.bars: 1,000,000,000,000 bars is more than 10,000,000: every bar is held in memory" in result.stderr
+
+
+# -- implausible prices -----------------------------------------------------------------------
+
+
+def test_a_price_spike_is_refused_and_the_limit_is_a_flag(cival_cli, tmp_path):
+    lines = gzip.decompress(BUNDLED.read_bytes()).decode().splitlines()[:120]
+    header, body = lines[0], lines[1:]
+    stamp, *prices = body[59].split(",")[:5]
+    body[59] = ",".join([stamp, *(str(float(p) * 1e6) for p in prices[:4]), *body[59].split(",")[5:]])
+    path = tmp_path / "spiky.csv"
+    path.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    out = tmp_path / "signals.csv"
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out))
+    assert result.returncode == 1
+    assert f"row 60 (line 61, {stamp.replace(' ', 'T')}" in result.stderr
+    assert "price moved beyond 10x the previous close (high " in result.stderr
+    assert "--max-move off" in result.stderr
+    assert not out.exists()
+    assert_no_traceback(result)
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--drop-bad-rows")
+    assert result.returncode == 0, result.stderr
+    assert "118 bars (1 bad rows dropped)" in result.stdout
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--max-move", "off")
+    assert result.returncode == 0, result.stderr
+    assert "119 bars" in result.stdout
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--max-move", "1")
+    assert result.returncode == 2
+    assert "argument --max-move: '1': give a factor above 1 (e.g. 10) or 'off'" in result.stderr

@@ -220,6 +220,8 @@ BROKEN = [
     ("data-file-missing", _set(("data",), {"source": "file", "path": "no/such/bars.csv"}), "data.path",
      "file not found"),
     ("unknown-data-source", _set(("data", "source"), "kafka"), "data.source", "unknown source 'kafka'"),
+    ("max-move-of-one", _set(("data", "max_move"), 1), "data.max_move", "must be > 1"),
+    ("max-move-text", _set(("data", "max_move"), "off"), "data.max_move", "must be a number"),
     ("bad-farm-name", _set(("farms", 0, "name"), "-trend"), "farms[0].name", "must start with a letter or digit"),
     ("no-agents", _set(("farms", 0, "agents"), []), "farms[0].agents", "at least 1 item"),
     ("missing-master", _delete(("master",)), "master", "required field is missing"),

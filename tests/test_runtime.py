@@ -743,3 +743,34 @@ def test_rebalancing_with_liquidate_sells_first_then_splits_everything():
     assert _comparable(run_paper(config, bars=bars, local=True).report) == _comparable(
         run_paper(config_from_dict(inline_raw), bars=bars, local=True).report
     )
+
+
+def _spiky_file(folder) -> str:
+    """The bundled bars' first 200 rows, the 100th with a close 1000 times the one before."""
+    frame = pd.read_csv(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", nrows=200)
+    columns = [c for c in frame.columns if c.lower() in ("open", "high", "low", "close")]
+    frame.loc[99, columns] = frame.loc[99, columns] * 1000
+    path = folder / "spiky.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_session_bars_take_the_move_limit_from_the_config(tmp_path):
+    from cival.data import DataError
+
+    path = _spiky_file(tmp_path)
+    raw = {"name": "moves", "master": {"initial_deposit": 1000}, "data": {"source": "file", "path": path},
+           "farms": [{"name": "f", "type": "breakout", "agents": [{"name": "a", "strategy": "darvas"}]}]}
+    config = config_from_dict(raw)
+    assert config.data.max_move == 10.0
+    with pytest.raises(DataError, match=r"row 100 \(line 101, .*\): price moved beyond 10x the previous close"):
+        session_bars(config)
+    assert len(session_bars(config, max_move=None)) == 200  # --max-move off
+    off = config_from_dict({**raw, "data": {"source": "file", "path": path, "max_move": None}})
+    assert len(session_bars(off)) == 200
+    assert len(session_bars(config_from_dict({**raw, "data": {"source": "file", "path": path, "max_move": 2000}}))) == 200
+    # Another file for a synthetic config gets the default for files.
+    synthetic = config_from_dict({**raw, "data": {"source": "synthetic", "bars": 50}})
+    assert synthetic.data.max_move is None and len(session_bars(synthetic)) == 50
+    with pytest.raises(DataError, match="moved beyond 10x"):
+        session_bars(synthetic, data=path)

@@ -94,13 +94,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
             slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
             fraction=args.fraction if args.fraction is not None else 1.0,
         )
-        bars = session_bars(config, max_bars=args.bars)
+        bars = session_bars(config, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
     elif args.config_path:
         if args.param or any(getattr(args, k) is not None for k in ("cash", "fee_bps", "slippage_bps", "fraction")):
             print("error: --param and the cost options go with --strategy; a config sets them itself", file=sys.stderr)
             return 2
         config = load_config(args.config_path)
-        bars = session_bars(config, data=args.data, max_bars=args.bars)
+        bars = session_bars(config, data=args.data, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
     else:
         print("error: give a CONFIG file, or --strategy NAME --data FILE", file=sys.stderr)
         return 2
@@ -272,7 +272,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
     strategy = get_strategy(args.strategy)
     params = strategy.parse_params(parse_param_args(args.param))
-    bars = load_bars(args.data, drop_bad_rows=args.drop_bad_rows)
+    bars = load_bars(args.data, drop_bad_rows=args.drop_bad_rows, max_move=_move(args))
     signals = strategy.signals(bars, params)
 
     out = signals.copy()
@@ -340,7 +340,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     params = strategy.parse_params(parse_param_args(args.param))
     model = _cost_model(args)
     results = [
-        backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows)
+        backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows, max_move=_move(args))
         for path in args.data
     ]
     if args.report:
@@ -440,6 +440,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.json,
         drop_bad_rows=args.drop_bad_rows,
+        max_move=_move(args),
     )
     if args.out:
         out = Path(args.out)
@@ -501,6 +502,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.json,
         drop_bad_rows=args.drop_bad_rows,
+        max_move=_move(args),
     )
     windows = result.windows.copy()
     for column in ("train_start", "train_end", "test_start", "test_end"):
@@ -580,6 +582,38 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+def _max_move(text: str) -> float | None:
+    """--max-move: a factor above 1, or ``off`` (argparse type)."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a factor above 1 (e.g. 10) or 'off'")
+    return value
+
+
+def _add_move_argument(p: argparse.ArgumentParser, from_config: bool = False) -> None:
+    # Not given, the attribute is absent: the command then uses the config's limit or
+    # cival.data.bars.DEFAULT_MAX_MOVE (10, named in the help; not imported here, which
+    # would load pandas for every command).
+    where = "the config's data.max_move, else " if from_config else ""
+    p.add_argument(
+        "--max-move", type=_max_move, default=argparse.SUPPRESS, metavar="N|off",
+        help=f"refuse a bar whose prices move more than N times the previous close, up or down "
+        f"(default: {where}10; 'off' turns the check off)",
+    )
+
+
+def _move(args: argparse.Namespace) -> float | None:
+    """--max-move as given, else the default limit for files."""
+    from cival.data.bars import DEFAULT_MAX_MOVE
+
+    return getattr(args, "max_move", DEFAULT_MAX_MOVE)  # type: ignore[no-any-return]
+
+
 def _positive_int(text: str) -> int:
     """A whole number >= 1 (argparse type)."""
     try:
@@ -614,6 +648,7 @@ def _add_store_arguments(p: argparse.ArgumentParser) -> None:
 def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
     p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
+    _add_move_argument(p, from_config=True)
     p.add_argument("--bars", type=_positive_int, default=None, metavar="N", help="replay only the first N bars")
     p.add_argument("--report", metavar="FILE.json", help="write the session report as JSON")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tree")
@@ -756,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable), e.g. jaw_period=21"
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the signals ('-' for stdout)")
     p.set_defaults(func=cmd_signals)
 
@@ -780,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a self-contained HTML report (with several files: one per file, named FILE-<data>.html)",
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.add_argument("--save", action="store_true", help="keep the result in the store (DATABASE_URL, else the embedded file)")
     p.add_argument(
         "--engine", choices=("auto", "vectorbt", "reference"), default="auto",
@@ -811,6 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="keep every combination's result in the store")
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
@@ -832,6 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cost_arguments(p)
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.set_defaults(func=cmd_walkforward)
     return parser
 

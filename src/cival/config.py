@@ -40,6 +40,7 @@ from pydantic import (
 from cival.core.errors import CivalError
 from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
 from cival.core.money import DEFAULT_QTY_STEP
+from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
 
@@ -354,6 +355,9 @@ class RiskConfig(StrictModel):
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
 
 
+MaxMove = Annotated[FiniteFloat, Field(gt=1)]
+
+
 class FileData(StrictModel):
     """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file."""
 
@@ -362,6 +366,9 @@ class FileData(StrictModel):
     symbol: Symbol | None = None
     """Defaults to the file's name without extension."""
     timeframe: Timeframe | None = None
+    max_move: MaxMove | None = DEFAULT_MAX_MOVE
+    """A row whose prices move beyond this many times the previous close, up or down, is
+    refused as implausible (see cival.data.bars.DEFAULT_MAX_MOVE); null turns the check off."""
 
 
 class SyntheticData(StrictModel):
@@ -373,6 +380,8 @@ class SyntheticData(StrictModel):
     seed: WholeNumber = Field(7, ge=0)
     timeframe: Timeframe = "1h"
     start_price: Amount = Decimal(100)
+    max_move: MaxMove | None = None
+    """As for files; off by default (seeded bars never jump)."""
 
     @field_validator("bars")
     @classmethod

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -570,18 +570,29 @@ class PaperResult:
 
 
 def session_bars(
-    config: ClusterConfig, data: str | Path | None = None, max_bars: int | None = None
+    config: ClusterConfig,
+    data: str | Path | None = None,
+    max_bars: int | None = None,
+    max_move: float | None | Literal["config"] = "config",
 ) -> pd.DataFrame:
-    """The bars a session replays: ``data`` if given, else the config's data source."""
-    from cival.data import load_bars
+    """The bars a session replays: ``data`` if given, else the config's data source.
+
+    ``max_move`` is the plausibility limit on bar-to-bar moves (see
+    :func:`cival.data.load_bars`): ``"config"`` takes the config's ``data.max_move`` (for
+    a ``data`` file given here, the config's if its data is a file too, else the default);
+    a number or None (off) overrides it.
+    """
+    from cival.data import DEFAULT_MAX_MOVE, load_bars, validate_bars
     from cival.data.synthetic import synthetic_bars
 
+    if max_move == "config":
+        max_move = config.data.max_move if isinstance(config.data, FileData) or data is None else DEFAULT_MAX_MOVE
     if data is not None:
-        frame = load_bars(data)
+        frame = load_bars(data, max_move=max_move)
     elif isinstance(config.data, FileData):
         path = config.data_path()
         assert path is not None
-        frame = load_bars(path)
+        frame = load_bars(path, max_move=max_move)
     else:
         assert isinstance(config.data, SyntheticData)
         frame = synthetic_bars(
@@ -590,6 +601,7 @@ def session_bars(
             timeframe=config.data.timeframe,
             start_price=float(config.data.start_price),
         )
+        validate_bars(frame, frame.attrs["source"], max_move=max_move)
     if max_bars is not None:
         if max_bars < 1:
             raise RuntimeFailure(f"--bars must be at least 1, got {max_bars}")
