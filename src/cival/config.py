@@ -40,6 +40,7 @@ from pydantic import (
 from cival.core.errors import CivalError
 from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
 from cival.core.money import DEFAULT_QTY_STEP
+from cival.core.urls import url_secrets
 from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
@@ -397,14 +398,23 @@ class SyntheticData(StrictModel):
 DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
 
 
-def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | None:
+def _check_url(value: str | None, schemes: tuple[str, ...], env: str, elsewhere: str = "") -> str | None:
+    """The URL if it is one of ``schemes`` and holds no secret (see cival.core.urls); the
+    messages never repeat the URL, which may hold one."""
     if value is None:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        secrets = url_secrets(value)
+    except ValueError:
+        raise ValueError(f"is not a valid URL; write it as {schemes[0]}://host:port/...") from None
     if parts.scheme not in schemes:
         raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (or be left out for embedded)")
-    if parts.password:
-        raise ValueError(f"holds a password; keep secrets out of files and set {env} in the environment instead")
+    if secrets:
+        what = ", ".join("a password" if s == "password" else f"the parameter {s.rstrip('=')!r}" for s in secrets)
+        raise ValueError(
+            f"holds a secret ({what}); keep secrets out of config files: set {env} in the environment instead{elsewhere}"
+        )
     return value
 
 
@@ -420,7 +430,7 @@ class StorageConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _postgres(cls, value: str | None) -> str | None:
-        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL")
+        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL", " (or the password alone in PGPASSWORD or a .pgpass file)")
 
 
 class StreamsConfig(StrictModel):
