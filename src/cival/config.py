@@ -752,7 +752,8 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
             first[name] = path
 
 
-def _weights(path: str, policy: Any, children: list[str], what: str, hints: _Hints) -> Iterable[ConfigIssue]:
+def _weights(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+    hints = hints or _Hints(MAX_ISSUES)
     if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
         yield ConfigIssue(
             f"{path}.min_share",
