@@ -563,6 +563,7 @@ def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_c
 # -- implausible prices -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_price_spike_is_refused_and_the_limit_is_a_flag(cival_cli, tmp_path):
     lines = gzip.decompress(BUNDLED.read_bytes()).decode().splitlines()[:120]
     header, body = lines[0], lines[1:]
