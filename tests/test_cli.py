@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -450,3 +451,144 @@ def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=10)
+
+
+# -- amounts and counts on the command line --------------------------------------------------
+
+BUNDLED = REPO / "configs" / "data" / "BTCUSDT-1h.csv.gz"
+ON_BUNDLED = ("--strategy", "darvas", "--data", str(BUNDLED), "--local")
+BEYOND = "is beyond what the books hold"
+CASH_CASES = [
+    # (id, cash, message after "error: --cash: ")
+    ("1e20", "1e20", f"100000000000000000000 {BEYOND}"),
+    ("17-digits", "12345678901234567.89", f"12345678901234567.89 {BEYOND}"),
+    ("at-capacity", "1000000000000000", f"1000000000000000 {BEYOND}"),
+    ("9-places", "0.123456789", "0.123456789 has more than 8 decimal places"),
+    ("zero", "0", "must be more than 0, got 0"),
+    ("negative", "-5", "must be more than 0, got -5"),
+]
+CASH_COMMANDS = {
+    "paper": ("paper", *ON_BUNDLED),
+    "backtest": ("backtest", "darvas", "--data", str(BUNDLED)),
+    "sweep": ("sweep", "darvas", "--data", str(BUNDLED), "--grid", "lookback=10,20", "--local"),
+    "walkforward": ("walkforward", "darvas", "--data", str(BUNDLED), "--grid", "lookback=10,20",
+                    "--train", "500", "--test", "500", "--local"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "cash", "message"),
+    # Every case on paper trading, where the cash reaches the books; one on each other command.
+    [pytest.param("paper", c, m, id=f"paper-{i}") for i, c, m in CASH_CASES]
+    + [pytest.param(command, *CASH_CASES[0][1:], id=f"{command}-1e20") for command in CASH_COMMANDS if command != "paper"],
+)
+def test_cash_the_books_cannot_hold_is_refused_naming_the_flag(cival_cli, command, cash, message):
+    result = cival_cli(*CASH_COMMANDS[command], "--cash", cash)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: --cash: {message}"), result.stderr
+    assert result.stdout == ""
+    assert_no_traceback(result)
+
+
+@pytest.mark.slow
+def test_cash_is_read_exactly_not_through_a_float(cival_cli):
+    # 20 significant digits: a float would keep 17 (123456789012.12346).
+    out = run_json(cival_cli, *ON_BUNDLED, "--cash", "123456789012.12345678", "--bars", "2", command="paper")
+    assert out["ledger"]["deposits"] == "123456789012.12345678"
+    assert sum(_cash(out).values(), Decimal(0)) == Decimal("123456789012.12345678")
+
+
+SWEEP = ("sweep", "darvas", "--data", str(BUNDLED), "--grid", "lookback=10,20")
+USAGE = [
+    # (command and arguments before the flag, flag, value, expected complaint)
+    (("paper", *ON_BUNDLED), "--batch", "0", "must be a positive whole number, got 0"),
+    (("paper", *ON_BUNDLED), "--bars", "0", "must be a positive whole number, got 0"),
+    (("paper", *ON_BUNDLED), "--bars", "-3", "must be a positive whole number, got -3"),
+    (("demo",), "--bars", "2.5", "'2.5' is not a whole number"),
+    (("paper", *ON_BUNDLED), "--cash", "lots", "'lots' is not a number"),
+    (("paper", *ON_BUNDLED), "--cash", "nan", "'nan' is not a finite number"),
+    (SWEEP, "--chunk", "0", "must be a positive whole number, got 0"),
+    (SWEEP, "--top", "-1", "must be a positive whole number, got -1"),
+    ((*SWEEP[:-2], "--grid", "lookback=10,20", "--test", "5"), "--train", "0", "must be a positive whole number, got 0"),
+    (("runs",), "--limit", "0", "must be a positive whole number, got 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "value", "complaint"),
+    [pytest.param(*u, id=f"{u[0][0]} {u[1]} {u[2]}") for u in USAGE],
+)
+def test_counts_and_amounts_of_the_wrong_kind_are_usage_errors(cival_cli, args, flag, value, complaint):
+    if args[0] == "sweep" and flag == "--train":
+        args = ("walkforward", *args[1:])
+    result = cival_cli(*args, flag, value)
+    assert result.returncode == 2, result.stderr
+    assert f"error: argument {flag}: {complaint}" in result.stderr
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("speed", ["fast", "0", "-2", "nan", "inf", "1e-300"])
+def test_bad_speed_is_refused_with_a_message(cival_cli, speed):
+    result = cival_cli("paper", *ON_BUNDLED, "--speed", speed)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: speed "), result.stderr
+    assert "use 'max' or a positive number (times real time)" in result.stderr
+    assert_no_traceback(result)
+
+
+def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_cli, tmp_path):
+    text = DEMO_TEXT.replace("sizing: {fraction: 1.0}", "sizing: {fraction: 1.0, qty_step: 1.0e-30}", 1)
+    assert "1.0e-30" in text
+    text = text.replace('initial_deposit: "100000.00"', "initial_deposit: 1.0e+20")
+    path = tmp_path / "steps.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = cival_cli("validate", str(path))
+    assert result.returncode == 1
+    assert f"master.initial_deposit: 100000000000000000000 {BEYOND}" in result.stderr
+    assert "farms[0].agents[0].sizing.qty_step: 0.000000000000000000000000000001 is smaller than the ledger's quantum" \
+        in result.stderr
+    assert "a quantity step must be at least 1e-8 and a whole multiple of it" in result.stderr
+    assert_no_traceback(result)
+    synthetic = tmp_path / "synthetic.yaml"
+    synthetic.write_text(
+        "name: s\nmaster: {initial_deposit: 1000}\ndata: {source: synthetic, bars: 1000000000000}\n"
+        "farms: [{name: f, type: breakout, agents: [{name: a, strategy: darvas}]}]\n",
+        encoding="utf-8",
+    )
+    result = cival_cli("validate", str(synthetic))
+    assert result.returncode == 1
+    assert "data.bars: 1,000,000,000,000 bars is more than 10,000,000: every bar is held in memory" in result.stderr
+
+
+# -- implausible prices -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_price_spike_is_refused_and_the_limit_is_a_flag(cival_cli, tmp_path):
+    lines = gzip.decompress(BUNDLED.read_bytes()).decode().splitlines()[:120]
+    header, body = lines[0], lines[1:]
+    stamp, *prices = body[59].split(",")[:5]
+    body[59] = ",".join([stamp, *(str(float(p) * 1e6) for p in prices[:4]), *body[59].split(",")[5:]])
+    path = tmp_path / "spiky.csv"
+    path.write_text("\n".join([header, *body]) + "\n", encoding="utf-8")
+    out = tmp_path / "signals.csv"
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out))
+    assert result.returncode == 1
+    assert f"row 60 (line 61, {stamp.replace(' ', 'T')}" in result.stderr
+    assert "price moved beyond 10x the previous close (high " in result.stderr
+    assert "--max-move off" in result.stderr
+    assert not out.exists()
+    assert_no_traceback(result)
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--drop-bad-rows")
+    assert result.returncode == 0, result.stderr
+    assert "118 bars (1 bad rows dropped)" in result.stdout
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--max-move", "off")
+    assert result.returncode == 0, result.stderr
+    assert "119 bars" in result.stdout
+
+    result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--max-move", "1")
+    assert result.returncode == 2
+    assert "argument --max-move: '1': give a factor above 1 (e.g. 10) or 'off'" in result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from cival.config import (
@@ -219,6 +220,8 @@ BROKEN = [
     ("data-file-missing", _set(("data",), {"source": "file", "path": "no/such/bars.csv"}), "data.path",
      "file not found"),
     ("unknown-data-source", _set(("data", "source"), "kafka"), "data.source", "unknown source 'kafka'"),
+    ("max-move-of-one", _set(("data", "max_move"), 1), "data.max_move", "must be > 1"),
+    ("max-move-text", _set(("data", "max_move"), "off"), "data.max_move", "must be a number"),
     ("bad-farm-name", _set(("farms", 0, "name"), "-trend"), "farms[0].name", "must start with a letter or digit"),
     ("no-agents", _set(("farms", 0, "agents"), []), "farms[0].agents", "at least 1 item"),
     ("missing-master", _delete(("master",)), "master", "required field is missing"),
@@ -419,6 +422,87 @@ def test_non_finite_amounts_are_refused(demo_dict, value):
 
 
 # -- relative data paths --------------------------------------------------------------------
+
+
+BEYOND = "beyond what the books hold"
+PLACES = "more than 8 decimal places"
+QUANTUM = "a quantity step must be at least 1e-8 and a whole multiple of it"
+GOAL_PROFIT = ("goals", 0, "target", "profit")
+GOAL_VOLUME = ("goals", 1, "target", "min_profit_per_trade")
+
+AMOUNTS = [
+    # (id, where, value, expected path, fragment); YAML numbers arrive as floats, strings as text
+    ("deposit-1e20-float", ("master", "initial_deposit"), 1e20, "master.initial_deposit", BEYOND),
+    ("deposit-1e20-text", ("master", "initial_deposit"), "1e20", "master.initial_deposit", BEYOND),
+    ("deposit-at-capacity", ("master", "initial_deposit"), "1000000000000000", "master.initial_deposit", BEYOND),
+    ("deposit-huge-exponent", ("master", "initial_deposit"), "1e999999", "master.initial_deposit", "must be a number"),
+    ("deposit-9-places", ("master", "initial_deposit"), "0.000000001", "master.initial_deposit", PLACES),
+    ("profit-1e20", GOAL_PROFIT, "1e20", "goals[0].target.profit", BEYOND),
+    ("profit-9-places", GOAL_PROFIT, "500.123456789", "goals[0].target.profit", PLACES),
+    ("min-profit-1e16", GOAL_VOLUME, 1e16, "goals[1].target.min_profit_per_trade", BEYOND),
+    ("min-profit-9-places", GOAL_VOLUME, "5.000000001", "goals[1].target.min_profit_per_trade", PLACES),
+    ("start-price-1e20", ("data", "start_price"), 1e20, "data.start_price", BEYOND),
+    ("start-price-9-places", ("data", "start_price"), "100.000000001", "data.start_price", PLACES),
+    ("qty-step-1e-30", GATOR + ("sizing", "qty_step"), 1e-30, "farms[0].agents[0].sizing.qty_step", QUANTUM),
+    ("qty-step-off-quantum", GATOR + ("sizing", "qty_step"), "0.000000015", "farms[0].agents[0].sizing.qty_step",
+     "not a whole multiple of the ledger's quantum"),
+    ("qty-step-1e15", GATOR + ("sizing", "qty_step"), "1e15", "farms[0].agents[0].sizing.qty_step", BEYOND),
+    ("synthetic-bars-1e12", ("data", "bars"), 10**12, "data.bars", "held in memory"),
+    ("weight-huge-exponent", ("master", "allocation", "weights", "trend"), "1e40", "master.allocation.weights.trend",
+     "out of range"),
+    ("take-profit-huge", GATOR + ("risk",), {"take_profit_pct": "1e31"}, "farms[0].agents[0].risk.take_profit_pct",
+     "out of range"),
+    ("lookback-huge", ("farms", 0, "allocation"), {"policy": "performance", "lookback_bars": 10**20},
+     "farms[0].allocation.lookback_bars", "must be <= 1000000"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "path", "fragment"), [pytest.param(*a[1:], id=a[0]) for a in AMOUNTS])
+def test_amounts_beyond_the_books_are_refused_with_their_path(demo_dict, where, value, path, fragment):
+    _set(where, value)(demo_dict)
+    issue = find_issue(issues_of(demo_dict), path, fragment)
+    assert len(str(issue)) < 300
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [(("master", "initial_deposit"), "master.initial_deposit"), (GOAL_PROFIT, "goals[0].target.profit"),
+     (GOAL_VOLUME, "goals[1].target.min_profit_per_trade"), (("data", "start_price"), "data.start_price")],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_amounts_beyond_the_books_are_refused_from_a_file(tmp_path, where, path):
+    data = parse_yaml(DEMO_TEXT, "demo.yaml")
+    _set(where, 1e20)(data)
+    file = tmp_path / "amounts.yaml"
+    file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert "1.0e+20" in file.read_text(encoding="utf-8")  # a YAML float, as a user would write it
+    with pytest.raises(ConfigError) as info:
+        load_config(file)
+    assert [str(i) for i in info.value.issues] == [f"{path}: 100000000000000000000 is {BEYOND} "
+                                                   "(less than 10**15 in absolute value, 8 decimal places); use a smaller amount"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("master", "initial_deposit"), "999999999999999.99999999"),  # the largest amount the books hold
+        (("master", "initial_deposit"), "0.00000001"),
+        (("master", "initial_deposit"), "100.500000000"),  # trailing zeros are not places
+        (GOAL_PROFIT, 0.1),
+        (GATOR + ("sizing", "qty_step"), "0.00000001"),
+        (GATOR + ("sizing", "qty_step"), 0.001),
+        (GATOR + ("sizing", "qty_step"), "100"),
+        (("data", "bars"), 10_000_000),
+    ],
+    ids=str,
+)
+def test_amounts_the_books_hold_are_accepted(demo_dict, where, value):
+    _set(where, value)(demo_dict)
+    config = config_from_dict(demo_dict)
+    obj: Any = config
+    for key in where:
+        obj = obj[key] if isinstance(key, int) else getattr(obj, key)
+    assert obj == (Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value)))
 
 
 def test_relative_data_path_resolves_against_the_config_folder(tmp_path, monkeypatch):

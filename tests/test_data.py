@@ -237,6 +237,13 @@ DEFECTS = [
     ("zero-price", "2024-01-03,0,11.5,0,11.2,300",
      [f"row 3 (line 4, {T3}): price <= 0 (open) - 1 row", f"row 3 (line 4, {T3}): price <= 0 (low) - 1 row"],
      {"price <= 0 (open)": 1, "price <= 0 (low)": 1}),
+    ("price-1e308", "2024-01-03,11,1e308,10.5,1e308,300",
+     [f"row 3 (line 4, {T3}): price at or beyond the books' capacity of 1e15 (high) '1e+308' - 1 row",
+      f"row 3 (line 4, {T3}): price at or beyond the books' capacity of 1e15 (close) '1e+308' - 1 row"],
+     {"price at or beyond the books' capacity of 1e15 (high)": 1, "price at or beyond the books' capacity of 1e15 (close)": 1}),
+    ("price-at-capacity", "2024-01-03,11,1000000000000000,10.5,11.2,300",
+     [f"row 3 (line 4, {T3}): price at or beyond the books' capacity of 1e15 (high) '1000000000000000.0' - 1 row"],
+     {"price at or beyond the books' capacity of 1e15 (high)": 1}),
     ("negative-price", "2024-01-03,11,11.5,-1,11.2,300",
      [f"row 3 (line 4, {T3}): price <= 0 (low) - 1 row"], {"price <= 0 (low)": 1}),
     ("high-below-close", "2024-01-03,11,11.1,10.5,11.2,300",
@@ -440,6 +447,91 @@ def test_dropping_keeps_exactly_the_sound_increasing_rows(rows):
     assert bars.attrs["dropped_rows"] == len(rows) - len(expected)
 
 
+# -- implausible moves --------------------------------------------------------------------
+
+MOVE = "price moved beyond 10x the previous close"
+FIX_MOVE_START = "If such moves are real (an unadjusted split), raise the limit: --max-move N"
+
+
+def test_a_price_spike_is_refused_naming_the_row_and_the_value(tmp_path):
+    path = write(tmp_path, with_row3("2024-01-03,11,1150,10.5,11.2,300"))  # a high 100x the previous close
+    with pytest.raises(DataError) as err:
+        load_bars(path)
+    lines = str(err.value).splitlines()
+    assert lines[:3] == [
+        f"{path}: 1 kind of bad rows:",
+        f"  row 3 (line 4, {T3}): {MOVE} (high 1150 after a close of 11 at row 2) - 1 row",
+        FIX,
+    ]
+    assert len(lines) == 4 and lines[3].startswith(FIX_MOVE_START)
+
+
+def test_a_price_spike_is_dropped_on_request_and_the_next_row_judged_against_the_last_good_close(tmp_path):
+    spike = "2024-01-03,11000,11500,10500,11200,300"  # every price 1000x; row 4 (11.2) is back to normal
+    bars = load_bars(write(tmp_path, with_row3(spike)), drop_bad_rows=True)
+    assert bars.attrs["dropped"] == {MOVE: 1}
+    assert bars.attrs["dropped_rows"] == 1
+    pd.testing.assert_frame_equal(bars, CLEAN_FRAME.drop(index=CLEAN_FRAME.index[2]), **EXACT)
+
+
+def test_a_drop_below_a_tenth_is_implausible_too(tmp_path):
+    path = write(tmp_path, with_row3("2024-01-03,11,11.5,1.05,11.2,300"))  # a low under a tenth of 11
+    with pytest.raises(DataError, match=r"row 3 \(line 4, .*\): price moved beyond 10x the previous close \(low 1.05 "):
+        load_bars(path)
+
+
+def test_a_run_of_bad_rows_counts_each_one(tmp_path):
+    rows = [*CLEAN_ROWS[:2], *(f"2024-01-0{d},1e6,1.1e6,0.9e6,1e6,1" for d in (3, 4, 5)), "2024-01-06,11,12,10,11.5,1"]
+    bars = load_bars(write(tmp_path, "\n".join([HEADER, *rows]) + "\n"), drop_bad_rows=True)
+    assert bars.attrs["dropped"] == {MOVE: 3}
+    assert bars["close"].tolist() == [10.5, 11.0, 11.5]
+
+
+def test_the_limit_can_be_raised_or_turned_off(tmp_path):
+    path = write(tmp_path, with_row3("2024-01-03,11000,11500,10500,11200,300"))
+    assert len(load_bars(path, max_move=None)) == 4
+    assert len(load_bars(path, max_move=2000)) == 4
+    with pytest.raises(DataError, match="moved beyond 500x"):
+        load_bars(path, max_move=500)
+    capacity = write(tmp_path, with_row3("2024-01-03,11,1e308,10.5,11.2,300"), "capacity.csv")
+    with pytest.raises(DataError, match="capacity"):
+        load_bars(capacity, max_move=None)  # the books' capacity is not a plausibility setting
+
+
+@pytest.mark.parametrize("limit", [1, 0.5, 0, -10, float("nan"), float("inf"), True, "10"])
+def test_a_limit_that_is_not_a_factor_above_one_is_refused(tmp_path, limit):
+    with pytest.raises(DataError, match="max_move must be a finite number above 1"):
+        load_bars(write(tmp_path, with_row3(CLEAN_ROWS[2])), max_move=limit)
+
+
+def test_validate_bars_checks_moves_when_asked():
+    spiky = CLEAN_FRAME.copy()
+    spiky.iloc[2] = [11, 1150, 10.5, 11.2, 300]
+    validate_bars(spiky)  # off by default for bars already in memory
+    with pytest.raises(DataError, match=r"row 3 \(2024-01-03T00:00:00Z\): price moved beyond 10x"):
+        validate_bars(spiky, max_move=10)
+    huge = CLEAN_FRAME.copy()
+    huge.iloc[2] = [11, 1e308, 10.5, 11.2, 300]
+    with pytest.raises(DataError, match="capacity"):
+        validate_bars(huge)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([1.0, 2.0, 5.0, 9.0, 11.0, 50.0, 200.0, 0.05]), min_size=1, max_size=30))
+def test_moves_are_judged_against_the_last_kept_close(closes):
+    """Against a plain-Python model: a row is dropped when its price is beyond 10x (or
+    under a tenth of) the close of the last row kept; the first row is kept."""
+    lines = [f"2024-01-{i + 1:02d},{c},{c},{c},{c},1" for i, c in enumerate(closes)]
+    kept = [closes[0]]
+    for c in closes[1:]:
+        if kept[-1] / 10 <= c <= kept[-1] * 10:
+            kept.append(c)
+    with tempfile.TemporaryDirectory() as folder:
+        bars = load_bars(write(Path(folder), "\n".join([HEADER, *lines]) + "\n"), drop_bad_rows=True)
+    assert bars["close"].tolist() == kept
+    assert bars.attrs["dropped_rows"] == len(closes) - len(kept)
+
+
 # -- validate_bars -----------------------------------------------------------------------
 
 
@@ -598,6 +690,22 @@ def test_real_file_values_are_as_written(shared_data):
     for col in COLUMNS:
         np.testing.assert_array_equal(bars[col].to_numpy(), raw[col.capitalize()].to_numpy(dtype=float))
     assert (load_bars(shared_data / "daily_other/backtrader_2006-day-001.csv")["volume"] == 0.0).all()
+
+
+def test_every_shared_file_passes_the_move_check(shared_data):
+    """Real data never trips the default limit: every file loads (the dirty ones once their
+    known defects are dropped) with nothing dropped as implausible."""
+    files = sorted(shared_data.rglob("*.csv"))
+    assert len(files) >= 20
+    for path in files:
+        bars = load_bars(path, drop_bad_rows=path.name.startswith("djia_"))
+        assert not any(kind.startswith("price moved") for kind in bars.attrs["dropped"]), path
+        validate_bars(bars, str(path), max_move=10)
+
+
+def test_the_bundled_demo_data_passes_the_move_check():
+    path = Path(__file__).resolve().parents[1] / "configs" / "data" / "BTCUSDT-1h.csv.gz"
+    assert load_bars(path).attrs["dropped_rows"] == 0
 
 
 # -- resample ----------------------------------------------------------------------------

@@ -386,7 +386,7 @@ def test_open_bus_picks_redis_when_a_url_is_given_or_set(keys, monkeypatch):
 @pytest.mark.parametrize(("url", "shown"), [
     ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
     ("rediss://app:hunter2@cache:6380/1", "rediss://app:***@cache:6380/1"),
-    ("redis://cache:6379/0?password=hunter2&db=1", "redis://cache:6379/0?password=%2A%2A%2A&db=1"),
+    ("redis://cache:6379/0?password=hunter2&db=1", "redis://cache:6379/0?password=***&db=1"),
     ("redis://cache:6379/0", "redis://cache:6379/0"),
 ])
 def test_redact_hides_passwords(url, shown):

@@ -79,3 +79,30 @@ def test_format_amount_keeps_every_digit():
     assert format_amount(Decimal("1234567.5")) == "1,234,567.50"
     assert format_amount(Decimal("0.00012345")) == "0.00012345"
     assert format_amount(Decimal("0E-8")) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("999999999999999.99999999", None),
+        ("-999999999999999.99999999", None),
+        ("0.00000001", None),
+        ("12.500000000000", None),  # trailing zeros are not decimal places
+        ("1000000000000000", "1000000000000000 is beyond what the books hold"),
+        ("1e20", "100000000000000000000 is beyond what the books hold"),
+        ("1e308", "1.000000e+308 is beyond what the books hold"),
+        ("0.000000001", "0.000000001 has more than 8 decimal places"),
+        ("1.123456789", "1.123456789 has more than 8 decimal places"),
+    ],
+)
+def test_amount_problem_says_why_the_books_cannot_hold_a_value(value, problem):
+    from cival.core.money import amount_problem, check_amount
+
+    found = amount_problem(Decimal(value))
+    if problem is None:
+        assert found is None
+        assert check_amount(Decimal(value), what="x") == Decimal(value)
+    else:
+        assert found is not None and found.startswith(problem), found
+        with pytest.raises(AmountError, match=r"^--cash: " + problem.split(" ")[0].replace(".", r"\.").replace("+", r"\+")):
+            check_amount(Decimal(value), what="--cash")

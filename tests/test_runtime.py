@@ -42,7 +42,7 @@ PARITY = [
 ]
 
 
-def _session(strategy, params, path, costs, cash=10_000.0):
+def _session(strategy, params, path, costs, cash=10_000):
     config = single_agent_config(strategy, params, data=path, cash=cash, **costs)
     cluster = LocalCluster(cluster_spec(config))
     cluster.fund()
@@ -52,7 +52,7 @@ def _session(strategy, params, path, costs, cash=10_000.0):
 @pytest.mark.parametrize("path, strategy, params, costs", PARITY, ids=[f"{p[0].split('/')[-1]}-{p[1]}" for p in PARITY])
 def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strategy, params, costs):
     bars = load_bars(shared_data / path)
-    config = single_agent_config(strategy, params, data=shared_data / path, cash=10_000.0, **costs)
+    config = single_agent_config(strategy, params, data=shared_data / path, cash=10_000, **costs)
     result = run_paper(config, bars=bars, local=True)
     expected = backtest(strategy, bars, params, FillModel(cash=10_000.0, **costs), engine="vectorbt")
 
@@ -82,7 +82,7 @@ def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strateg
 def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_data):
     path = shared_data / "intraday_crypto" / "binance_ETHUSDT_1h.csv"
     bars = load_bars(path)
-    _, cluster = _session("alligator", {}, path, {"fee_bps": 7.5, "slippage_bps": 2.0}, cash=2_500.0)
+    _, cluster = _session("alligator", {}, path, {"fee_bps": 7.5, "slippage_bps": 2.0}, cash=2_500)
     cluster.submit(BarBatch.from_frame(bars))
     agent = cluster.agents["alligator-1"]
     fills = agent.fills
@@ -303,6 +303,22 @@ def test_bad_session_input_names_the_problem(tmp_path):
         run_paper(config, local=True, speed="fast")
     with pytest.raises(Exception, match="unknown strategy|no strategy"):
         single_agent_config("turtle", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+
+
+@pytest.mark.parametrize(
+    ("cash", "fragment"),
+    [(10_000.5, "floats are not exact"), ("1e20", "beyond what the books hold"),
+     ("0.123456789", "more than 8 decimal places"), (0, "must be more than 0")],
+)
+def test_single_agent_cash_is_exact_and_within_the_books(cash, fragment):
+    from cival.core.money import AmountError
+
+    with pytest.raises(AmountError, match=r"^cash: .*" + fragment):
+        single_agent_config("darvas", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", cash=cash)
+    config = single_agent_config(
+        "darvas", {}, data=ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", cash=Decimal("123456789012.12345678")
+    )
+    assert config.master.initial_deposit == Decimal("123456789012.12345678")
 
 
 def test_amounts_in_reports_are_plain_decimal_strings():
@@ -733,3 +749,34 @@ def test_rebalancing_with_liquidate_sells_first_then_splits_everything():
     assert _comparable(run_paper(config, bars=bars, local=True).report) == _comparable(
         run_paper(config_from_dict(inline_raw), bars=bars, local=True).report
     )
+
+
+def _spiky_file(folder) -> str:
+    """The bundled bars' first 200 rows, the 100th with a close 1000 times the one before."""
+    frame = pd.read_csv(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz", nrows=200)
+    columns = [c for c in frame.columns if c.lower() in ("open", "high", "low", "close")]
+    frame.loc[99, columns] = frame.loc[99, columns] * 1000
+    path = folder / "spiky.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_session_bars_take_the_move_limit_from_the_config(tmp_path):
+    from cival.data import DataError
+
+    path = _spiky_file(tmp_path)
+    raw = {"name": "moves", "master": {"initial_deposit": 1000}, "data": {"source": "file", "path": path},
+           "farms": [{"name": "f", "type": "breakout", "agents": [{"name": "a", "strategy": "darvas"}]}]}
+    config = config_from_dict(raw)
+    assert config.data.max_move == 10.0
+    with pytest.raises(DataError, match=r"row 100 \(line 101, .*\): price moved beyond 10x the previous close"):
+        session_bars(config)
+    assert len(session_bars(config, max_move=None)) == 200  # --max-move off
+    off = config_from_dict({**raw, "data": {"source": "file", "path": path, "max_move": None}})
+    assert len(session_bars(off)) == 200
+    assert len(session_bars(config_from_dict({**raw, "data": {"source": "file", "path": path, "max_move": 2000}}))) == 200
+    # Another file for a synthetic config gets the default for files.
+    synthetic = config_from_dict({**raw, "data": {"source": "synthetic", "bars": 50}})
+    assert synthetic.data.max_move is None and len(session_bars(synthetic)) == 50
+    with pytest.raises(DataError, match="moved beyond 10x"):
+        session_bars(synthetic, data=path)

@@ -45,7 +45,7 @@ PARITY = [
 @pytest.mark.parametrize("path, strategy, params, costs", PARITY, ids=[f"{p[0].split('/')[-1]}-{p[1]}" for p in PARITY])
 def test_a_one_agent_cluster_on_ray_trades_exactly_as_the_backtest(shared_data, path, strategy, params, costs):
     bars = load_bars(shared_data / path)
-    config = single_agent_config(strategy, params, data=shared_data / path, cash=25_000.0, **costs)
+    config = single_agent_config(strategy, params, data=shared_data / path, cash=25_000, **costs)
     result = run_paper(config, bars=bars)
     assert result.report["mode"] == "ray"
     expected = backtest(strategy, bars, params, FillModel(cash=25_000.0, **costs), engine="vectorbt").trades

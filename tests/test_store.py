@@ -299,3 +299,13 @@ def test_a_session_migrates_the_store_unless_told_not_to(tmp_path, monkeypatch, 
     with SqliteStore(tmp_path / "cival.sqlite3") as store:
         assert [m.applied_at is not None for m in store.status()] == [True] * len(MIGRATIONS)
         assert store.run(run_id).status == "finished" and store.run(run_id).meta["bars"] == 60
+
+
+def test_a_location_of_a_file_opens_that_file_even_with_database_url_set(tmp_path, monkeypatch):
+    from cival.store.base import StoreLocation
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/nowhere")
+    path = tmp_path / "runs.sqlite3"
+    with StoreLocation(path=str(path)).open() as store:
+        assert isinstance(store, SqliteStore) and store.kind == "sqlite"
+    assert path.exists()

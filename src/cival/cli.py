@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,18 +89,18 @@ def cmd_paper(args: argparse.Namespace) -> int:
             args.strategy,
             parse_param_args(args.param),
             data=args.data,
-            cash=args.cash if args.cash is not None else 10_000.0,
+            cash=cash_arg(args.cash),
             fee_bps=args.fee_bps if args.fee_bps is not None else 10.0,
             slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
             fraction=args.fraction if args.fraction is not None else 1.0,
         )
-        bars = session_bars(config, max_bars=args.bars)
+        bars = session_bars(config, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
     elif args.config_path:
         if args.param or any(getattr(args, k) is not None for k in ("cash", "fee_bps", "slippage_bps", "fraction")):
             print("error: --param and the cost options go with --strategy; a config sets them itself", file=sys.stderr)
             return 2
         config = load_config(args.config_path)
-        bars = session_bars(config, data=args.data, max_bars=args.bars)
+        bars = session_bars(config, data=args.data, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
     else:
         print("error: give a CONFIG file, or --strategy NAME --data FILE", file=sys.stderr)
         return 2
@@ -271,7 +272,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
     strategy = get_strategy(args.strategy)
     params = strategy.parse_params(parse_param_args(args.param))
-    bars = load_bars(args.data, drop_bad_rows=args.drop_bad_rows)
+    bars = load_bars(args.data, drop_bad_rows=args.drop_bad_rows, max_move=_move(args))
     signals = strategy.signals(bars, params)
 
     out = signals.copy()
@@ -320,7 +321,8 @@ def _cost_model(args: argparse.Namespace) -> Any:
     from cival.backtest import fill_model
 
     return fill_model(
-        cash=args.cash,
+        # The fill model is research code on floats: the exact amount becomes one here.
+        cash=float(cash_arg(args.cash)),
         fee_bps=args.fee_bps,
         slippage_bps=args.slippage_bps,
         fraction=args.fraction,
@@ -338,7 +340,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     params = strategy.parse_params(parse_param_args(args.param))
     model = _cost_model(args)
     results = [
-        backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows)
+        backtest(strategy, path, params, model, engine=args.engine, drop_bad_rows=args.drop_bad_rows, max_move=_move(args))
         for path in args.data
     ]
     if args.report:
@@ -438,6 +440,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.json,
         drop_bad_rows=args.drop_bad_rows,
+        max_move=_move(args),
     )
     if args.out:
         out = Path(args.out)
@@ -499,6 +502,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.json,
         drop_bad_rows=args.drop_bad_rows,
+        max_move=_move(args),
     )
     windows = result.windows.copy()
     for column in ("train_start", "train_end", "test_start", "test_end"):
@@ -551,10 +555,79 @@ def _cell(value: Any, fmt: str) -> str:
 
 # -- parser -----------------------------------------------------------------------------
 
+DEFAULT_CASH = Decimal(10_000)
+
+
+def cash_arg(value: Decimal | None, flag: str = "--cash") -> Decimal:
+    """The starting cash given on the command line (DEFAULT_CASH if not), checked against
+    the books: positive, below their capacity, at most 8 decimal places. CivalError naming
+    ``flag`` otherwise."""
+    from cival.core.money import check_amount, plain_number
+
+    if value is None:
+        return DEFAULT_CASH
+    if value <= 0:
+        raise CivalError(f"{flag}: must be more than 0, got {plain_number(value)}")
+    return check_amount(value, what=flag)
+
+
+def _decimal(text: str) -> Decimal:
+    """An exact number from the command line (argparse type): money is never read as a float."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _max_move(text: str) -> float | None:
+    """--max-move: a factor above 1, or ``off`` (argparse type)."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: give a factor above 1 (e.g. 10) or 'off'")
+    return value
+
+
+def _add_move_argument(p: argparse.ArgumentParser, from_config: bool = False) -> None:
+    # Not given, the attribute is absent: the command then uses the config's limit or
+    # cival.data.bars.DEFAULT_MAX_MOVE (10, named in the help; not imported here, which
+    # would load pandas for every command).
+    where = "the config's data.max_move, else " if from_config else ""
+    p.add_argument(
+        "--max-move", type=_max_move, default=argparse.SUPPRESS, metavar="N|off",
+        help=f"refuse a bar whose prices move more than N times the previous close, up or down "
+        f"(default: {where}10; 'off' turns the check off)",
+    )
+
+
+def _move(args: argparse.Namespace) -> float | None:
+    """--max-move as given, else the default limit for files."""
+    from cival.data.bars import DEFAULT_MAX_MOVE
+
+    return getattr(args, "max_move", DEFAULT_MAX_MOVE)  # type: ignore[no-any-return]
+
+
+def _positive_int(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
 
 def _add_cost_arguments(p: argparse.ArgumentParser) -> None:
     """The fill model's costs, shared by backtest, sweep and walkforward."""
-    p.add_argument("--cash", type=float, default=None, metavar="N", help="starting cash (default 10000)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="starting cash, exact (default 10000)")
     p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
     p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
     p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
@@ -575,11 +648,12 @@ def _add_store_arguments(p: argparse.ArgumentParser) -> None:
 def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
     p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
-    p.add_argument("--bars", type=int, default=None, metavar="N", help="replay only the first N bars")
+    _add_move_argument(p, from_config=True)
+    p.add_argument("--bars", type=_positive_int, default=None, metavar="N", help="replay only the first N bars")
     p.add_argument("--report", metavar="FILE.json", help="write the session report as JSON")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tree")
     p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
-    p.add_argument("--batch", type=int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
+    p.add_argument("--batch", type=_positive_int, default=batch, metavar="N", help=f"bars per batch at --speed max (default {batch})")
     p.add_argument("--inline", action="store_true", help="run every farm's agents inside the farm's process")
     p.add_argument(
         "--no-migrate", action="store_true",
@@ -635,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config_path", nargs="?", metavar="CONFIG", help="cluster config (YAML)")
     p.add_argument("--strategy", metavar="NAME", help="instead of a config: alligator, darvas or elliott")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable; with --strategy)")
-    p.add_argument("--cash", type=float, default=None, metavar="N", help="with --strategy: starting cash (default 10000)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="with --strategy: starting cash, exact (default 10000)")
     p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="with --strategy: fee per side, basis points (default 10)")
     p.add_argument(
         "--slippage-bps", type=float, default=None, metavar="N", help="with --strategy: adverse slippage, basis points (default 5)"
@@ -667,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_store_arguments(p)
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50)")
+    p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
 
@@ -717,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable), e.g. jaw_period=21"
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.add_argument("--out", required=True, metavar="FILE.csv", help="where to write the signals ('-' for stdout)")
     p.set_defaults(func=cmd_signals)
 
@@ -741,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a self-contained HTML report (with several files: one per file, named FILE-<data>.html)",
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.add_argument("--save", action="store_true", help="keep the result in the store (DATABASE_URL, else the embedded file)")
     p.add_argument(
         "--engine", choices=("auto", "vectorbt", "reference"), default="auto",
@@ -764,14 +840,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="values of one parameter (repeatable; stop included)",
     )
     p.add_argument("--metric", default="sharpe", help="ranking metric (default sharpe)")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="how many to print (default 10)")
+    p.add_argument("--top", type=_positive_int, default=10, metavar="N", help="how many to print (default 10)")
     p.add_argument("--json", action="store_true", help="print the best and the top N as JSON")
     p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
     _add_cost_arguments(p)
-    p.add_argument("--chunk", type=int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
+    p.add_argument("--chunk", type=_positive_int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
     p.add_argument("--save", action="store_true", help="keep every combination's result in the store")
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(
@@ -786,13 +863,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
     p.add_argument("--data", required=True, metavar="FILE", help="bars file")
     p.add_argument("--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...")
-    p.add_argument("--train", required=True, type=int, metavar="N", help="bars per train window")
-    p.add_argument("--test", required=True, type=int, metavar="M", help="bars per test window (also the step)")
+    p.add_argument("--train", required=True, type=_positive_int, metavar="N", help="bars per train window")
+    p.add_argument("--test", required=True, type=_positive_int, metavar="M", help="bars per test window (also the step)")
     p.add_argument("--metric", default="sharpe", help="selection metric (default sharpe)")
     p.add_argument("--json", action="store_true", help="print windows and out-of-sample metrics as JSON")
     _add_cost_arguments(p)
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
+    _add_move_argument(p)
     p.set_defaults(func=cmd_walkforward)
     return parser
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable, Sequence
+import reprlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from decimal import Decimal
 from pathlib import Path
 from types import UnionType
@@ -36,8 +38,11 @@ from pydantic import (
 )
 
 from cival.core.errors import CivalError
-from cival.core.fields import ExactDecimal, FiniteFloat, WholeNumber
-from cival.core.money import DEFAULT_QTY_STEP, DEFAULT_SCALE
+from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
+from cival.core.money import DEFAULT_QTY_STEP
+from cival.core.urls import url_secrets
+from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
 
 # -- errors -----------------------------------------------------------------------------
@@ -52,21 +57,41 @@ class ConfigIssue:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ConfigError(CivalError):
-    """A config could not be read or is invalid; ``issues`` lists every problem."""
+MAX_ISSUES = 50
+"""Problems a ConfigError lists; beyond them it says how many more there are."""
 
-    def __init__(self, source: str, issues: Sequence[ConfigIssue]):
+MAX_ISSUE_TEXT = 300
+"""Characters of one problem's path or message shown (a key or value may be huge)."""
+
+
+class ConfigError(CivalError):
+    """A config could not be read or is invalid; ``issues`` lists the problems found.
+
+    At most :data:`MAX_ISSUES` are listed (``issues``); ``total`` counts them all, and the
+    message ends with "... and K more" when some were left out.
+    """
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue], total: int | None = None):
         self.source = source
-        self.issues = list(issues)
-        n = len(self.issues)
-        body = "\n".join(f"  {issue}" for issue in self.issues)
-        super().__init__(f"{source}: {n} error{'s' if n != 1 else ''}\n{body}")
+        self.issues = [ConfigIssue(_clip(i.path), _clip(i.message)) for i in list(issues)[:MAX_ISSUES]]
+        self.total = max(total if total is not None else len(issues), len(self.issues))
+        n = self.total
+        lines = [f"  {issue}" for issue in self.issues]
+        if n > len(self.issues):
+            lines.append(f"  ... and {n - len(self.issues):,} more")
+        super().__init__(f"{source}: {n:,} error{'s' if n != 1 else ''}\n" + "\n".join(lines))
+
+
+def _clip(text: str, limit: int = MAX_ISSUE_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- field types ------------------------------------------------------------------------
 
 
-PositiveAmount = Annotated[ExactDecimal, Field(gt=0)]
+Amount = Annotated[BookAmount, Field(gt=0)]
+"""A positive amount of money the books can hold (below 10**15, at most 8 decimal places)."""
+PositiveNumber = Annotated[ExactDecimal, Field(gt=0)]
 Percent = Annotated[ExactDecimal, Field(ge=0, lt=100)]
 Fraction = Annotated[ExactDecimal, Field(gt=0, le=1)]
 PercentLimit = Annotated[ExactDecimal, Field(gt=0, le=100)]
@@ -95,7 +120,7 @@ class FixedPolicy(StrictModel):
     """Split by fixed relative weights (one per child, by name), after keeping ``reserve_pct`` back."""
 
     policy: Literal["fixed"]
-    weights: dict[Name, PositiveAmount] = Field(min_length=1)
+    weights: dict[Name, PositiveNumber] = Field(min_length=1)
     """Child name -> relative weight (they need not sum to 1)."""
     reserve_pct: Percent = Decimal(0)
 
@@ -121,7 +146,7 @@ class InverseVolatilityPolicy(_LimitedPolicy):
     """Split in proportion to ``1 / std`` of each child's bar returns over ``lookback_bars``."""
 
     policy: Literal["inverse_volatility"]
-    lookback_bars: WholeNumber = Field(100, ge=2)
+    lookback_bars: WholeNumber = Field(100, ge=2, le=1_000_000)
 
 
 class PerformancePolicy(_LimitedPolicy):
@@ -130,7 +155,7 @@ class PerformancePolicy(_LimitedPolicy):
 
     policy: Literal["performance"]
     metric: Literal["sharpe", "return"] = "sharpe"
-    lookback_bars: WholeNumber = Field(100, ge=2)
+    lookback_bars: WholeNumber = Field(100, ge=2, le=1_000_000)
     floor: FiniteFloat = 0.0
     min_share: Share = Decimal("0.05")
 
@@ -155,7 +180,7 @@ class SizingConfig(StrictModel):
     """How an agent sizes an entry: ``fraction`` of its cash, quantities in steps of ``qty_step``."""
 
     fraction: Fraction = Decimal(1)
-    qty_step: PositiveAmount = DEFAULT_QTY_STEP
+    qty_step: QuantityStep = DEFAULT_QTY_STEP
 
 
 class AgentRiskConfig(StrictModel):
@@ -213,7 +238,7 @@ class FarmConfig(StrictModel):
 class MasterConfig(StrictModel):
     name: Name = "master"
     base_currency: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{2,9}$")] = "USD"
-    initial_deposit: PositiveAmount
+    initial_deposit: Amount
     allocation: AllocationPolicy = Field(default_factory=lambda: EqualPolicy(policy="equal"))
     rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)
 
@@ -259,13 +284,13 @@ class TradeVolumeTarget(StrictModel):
     """``trades`` closed trades, each (if set) with at least ``min_profit_per_trade`` profit."""
 
     trades: WholeNumber = Field(gt=0)
-    min_profit_per_trade: PositiveAmount | None = None
+    min_profit_per_trade: Amount | None = None
 
 
 class ProfitTarget(StrictModel):
     """Realised P&L of at least ``profit``."""
 
-    profit: PositiveAmount
+    profit: Amount
 
 
 class PerformanceTarget(StrictModel):
@@ -331,6 +356,9 @@ class RiskConfig(StrictModel):
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
 
 
+MaxMove = Annotated[FiniteFloat, Field(gt=1)]
+
+
 class FileData(StrictModel):
     """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file."""
 
@@ -339,6 +367,9 @@ class FileData(StrictModel):
     symbol: Symbol | None = None
     """Defaults to the file's name without extension."""
     timeframe: Timeframe | None = None
+    max_move: MaxMove | None = DEFAULT_MAX_MOVE
+    """A row whose prices move beyond this many times the previous close, up or down, is
+    refused as implausible (see cival.data.bars.DEFAULT_MAX_MOVE); null turns the check off."""
 
 
 class SyntheticData(StrictModel):
@@ -349,20 +380,41 @@ class SyntheticData(StrictModel):
     bars: WholeNumber = Field(5000, gt=0)
     seed: WholeNumber = Field(7, ge=0)
     timeframe: Timeframe = "1h"
-    start_price: PositiveAmount = Decimal(100)
+    start_price: Amount = Decimal(100)
+    max_move: MaxMove | None = None
+    """As for files; off by default (seeded bars never jump)."""
+
+    @field_validator("bars")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value > MAX_SYNTHETIC_BARS:
+            raise ValueError(
+                f"{value:,} bars is more than {MAX_SYNTHETIC_BARS:,}: every bar is held in memory, by the session "
+                "and by each agent's strategy; use fewer"
+            )
+        return value
 
 
 DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
 
 
-def _check_url(value: str | None, schemes: tuple[str, ...], env: str) -> str | None:
+def _check_url(value: str | None, schemes: tuple[str, ...], env: str, elsewhere: str = "") -> str | None:
+    """The URL if it is one of ``schemes`` and holds no secret (see cival.core.urls); the
+    messages never repeat the URL, which may hold one."""
     if value is None:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        secrets = url_secrets(value)
+    except ValueError:
+        raise ValueError(f"is not a valid URL; write it as {schemes[0]}://host:port/...") from None
     if parts.scheme not in schemes:
         raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)} (or be left out for embedded)")
-    if parts.password:
-        raise ValueError(f"holds a password; keep secrets out of files and set {env} in the environment instead")
+    if secrets:
+        what = ", ".join("a password" if s == "password" else f"the parameter {s.rstrip('=')!r}" for s in secrets)
+        raise ValueError(
+            f"holds a secret ({what}); keep secrets out of config files: set {env} in the environment instead{elsewhere}"
+        )
     return value
 
 
@@ -378,7 +430,7 @@ class StorageConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _postgres(cls, value: str | None) -> str | None:
-        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL")
+        return _check_url(value, ("postgresql", "postgres"), "DATABASE_URL", " (or the password alone in PGPASSWORD or a .pgpass file)")
 
 
 class StreamsConfig(StrictModel):
@@ -449,9 +501,95 @@ class ClusterConfig(StrictModel):
 
 # -- loading ----------------------------------------------------------------------------
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read (1 MiB): a cluster of the largest size allowed fits in far less."""
+
+MAX_ALIASES = 100
+"""Alias uses (``*name``) a config may hold."""
+
+MAX_DEPTH = 32
+"""Levels of nesting a config may have (the deepest real one has about eight)."""
+
+MAX_VALUES = 1_000_000
+"""Values (scalars, lists, mappings) a config may hold once every alias is expanded: an
+alias is cheap to parse but stands for a copy of what it names, and validating or
+printing those copies costs what the expanded config would."""
+
+MAX_FARMS = 1_000
+MAX_AGENTS = 10_000
+"""Agents in all farms together."""
+MAX_GOALS = 1_000
+MAX_ASSIGNMENTS = 10_000
+"""Goal assignments in all goals together."""
+
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of keeping the last one, and bounds
+    what a small file can make: alias uses, nesting depth, the size of the document once
+    aliases are expanded (see MAX_ALIASES, MAX_DEPTH, MAX_VALUES). Each bound is checked
+    while the document is composed, before anything is built from it."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+        self._values: dict[int, int] = {}
+        """id(node) -> values it stands for with its aliases expanded (nodes live as long as the document)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None,
+                    f"more than {MAX_ALIASES} aliases (*{_short_name(event.anchor)} is one too many); "
+                    "write the repeated parts out",
+                    event.start_mark,
+                )
+            node = super().compose_node(parent, index)
+            if id(node) not in self._values:
+                raise yaml.composer.ComposerError(
+                    None, None,
+                    f"alias *{_short_name(event.anchor)} is used inside the value it names; a config cannot refer to itself",
+                    event.start_mark,
+                )
+            return node
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep; flatten the config", self.peek_event().start_mark
+            )
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        values = 1 + sum(self._values[id(child)] for child in children)
+        if values > MAX_VALUES:
+            raise yaml.composer.ComposerError(
+                None, None,
+                f"with its aliases expanded, the value starting here holds more than {MAX_VALUES:,} values; "
+                "use fewer aliases of aliases",
+                node.start_mark,
+            )
+        self._values[id(node)] = values
+        return node
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)  # type: ignore[no-any-return]
+        except ValueError:  # Python refuses to read more than 4,300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the number {_short_name(node.value)} has too many digits", node.start_mark
+            ) from None
+
+
+def _short_name(text: str) -> str:
+    return text if len(text) <= 30 else text[:27] + "..."
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -471,7 +609,7 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
             raise yaml.constructor.ConstructorError(
                 None,
                 None,
-                f"duplicate key {key!r} (first at line {first.line + 1}); each key may appear once",
+                f"duplicate key {_shown(key)} (first at line {first.line + 1}); each key may appear once",
                 key_node.start_mark,
             )
         seen[key] = key_node.start_mark
@@ -479,10 +617,14 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; syntax errors and duplicate keys raise ConfigError with the line."""
+    """Parse YAML text; syntax errors, duplicate keys and documents beyond the loader's
+    bounds (size, aliases, depth: see :class:`_StrictLoader`) raise ConfigError with the line."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [_too_large(len(text), "characters")])
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -494,12 +636,26 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(source, [ConfigIssue("", f"YAML error: {exc}")]) from None
 
 
+def _too_large(size: int, unit: str) -> ConfigIssue:
+    return ConfigIssue(
+        "", f"holds {size:,} {unit} or more; a config may hold at most {MAX_CONFIG_BYTES:,} "
+        "(1 MiB): check that this is the config file"
+    )
+
+
 def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
-    """Read and validate a cluster config file; raise ConfigError listing every problem."""
+    """Read and validate a cluster config file; raise ConfigError listing the problems
+    (the first :data:`MAX_ISSUES` of them). Files over :data:`MAX_CONFIG_BYTES` are refused
+    unread."""
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            # Read one byte past the limit rather than trusting the size a special file reports.
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(source, [_too_large(len(raw), "bytes")])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(source, [ConfigIssue("", "file not found; check the path")]) from None
     except IsADirectoryError:
@@ -510,22 +666,81 @@ def load_config(path: str | os.PathLike[str]) -> ClusterConfig:
 
 
 def config_from_dict(data: Any, source: str = "<config>", base: Path | None = None) -> ClusterConfig:
-    """Validate already-parsed config data; ``base`` is the config file (for relative paths)."""
+    """Validate already-parsed config data; ``base`` is the config file (for relative paths).
+
+    The numbers of farms, agents, goals and goal assignments are checked on the raw data
+    first (at most MAX_FARMS, MAX_AGENTS, MAX_GOALS, MAX_ASSIGNMENTS), so that an oversized
+    config is refused before each of its items is validated.
+    """
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise ConfigError(source, [ConfigIssue("", f"the file is {kind}; expected a mapping with master, farms, data...")])
+    too_many = list(_counts(data))
+    if too_many:
+        raise ConfigError(source, too_many)
     try:
         config = ClusterConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_issue(err) for err in exc.errors()]) from None
+        errors = exc.errors()
+        raise ConfigError(source, [_issue(err) for err in errors[:MAX_ISSUES]], total=len(errors)) from None
     config._source = base
-    issues = list(_cross_checks(config))
+    checks = _cross_checks(config, _Hints(MAX_ISSUES))
+    issues = list(islice(checks, MAX_ISSUES))
     if issues:
-        raise ConfigError(source, issues)
+        raise ConfigError(source, issues, total=len(issues) + sum(1 for _ in checks))
     return config
 
 
+def _counts(data: dict[Any, Any]) -> Iterable[ConfigIssue]:
+    """Too many farms, agents, goals or assignments, counted on the raw data (an alias
+    repeated counts each time: each copy would be validated and run)."""
+
+    def items(container: Any, key: str) -> list[Any]:
+        value = container.get(key) if isinstance(container, dict) else None
+        return value if isinstance(value, list) else []
+
+    farms = items(data, "farms")
+    if len(farms) > MAX_FARMS:
+        yield ConfigIssue("farms", f"{len(farms):,} farms; a cluster may have at most {MAX_FARMS:,}: split it into several")
+    else:
+        agents = sum(len(items(farm, "agents")) for farm in farms)
+        if agents > MAX_AGENTS:
+            yield ConfigIssue(
+                "farms", f"{agents:,} agents in all; a cluster may have at most {MAX_AGENTS:,}: split it into several"
+            )
+    goals = items(data, "goals")
+    if len(goals) > MAX_GOALS:
+        yield ConfigIssue("goals", f"{len(goals):,} goals; a cluster may have at most {MAX_GOALS:,}")
+    else:
+        assignments = sum(len(items(goal, "assign")) for goal in goals)
+        if assignments > MAX_ASSIGNMENTS:
+            yield ConfigIssue(
+                "goals", f"{assignments:,} goal assignments in all; a cluster may have at most {MAX_ASSIGNMENTS:,}"
+            )
+
+
 # -- checks across fields ---------------------------------------------------------------
+
+
+class _Hints:
+    """"Did you mean" suggestions for the first ``budget`` unknown names only: each scans
+    every known name, and only the first problems are shown."""
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def unknown(self, what: str, name: str, known: Sequence[str]) -> str:
+        """``no farm named 'x'`` with a suggestion (or, lacking one, some known names)."""
+        hint: list[str] = []
+        if self.left > 0:
+            self.left -= 1
+            hint = difflib.get_close_matches(name, known, n=1)
+        return f"no {what} named {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; {what}s: {_listing(known)}")
+
+
+def _listing(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... ({len(names):,} in all)"
 
 
 def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigIssue]:
@@ -537,7 +752,8 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
             first[name] = path
 
 
-def _weights(path: str, policy: Any, children: list[str], what: str) -> Iterable[ConfigIssue]:
+def _weights(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+    hints = hints or _Hints(MAX_ISSUES)
     if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
         yield ConfigIssue(
             f"{path}.min_share",
@@ -546,19 +762,19 @@ def _weights(path: str, policy: Any, children: list[str], what: str) -> Iterable
         )
     if not isinstance(policy, FixedPolicy):
         return
+    known = set(children)
     for name in policy.weights:
-        if name not in children:
-            hint = difflib.get_close_matches(name, children, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; {what}s here: {', '.join(children)}"
-            yield ConfigIssue(f"{path}.weights.{name}", f"no {what} named {name!r}{suggestion}")
+        if name not in known:
+            yield ConfigIssue(f"{path}.weights.{name}", hints.unknown(what, name, children))
     for name in children:
         if name not in policy.weights:
             yield ConfigIssue(f"{path}.weights", f"no weight for {what} {name!r}; give every {what} a weight")
 
 
-def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
+def _cross_checks(config: ClusterConfig, hints: _Hints) -> Iterable[ConfigIssue]:
     farm_names = [f.name for f in config.farms]
     agent_names = [a.name for _, a in config.agents()]
+    farms_known, agents_known = set(farm_names), set(agent_names)
     yield from _duplicates(((f"farms[{i}].name", f.name) for i, f in enumerate(config.farms)), "farm")
     yield from _duplicates(
         (
@@ -570,18 +786,16 @@ def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
     )
     yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
 
-    if config.master.initial_deposit.as_tuple().exponent < -DEFAULT_SCALE:  # type: ignore[operator]
-        yield ConfigIssue("master.initial_deposit", f"has more than {DEFAULT_SCALE} decimal places")
-    yield from _weights("master.allocation", config.master.allocation, farm_names, "farm")
+    yield from _weights("master.allocation", config.master.allocation, farm_names, "farm", hints)
     for i, farm in enumerate(config.farms):
-        yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent")
+        yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
 
     for i, goal in enumerate(config.goals):
         for j, assignment in enumerate(goal.assign):
-            if assignment.farm is not None and assignment.farm not in farm_names:
-                yield ConfigIssue(f"goals[{i}].assign[{j}].farm", _unknown("farm", assignment.farm, farm_names))
-            if assignment.agent is not None and assignment.agent not in agent_names:
-                yield ConfigIssue(f"goals[{i}].assign[{j}].agent", _unknown("agent", assignment.agent, agent_names))
+            if assignment.farm is not None and assignment.farm not in farms_known:
+                yield ConfigIssue(f"goals[{i}].assign[{j}].farm", hints.unknown("farm", assignment.farm, farm_names))
+            if assignment.agent is not None and assignment.agent not in agents_known:
+                yield ConfigIssue(f"goals[{i}].assign[{j}].agent", hints.unknown("agent", assignment.agent, agent_names))
 
     every = config.checkpoint.every_bars
     for i, farm in enumerate(config.farms):
@@ -606,11 +820,6 @@ def _cross_checks(config: ClusterConfig) -> Iterable[ConfigIssue]:
     data_path = config.data_path()
     if data_path is not None and not data_path.is_file():
         yield ConfigIssue("data.path", f"file not found: {data_path} (a relative path is read from the config's folder)")
-
-
-def _unknown(what: str, name: str, known: list[str]) -> str:
-    hint = difflib.get_close_matches(name, known, n=1)
-    return f"no {what} named {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else f"; {what}s: {', '.join(known)}")
 
 
 # -- turning pydantic errors into paths and sentences ------------------------------------
@@ -662,7 +871,7 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, Any]:
             tp = get_args(tp)[0] if get_args(tp) else None
             holder = None
             continue
-        path += f".{element}" if path else str(element)
+        path += f".{_key(element)}" if path else _key(element)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             holder = tp
             field = tp.model_fields.get(element)
@@ -676,9 +885,28 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, Any]:
     return path, holder
 
 
+_SHOWN = reprlib.Repr()
+# A value in a message is a glimpse: a few items of a few levels, never the whole of a
+# value that aliases may have made enormous.
+_SHOWN.maxlevel = 2
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxset = _SHOWN.maxfrozenset = _SHOWN.maxdeque = 4
+_SHOWN.maxdict = 3
+_SHOWN.maxstring = 20
+_SHOWN.maxother = 30
+_SHOWN.maxlong = 30
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr for messages (reprlib: a few items, a few levels, short strings)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a number of about {int(value.bit_length() * 0.30103):,} digits"  # repr would refuse beyond 4,300
+    text = _SHOWN.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key(element: Any) -> str:
+    text = str(element)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _issue(err: Any) -> ConfigIssue:
@@ -687,10 +915,11 @@ def _issue(err: Any) -> ConfigIssue:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     path, holder = _walk(loc)
-    got = f" (got {_shown(value)})"
+    # A URL may hold a secret: never echo what was given there.
+    got = "" if path.endswith(".url") else f" (got {_shown(value)})"
     if kind == "extra_forbidden":
         known = list(holder.model_fields) if holder is not None else []
-        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = difflib.get_close_matches(_key(loc[-1]), known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed: {', '.join(known)}" if known else "")
         return ConfigIssue(path, f"unknown field{suggestion}")
     if kind == "missing":
@@ -705,7 +934,7 @@ def _issue(err: Any) -> ConfigIssue:
         field = str(ctx.get("discriminator", "")).strip("'")
         return ConfigIssue(
             f"{path}.{field}" if path else field,
-            f"unknown {field} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}",
+            f"unknown {field} {_shown(ctx.get('tag'))}; expected one of {ctx.get('expected_tags')}",
         )
     if kind == "union_tag_not_found":
         field = str(ctx.get("discriminator", "")).strip("'")
@@ -721,8 +950,10 @@ def _issue(err: Any) -> ConfigIssue:
         return ConfigIssue(path, f"must be a list{got}")
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return ConfigIssue(path, f"must be a whole number{got}")
-    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type", "finite_number"):
+    if kind in ("decimal_parsing", "decimal_type", "float_parsing", "float_type"):
         return ConfigIssue(path, f"must be a number{got}")
+    if kind == "finite_number":
+        return ConfigIssue(path, f"must be a number, finite and of reasonable size{got}")
     if kind in ("string_type",):
         return ConfigIssue(path, f"must be text{got}")
     message = str(err.get("msg", "invalid value"))

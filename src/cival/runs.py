@@ -25,6 +25,7 @@ import pandas as pd
 from cival.actors.agent import dec, iso
 from cival.config import ClusterConfig, FileData, config_from_dict
 from cival.core.events import EventDraft
+from cival.core.urls import redact
 from cival.core.wallets import MASTER, agent_ref, farm_ref
 from cival.store.base import JournalBatch, Store, StoreLocation, locate, new_run_id
 
@@ -44,12 +45,19 @@ def store_location(config: ClusterConfig, store: Store | StoreLocation | str | N
 
 
 def config_record(config: ClusterConfig) -> dict[str, Any]:
-    """The config as stored with a run (the data path made absolute)."""
+    """The config as stored with a run and sent in its ``run_started`` event: the data path
+    made absolute, and the service URLs redacted (:func:`cival.core.urls.redact`). A
+    validated config holds no secret in them; one built around validation must not leak
+    it either."""
     raw = config.model_dump(mode="json")
     if isinstance(config.data, FileData):
         raw["data"]["path"] = str(config.data_path())
     if raw.get("storage", {}).get("path") and config.storage_path() is not None:
         raw["storage"]["path"] = str(config.storage_path())
+    for section in ("storage", "streams"):
+        url = raw.get(section, {}).get("url")
+        if url:
+            raw[section]["url"] = redact(url)
     return raw
 
 
@@ -155,7 +163,10 @@ def rebuild_report(store: Store, run_id: str) -> tuple[dict[str, Any], Any]:
 
     record = store.run(run_id)
     meta = record.meta
-    config = config_from_dict(record.config, source=f"run {record.id}")
+    # Where the run was stored and streamed plays no part in its report; a URL it recorded
+    # may be redacted (or, from before URLs were checked, hold a secret): leave them out.
+    stored = {k: v for k, v in record.config.items() if k not in ("storage", "streams")}
+    config = config_from_dict(stored, source=f"run {record.id}")
     spec = cluster_spec(config, symbol=meta.get("symbol"), inline=meta.get("inline"))
     cluster = LocalCluster(spec, store=store, run_id=record.id)
     missing = []

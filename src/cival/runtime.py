@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -43,6 +43,7 @@ from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dic
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
 from cival.store.base import Store, StoreLocation, new_run_id
@@ -569,18 +570,29 @@ class PaperResult:
 
 
 def session_bars(
-    config: ClusterConfig, data: str | Path | None = None, max_bars: int | None = None
+    config: ClusterConfig,
+    data: str | Path | None = None,
+    max_bars: int | None = None,
+    max_move: float | None | Literal["config"] = "config",
 ) -> pd.DataFrame:
-    """The bars a session replays: ``data`` if given, else the config's data source."""
-    from cival.data import load_bars
+    """The bars a session replays: ``data`` if given, else the config's data source.
+
+    ``max_move`` is the plausibility limit on bar-to-bar moves (see
+    :func:`cival.data.load_bars`): ``"config"`` takes the config's ``data.max_move`` (for
+    a ``data`` file given here, the config's if its data is a file too, else the default);
+    a number or None (off) overrides it.
+    """
+    from cival.data import DEFAULT_MAX_MOVE, load_bars, validate_bars
     from cival.data.synthetic import synthetic_bars
 
+    if max_move == "config":
+        max_move = config.data.max_move if isinstance(config.data, FileData) or data is None else DEFAULT_MAX_MOVE
     if data is not None:
-        frame = load_bars(data)
+        frame = load_bars(data, max_move=max_move)
     elif isinstance(config.data, FileData):
         path = config.data_path()
         assert path is not None
-        frame = load_bars(path)
+        frame = load_bars(path, max_move=max_move)
     else:
         assert isinstance(config.data, SyntheticData)
         frame = synthetic_bars(
@@ -589,6 +601,7 @@ def session_bars(
             timeframe=config.data.timeframe,
             start_price=float(config.data.start_price),
         )
+        validate_bars(frame, frame.attrs["source"], max_move=max_move)
     if max_bars is not None:
         if max_bars < 1:
             raise RuntimeFailure(f"--bars must be at least 1, got {max_bars}")
@@ -893,19 +906,25 @@ def single_agent_config(
     params: dict[str, Any] | None = None,
     *,
     data: str | Path,
-    cash: float | str | Decimal = 10_000,
+    cash: Decimal | str | int = Decimal(10_000),
     fee_bps: float = 10.0,
     slippage_bps: float = 5.0,
     fraction: float = 1.0,
-    qty_step: float = 1e-8,
+    qty_step: Decimal | str = DEFAULT_QTY_STEP,
     symbol: str | None = None,
 ) -> ClusterConfig:
     """A one-farm, one-agent cluster trading ``strategy`` on ``data``: the quickest paper
-    session, with the backtest's defaults (all of ``cash`` to the agent)."""
+    session, with the backtest's defaults (all of ``cash`` to the agent).
+
+    ``cash`` is exact (a Decimal, an int or a numeric string; a float is refused): an
+    AmountError names it when it is not positive, beyond the books' capacity or finer
+    than their 8 decimal places."""
     from cival.strategies import FAMILY_BY_STRATEGY, get_strategy
 
     get_strategy(strategy)
-    deposit = Decimal(repr(cash)) if isinstance(cash, float) else Decimal(str(cash))
+    deposit = check_amount(to_decimal(cash, what="cash"), what="cash")
+    if deposit <= 0:
+        raise AmountError(f"cash: must be more than 0, got {deposit}")
     path = Path(data).expanduser().resolve()
     raw = {
         "name": f"paper-{strategy}",
@@ -919,7 +938,7 @@ def single_agent_config(
                         "name": f"{strategy}-1",
                         "strategy": strategy,
                         "params": dict(params or {}),
-                        "sizing": {"fraction": fraction, "qty_step": qty_step},
+                        "sizing": {"fraction": fraction, "qty_step": str(qty_step)},
                     }
                 ],
             }

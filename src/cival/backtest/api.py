@@ -15,6 +15,7 @@ from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_reference, simulate_vectorbt
 from cival.core.errors import CivalError
+from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import describe_param_errors
 
@@ -96,16 +97,18 @@ def fill_model(model: FillModel | Mapping[str, Any] | None = None, **costs: Any)
 
 
 def resolve_bars(
-    bars: pd.DataFrame | str | os.PathLike[str], drop_bad_rows: bool = False
+    bars: pd.DataFrame | str | os.PathLike[str], drop_bad_rows: bool = False, max_move: float | None = DEFAULT_MAX_MOVE
 ) -> tuple[pd.DataFrame, str | None]:
-    """(bars, source): load a path, or validate a frame already in the standard shape."""
+    """(bars, source): load a path (``drop_bad_rows`` and ``max_move`` as in
+    :func:`cival.data.load_bars`), or validate a frame already in the standard shape (its
+    moves were judged when it was loaded or made)."""
     from cival.data import load_bars, validate_bars
 
     if isinstance(bars, pd.DataFrame):
         source = bars.attrs.get("source")
         validate_bars(bars, source or "<bars>")
         return bars, source
-    return load_bars(bars, drop_bad_rows=drop_bad_rows), str(bars)
+    return load_bars(bars, drop_bad_rows=drop_bad_rows, max_move=max_move), str(bars)
 
 
 def backtest(
@@ -116,6 +119,7 @@ def backtest(
     *,
     engine: Engine = "auto",
     drop_bad_rows: bool = False,
+    max_move: float | None = DEFAULT_MAX_MOVE,
     **costs: Any,
 ) -> BacktestResult:
     """Backtest ``strategy`` on ``bars`` (a frame, or a path to load) under the fill model.
@@ -126,11 +130,12 @@ def backtest(
     same fills (tested on real data) and, for one run, starts far faster (no vectorbt
     import or compilation: about 1 s against 6 s for a whole ``cival backtest`` process).
     Sweeps and walk-forward, where many columns vectorise, run on vectorbt.
+    A path is loaded with ``drop_bad_rows`` and ``max_move`` as in :func:`cival.data.load_bars`.
     """
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     parsed = strat.parse_params(params)
     fm = fill_model(model, **costs)
-    bars, source = resolve_bars(bars, drop_bad_rows)
+    bars, source = resolve_bars(bars, drop_bad_rows, max_move)
     if len(bars) < 2:
         raise BacktestError(f"{source or 'bars'}: a backtest needs at least 2 bars, got {len(bars)}")
     signals = strat.signals(bars, parsed)

@@ -33,6 +33,7 @@ from cival.backtest.api import BacktestError, fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import simulate_vectorbt_columns
+from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import bounds_text, ohlc_arrays
 
@@ -262,6 +263,7 @@ def sweep(
     address: str | None = None,
     progress: bool = False,
     drop_bad_rows: bool = False,
+    max_move: float | None = DEFAULT_MAX_MOVE,
     **costs: Any,
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (see the module docstring).
@@ -286,7 +288,7 @@ def sweep(
     if chunk_size < 1:
         raise SweepError("chunk_size must be at least 1")
 
-    bars, source = resolve_bars(bars, drop_bad_rows)
+    bars, source = resolve_bars(bars, drop_bad_rows, max_move)
     bars = bars[["open", "high", "low", "close", "volume"]]
 
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -37,6 +37,7 @@ from cival.backtest.sweep import (
     parse_grid,
     sweep,
 )
+from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.strategies import Strategy, get_strategy
 
 
@@ -93,12 +94,13 @@ def walkforward(
     chunk_size: int = 10,
     progress: bool = False,
     drop_bad_rows: bool = False,
+    max_move: float | None = DEFAULT_MAX_MOVE,
     **costs: Any,
 ) -> WalkForwardResult:
     """Roll train/test windows over ``bars`` (see the module docstring)."""
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
-    bars, _ = resolve_bars(bars, drop_bad_rows)
+    bars, _ = resolve_bars(bars, drop_bad_rows, max_move)
     if train < 2 or test < 2:
         raise SweepError("train and test must each be at least 2 bars")
     if len(bars) < train + test:

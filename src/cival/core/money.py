@@ -125,10 +125,37 @@ def within_capacity(value: Decimal, scale: int = DEFAULT_SCALE) -> bool:
 def check_capacity(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_SCALE) -> Decimal:
     """``value`` if the books can hold it; AmountError naming ``what`` otherwise."""
     if not within_capacity(value, scale):
-        raise AmountError(
-            f"{what}: {plain_number(value)} is beyond what the books hold (less than 10**{INTEGER_DIGITS} in absolute value, "
-            f"{scale} decimal places); use a smaller amount"
-        )
+        raise AmountError(f"{what}: {_beyond(value, scale)}")
+    return value
+
+
+def _beyond(value: Decimal, scale: int) -> str:
+    return (
+        f"{plain_number(value)} is beyond what the books hold (less than 10**{INTEGER_DIGITS} in absolute value, "
+        f"{scale} decimal places); use a smaller amount"
+    )
+
+
+def amount_problem(value: Decimal, scale: int = DEFAULT_SCALE) -> str | None:
+    """Why the books cannot hold ``value`` exactly (beyond the capacity, or finer than
+    ``scale`` decimal places), or None when they can. Trailing zeros do not count:
+    ``1.500000000`` is 1.5."""
+    if not value.is_finite():
+        return f"{value} is not a finite number"
+    if not within_capacity(value, scale):
+        return _beyond(value, scale)
+    with money_context():
+        if value != value.quantize(quantum(scale)):
+            return f"{plain_number(value)} has more than {scale} decimal places, the books' precision; round it"
+    return None
+
+
+def check_amount(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_SCALE) -> Decimal:
+    """``value`` if the books can hold it exactly (see :func:`amount_problem`); AmountError
+    naming ``what`` (a field, a command-line flag) otherwise."""
+    problem = amount_problem(value, scale)
+    if problem is not None:
+        raise AmountError(f"{what}: {problem}")
     return value
 
 
@@ -266,6 +293,8 @@ __all__ = [
     "CAPACITY",
     "INTEGER_DIGITS",
     "MONEY_CONTEXT",
+    "amount_problem",
+    "check_amount",
     "check_capacity",
     "exact_methods",
     "plain_number",

@@ -9,6 +9,7 @@ the same ``batches()``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,8 +32,13 @@ def bars_from_frame(frame: pd.DataFrame) -> list[Bar]:
     ]
 
 
+MIN_SPEED = 0.001
+"""Slowest pace accepted (a thousandth of real time): slower, the wait for one bar could
+exceed what the system clock can count."""
+
+
 def parse_speed(speed: Speed) -> float | None:
-    """``"max"`` -> None (as fast as possible); a positive number N -> N x real time."""
+    """``"max"`` -> None (as fast as possible); a finite number N >= MIN_SPEED -> N x real time."""
     if isinstance(speed, str):
         if speed.strip().lower() == "max":
             return None
@@ -40,8 +46,10 @@ def parse_speed(speed: Speed) -> float | None:
             speed = float(speed)
         except ValueError:
             raise DataError(f"speed {speed!r}: use 'max' or a positive number (times real time)") from None
-    if not speed > 0:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not speed > 0:
         raise DataError(f"speed {speed!r}: use 'max' or a positive number (times real time)")
+    if not MIN_SPEED <= speed < math.inf:
+        raise DataError(f"speed {speed!r}: use 'max' or a positive number (times real time), finite and at least {MIN_SPEED}")
     return float(speed)
 
 

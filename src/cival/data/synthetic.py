@@ -33,6 +33,8 @@ RANGE_REVERSION = 0.9
 WICK = 0.5
 """Mean wick length beyond the body, in per-bar standard deviations."""
 BASE_VOLUME = 1000.0
+MAX_SYNTHETIC_BARS = 10_000_000
+"""Most bars one call makes: about 400 MB of columns, held again by every consumer."""
 
 
 def synthetic_regimes(n: int, *, seed: int = 7) -> np.ndarray:
@@ -102,6 +104,8 @@ def _regimes(rng: np.random.Generator, n: int) -> np.ndarray:
 def _check_count(n: int, seed: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"the number of synthetic bars must be a whole number >= 1, not {n!r}")
+    if n > MAX_SYNTHETIC_BARS:
+        raise DataError(f"{n:,} synthetic bars is more than {MAX_SYNTHETIC_BARS:,}; every bar is held in memory: use fewer")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"the seed must be a whole number >= 0, not {seed!r}")
 
@@ -118,4 +122,4 @@ def _start(start: str | pd.Timestamp) -> int:
     return (stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, unit=TIME_UNIT)
 
 
-__all__ = ["DOWN", "RANGE", "REGIME_NAMES", "UP", "synthetic_bars", "synthetic_regimes"]
+__all__ = ["DOWN", "MAX_SYNTHETIC_BARS", "RANGE", "REGIME_NAMES", "UP", "synthetic_bars", "synthetic_regimes"]

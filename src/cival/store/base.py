@@ -322,11 +322,15 @@ class StoreLocation:
     def open(self, wait: bool = False) -> Store:
         """Open the store; ``wait``: retry while a PostgreSQL server is unreachable (see
         :class:`~cival.store.postgres.PostgresStore`)."""
-        if self.url and wait:
+        if self.url:
             from cival.store.postgres import PostgresStore
 
-            return PostgresStore(self.url, wait=True)
-        return open_store(self.url, self.path)
+            return PostgresStore(self.url, wait=wait)
+        # Exactly this file: open_store(None, path) would prefer DATABASE_URL to it.
+        from cival.store.sqlite import SqliteStore
+
+        assert self.path is not None
+        return SqliteStore(self.path)
 
     def __str__(self) -> str:
         if self.url:
@@ -334,6 +338,10 @@ class StoreLocation:
 
             return redact(self.url)
         return str(self.path)
+
+    def __repr__(self) -> str:
+        # A repr lands in logs and error reports: never with the URL's password.
+        return f"StoreLocation(url={str(self) if self.url else None!r}, path={self.path!r})"
 
 
 def locate(url: str | None = None, path: str | os.PathLike[str] | None = None) -> StoreLocation:
