@@ -92,6 +92,10 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy",
         "signal_at": "2024-10-30T15:00:00Z",
     }),
+    "order_rejected": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy", "signal_at": "2024-10-30T15:00:00Z",
+        "reason": "not enough cash to buy one unit (0.00000001 BTCUSDT): 0 available, about 0.0007 needed at 71234.5",
+    }),
     "order_filled": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
         "fill_id": "gator-13-8-5:412", "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5",
         "symbol": "BTCUSDT", "side": "buy", "qty": "0.5", "price": "71234.5", "fee": "35.6",

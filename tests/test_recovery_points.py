@@ -158,13 +158,13 @@ POINTS = [
     ("farm:trend", 3, "a batch"),
     ("farm:trend", 4, "its rebalance planned"),
     ("farm:trend", 5, "its rebalance's allocations booked as sent"),
-    ("farm:trend", 28, "a release for the master planned"),
-    ("farm:trend", 29, "a release sent up"),
-    ("farm:trend", 78, "a goal's collection sent up"),
+    ("farm:trend", 34, "a release for the master planned"),
+    ("farm:trend", 35, "a release sent up"),
+    ("farm:trend", 95, "a goal's collection sent up"),
     ("farm:breakout", 1, "funding: the agents' allocations booked as sent"),
-    ("farm:breakout", 11, "paused to sell before a rebalance"),
-    ("farm:breakout", 161, "collect_all: an agent's cash sent up"),
-    ("farm:breakout", 164, "halted by a risk limit"),
+    ("farm:breakout", 12, "paused to sell before a rebalance"),
+    ("farm:breakout", 197, "collect_all: an agent's cash sent up"),
+    ("farm:breakout", 200, "halted by a risk limit"),
     ("farm:waves", 2, "a batch of its inline agent"),
     ("farm:waves", 6, "a release from its inline agent"),
     ("agent:gator-a", 1, "funded"),
@@ -172,6 +172,8 @@ POINTS = [
     ("agent:darvas-b", 5, "a rebalance's collection sent up"),
     ("agent:darvas-b", 10, "paused"),
     ("agent:darvas-b", 12, "resumed"),
+    ("farm:breakout", 28, "a rebalance's transfers received, journaled as done"),
+    ("farm:breakout", 29, "the batch after a rebalance (its receipts must not be lost with it)"),
 ]
 
 

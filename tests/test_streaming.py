@@ -35,10 +35,21 @@ def prefix(redis_url):
     client.close()
 
 
+def _with_an_idle_farm():
+    """recovery_config and a farm whose agent can never afford one unit (a whole BTC per
+    step): its buys are rejected, said once each time money moves."""
+    from cival.config import config_from_dict
+
+    raw = recovery_config().model_dump(mode="json", exclude_none=True)
+    raw["farms"].append({"name": "idle", "type": "breakout",
+                         "agents": [{"name": "idle-darvas", "strategy": "darvas", "sizing": {"qty_step": "1"}}]})
+    return config_from_dict(raw)
+
+
 def test_every_event_type_reaches_redis_as_ag_ui_events_exactly_as_stored(redis_url, prefix, tmp_path):
     from ag_ui.core import Event as AguiEvent
 
-    config = recovery_config()
+    config = _with_an_idle_farm()
     store = SqliteStore(tmp_path / "store.sqlite3")
     store.migrate()
     result = run_paper(

@@ -145,6 +145,13 @@ class Agent:
         """What happened that the books do not say (halts), for the journal to take."""
         self.orders: list[OrderIntent] | None = None
         """The order intents not yet journaled; None (the default) keeps none."""
+        self.order_status: list[tuple[str, str]] = []
+        """(intent id, "filled" | "lapsed") of intents closed since the journal last took them."""
+        self._pending_intent: str | None = None
+        """The intent recorded at the last bar's close, which the next open answers."""
+        self._rejected: str | None = None
+        """Why a buy the signals asked for could not be placed, said once (in an event) until
+        a buy is placed, a fill happens or money moves in or out."""
         self._halt_ids: set[str] = set()
         """Halt messages already applied (a redelivered one changes nothing)."""
         if standalone is None:
@@ -187,6 +194,8 @@ class Agent:
             "last_close": self.last_close,
             "last_ns": self.last_ns,
             "fills": len(self.fills),
+            "pending_intent": self._pending_intent,
+            "rejected": self._rejected,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -205,6 +214,8 @@ class Agent:
         self._halt_ids = set(state["halt_ids"])
         self.last_close = float(state["last_close"])
         self.last_ns = int(state["last_ns"])
+        self._pending_intent = state.get("pending_intent")
+        self._rejected = state.get("rejected")
 
     def restore_fills(self, rows: Iterable[tuple[Fill, int, Execution]]) -> None:
         """Take back the journaled fills: (fill, bar time in ns, execution), in order."""
@@ -299,6 +310,7 @@ class Agent:
         books = self._books()
         cash = books.cash(self.ref).amount
         self.broker.cash = float(cash)
+        self._rejected = None
         if self.performance.bars == 0:
             self.performance.start_equity = float("nan")
             self.performance.start(float(cash))
@@ -333,37 +345,77 @@ class Agent:
             self.broker.submit(False, self.broker.in_position)
         # The broker's compiled loop over the batch: fills at each open, the signals known.
         run = self.broker.run(batch.open, batch.high, batch.low, batch.close, entries, exits)
-        fills: list[Fill] = []
-        booked: list[int] = []
         first = self.signals.bars_seen - n + 1  # the batch's first bar, counted from 1 (intent ids carry it)
-        for i, reason, execution in run.executions():
-            # A signal's fill at an open answers the intent of the bar before.
-            order = f"{self.name}:intent:{first + i - 1}" if reason == "signal" else None
-            fills.append(self._filled(execution, int(batch.ts[i]), reason, order))
-            booked.append(time.monotonic_ns())
-        # An intent at each close whose signal the next open will act on.
+        # An intent at each close whose signal the next open will act on; a buy only when the
+        # cash at that close buys at least one unit at the close (one that cannot be placed is
+        # not: why is said once, in an event). The broker acts on the signals whatever is
+        # recorded, so trading is the backtest's.
         wants = (entries & ~exits & ~run.held) | (exits & run.held)
+        placed: dict[int, str] = {}
         intents: list[OrderIntent] = []
         for i in np.flatnonzero(wants).tolist():
             at = timestamp_of(int(batch.ts[i]))
-            intents.append(
-                # Built from checked values by this code: constructed without re-validation.
-                OrderIntent.model_construct(
-                    id=f"{self.name}:intent:{first + i}",
-                    agent=self.name,
-                    symbol=self.symbol,
-                    side="sell" if exits[i] else "buy",
-                    signal_at=at,
-                    at=at,
-                )
-            )
+            side = "sell" if exits[i] else "buy"
+            if side == "buy":
+                why = self._cannot_buy(float(run.equity[i]), float(batch.close[i]))  # flat: equity is cash
+                if why is not None:
+                    if self._rejected is None:  # once, until a buy is placed or money moves
+                        self._rejected = why
+                        self.events.record(EventDraft(
+                            f"rejected:{self.name}:{first + i}", "order_rejected", self.ref, at,
+                            {"agent": self.name, "symbol": self.symbol, "side": side, "reason": why, "signal_at": iso(at)},
+                        ))
+                    continue
+                self._rejected = None
+            placed[i] = f"{self.name}:intent:{first + i}"
+            # Built from checked values by this code: constructed without re-validation.
+            intents.append(OrderIntent.model_construct(id=placed[i], agent=self.name, symbol=self.symbol, side=side, signal_at=at, at=at))
+        fills: list[Fill] = []
+        booked: list[int] = []
+        filled_at: set[int] = set()
+        for i, reason, execution in run.executions():
+            order = None
+            if reason == "signal":  # a signal's fill at an open answers the intent of the close before
+                filled_at.add(i)
+                order = placed.get(i - 1) if i else self._pending_intent
+                if order is None:  # placed after all (the open was lower than the close it was judged at)
+                    order = f"{self.name}:intent:{first + i - 1}"
+                    at = timestamp_of(int(batch.ts[i - 1])) if i else timestamp_of(self.last_ns)
+                    side = "buy" if execution.side > 0 else "sell"
+                    intents.append(OrderIntent.model_construct(id=order, agent=self.name, symbol=self.symbol, side=side, signal_at=at, at=at))
+                self.order_status.append((order, "filled"))
+                self._rejected = None
+            fills.append(self._filled(execution, int(batch.ts[i]), reason, order))
+            booked.append(time.monotonic_ns())
+        # Intents the next open did not fill (a stop took the position, the cash no longer
+        # bought a unit at that open, the agent was halted) lapsed: they are closed.
+        if self._pending_intent is not None and n and 0 not in filled_at:
+            self.order_status.append((self._pending_intent, "lapsed"))
+        for i, order in placed.items():
+            if i + 1 < n and i + 1 not in filled_at:
+                self.order_status.append((order, "lapsed"))
+        self._pending_intent = placed.get(n - 1) if n else self._pending_intent
         if self.orders is not None:
             self.orders.extend(intents)
+        else:
+            self.order_status.clear()
         if n:
             self.last_close = float(batch.close[-1])
             self.last_ns = int(batch.ts[-1])
             self.performance.update(batch.ts, run.equity)
         return fills, intents, run.equity, booked
+
+    def _cannot_buy(self, cash: float, close: float) -> str | None:
+        """Why a buy at ``close`` cannot be placed with ``cash`` (None when it can): the sizing
+        rule gives less than one unit."""
+        m = self.model
+        unit = close * m.qty_step * (1 + m.slippage)
+        if cash > 0 and unit > 0 and cash * m.fraction / (1 + m.fee_rate) >= unit:
+            return None
+        return (
+            f"not enough cash to buy one unit ({dec(m.qty_step)} {self.symbol}): {dec(grid_decimal(max(cash, 0.0)))} available, "
+            f"about {unit * (1 + m.fee_rate) / m.fraction:.2f} needed at {dec(close)}"
+        )
 
     def on_bar(self, bar: Bar) -> list[Fill | OrderIntent]:
         """Process one bar; returns the fill at its open (if any) and the intent for the next."""

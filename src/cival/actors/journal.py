@@ -38,7 +38,7 @@ from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
 from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft
+from cival.core.events import EventDraft, fill_event_data
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
 from cival.core.wallets import MASTER, WalletTree, position_account
@@ -153,19 +153,24 @@ class Journal:
         events += self._ledger_events(txs, rows["fund_allocations"])
         taken: list[tuple[Any, int]] = [(node, len(node.events))]
         fills_seen: dict[str, int] = {}
+        closed: dict[str, int] = {}
         for agent in self.agents:
             if agent is not node:
                 taken.append((agent, len(agent.events)))
             for order in agent.orders or ():
                 rows["orders"].append(
-                    {"run_id": run, "id": order.id, "agent": agent.name, "symbol": order.symbol, "side": order.side, "signal_at": order.at}
+                    {"run_id": run, "id": order.id, "agent": agent.name, "symbol": order.symbol, "side": order.side,
+                     "signal_at": order.at, "status": "open"}
                 )
                 data = {"order_id": order.id, "agent": agent.name, "symbol": order.symbol, "side": order.side, "signal_at": iso(order.at)}
                 events.append(EventDraft(f"order:{order.id}", "order_submitted", agent.ref, order.at, data))
             start = self._fills.get(agent.name, 0)
             for n, (fill, (ts_ns, ex)) in enumerate(zip(agent.fills[start:], agent.executions[start:], strict=True), start=start + 1):
                 rows["fills"].append(fill_row(run, agent.name, n, fill, ts_ns, ex))
-                events.append(EventDraft(f"fill:{fill.id}", "order_filled", agent.ref, fill.at, fill_data(fill)))
+                events.append(EventDraft(f"fill:{fill.id}", "order_filled", agent.ref, fill.at, {"fill_id": fill.id}))
+            for order_id, status in agent.order_status:  # after the inserts: an order may open and close in one commit
+                updates.setdefault("orders", []).append({"run_id": run, "id": order_id, "status": status})
+            closed[agent.name] = len(agent.order_status)
             fills_seen[agent.name] = len(agent.fills)
             self._agent_figures(agent, rows["equity_snapshots"], updates)
         for owner, count in taken:
@@ -207,6 +212,7 @@ class Journal:
         for agent in self.agents:
             if agent.orders:
                 agent.orders.clear()
+            del agent.order_status[: closed.get(agent.name, 0)]
 
     # -- what the books say -----------------------------------------------------------
 
@@ -217,14 +223,8 @@ class Journal:
         for tx in txs:
             owners = [ledger.account(p.account).owner for p in tx.postings]
             entity = next((o for o in owners if o), MASTER)
-            data = {
-                "ledger": self.source,
-                "tx_seq": tx.seq,
-                "tx_type": tx.type.value,
-                "key": tx.idempotency_key,
-                "postings": [{"account": p.account, "amount": _plain(p.amount), "quantity": _plain(p.quantity)} for p in tx.postings],
-                "memo": tx.memo,
-            }
+            # By reference: the store expands it from the ledger row (see BY_REFERENCE).
+            data = {"ledger": self.source, "tx_seq": tx.seq}
             out.append(EventDraft(f"tx:{self.source}:{tx.seq}", "wallet_transaction", entity, tx.at, data))
             for p in tx.postings:
                 account = ledger.account(p.account)
@@ -462,18 +462,8 @@ def fill_from_row(row: dict[str, Any]) -> tuple[Fill, int, Execution]:
 
 
 def fill_data(fill: Fill) -> dict[str, Any]:
-    return {
-        "fill_id": fill.id,
-        "order_id": fill.order_id,
-        "agent": fill.agent,
-        "symbol": fill.symbol,
-        "side": fill.side,
-        "qty": _plain(fill.qty),
-        "price": _plain(fill.price),
-        "fee": _plain(fill.fee),
-        "notional": None if fill.notional is None else _plain(fill.notional),
-        "reason": fill.reason,
-    }
+    """An ``order_filled`` event's data, written out (see :func:`cival.core.events.fill_event_data`)."""
+    return fill_event_data(fill)
 
 
 __all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_data", "fill_from_row", "fill_row"]

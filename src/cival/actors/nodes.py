@@ -1185,10 +1185,13 @@ class FarmNode:
                 ports.commit()
             for msg in allocs:
                 ports.agent_allocate(msg)
-        # Journaled with the farm's next commit: a repeat before then delivers the same
-        # messages again, to no effect.
         self._rebalance = None
         self.rebalanced_upto = bars
+        if step["halts"] or step["plan"]:
+            # Done, and journaled as done (with the receipts of the agents' transfers): the
+            # next call may be a batch, not a repeat of this one, and a crash before its
+            # commit must not lose them.
+            ports.commit()
 
     def run_info(self, ports: FarmPorts) -> tuple[Decimal, list[float]]:
         """The farm's free cash now and its bar returns (for the master's policy)."""

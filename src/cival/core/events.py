@@ -33,6 +33,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "goal_assignment",
     # the runtime's
     "order_submitted",
+    "order_rejected",
     "order_filled",
     "halt",
     "run_started",
@@ -84,4 +85,50 @@ class StoredEvent:
     data: dict[str, Any]
 
 
-__all__ = ["EVENT_TYPES", "EventDraft", "EventLog", "StoredEvent"]
+def _plain(value: Any) -> str:
+    from decimal import Decimal
+
+    d = value if isinstance(value, Decimal) else Decimal(str(value))
+    return f"{d.normalize():f}" if d != 0 else "0"
+
+
+def tx_event_data(ledger: str, tx: Any) -> dict[str, Any]:
+    """A ``wallet_transaction`` event's data: ledger transaction ``tx`` of ``ledger``."""
+    return {
+        "ledger": ledger,
+        "tx_seq": tx.seq,
+        "tx_type": tx.type.value,
+        "key": tx.idempotency_key,
+        "postings": [{"account": p.account, "amount": _plain(p.amount), "quantity": _plain(p.quantity)} for p in tx.postings],
+        "memo": tx.memo,
+    }
+
+
+def fill_event_data(fill: Any) -> dict[str, Any]:
+    """An ``order_filled`` event's data, from a fill (a Fill message or a ``fills`` row:
+    attributes or keys ``id``, ``order_id``, ``agent``, ``symbol``, ``side``, ``qty``,
+    ``price``, ``fee``, ``notional``, ``reason``)."""
+    get = fill.get if isinstance(fill, dict) else lambda k: getattr(fill, k)
+    notional = get("notional")
+    return {
+        "fill_id": get("id"),
+        "order_id": get("order_id"),
+        "agent": get("agent"),
+        "symbol": get("symbol"),
+        "side": get("side"),
+        "qty": _plain(get("qty")),
+        "price": _plain(get("price")),
+        "fee": _plain(get("fee")),
+        "notional": None if notional is None else _plain(notional),
+        "reason": get("reason"),
+    }
+
+
+BY_REFERENCE = {"wallet_transaction": "tx_seq", "order_filled": "fill_id"}
+"""Event types stored as a reference to the rows they repeat (a ledger transaction, a
+fill): their data holds only the reference (``ledger`` and ``tx_seq``; ``fill_id``) and a
+store expands it from those rows when it reads them back (the same data as written out
+in full), instead of keeping every amount twice."""
+
+
+__all__ = ["BY_REFERENCE", "EVENT_TYPES", "EventDraft", "EventLog", "StoredEvent", "fill_event_data", "tx_event_data"]

@@ -378,6 +378,19 @@ class OrderSubmitted(Event):
     signal_at: IsoTime
 
 
+class OrderRejected(Event):
+    """An agent's signal asked for a buy that cannot be placed (less than one unit
+    affordable): none is submitted. Said once, until a buy is placed, a fill happens or
+    money moves in or out. Entity: ``agent:NAME``."""
+
+    type: Literal["order_rejected"] = "order_rejected"
+    agent: Name
+    symbol: Name
+    side: Literal["buy", "sell"]
+    reason: Text
+    signal_at: IsoTime
+
+
 class OrderFilled(Event):
     """An order was filled (``reason`` "stop": by a stop, not a signal). Entity: ``agent:NAME``."""
 
@@ -436,7 +449,7 @@ AnyEvent = Annotated[
     Union[
         WalletBalanceUpdate, FundAllocation, FundCollection, WalletTransaction, FarmCreated,
         FarmPerformanceUpdate, AgentFarmAssignment, FarmRebalance, GoalCreated, GoalProgressUpdate,
-        GoalCompleted, GoalAssignment, OrderSubmitted, OrderFilled, Halt, RunStarted, RunFinished,
+        GoalCompleted, GoalAssignment, OrderSubmitted, OrderRejected, OrderFilled, Halt, RunStarted, RunFinished,
     ],
     Field(discriminator="type"),
 ]
@@ -449,7 +462,7 @@ EVENT_CLASSES: dict[str, type[Event]] = {
     for cls in (
         WalletBalanceUpdate, FundAllocation, FundCollection, WalletTransaction, FarmCreated,
         FarmPerformanceUpdate, AgentFarmAssignment, FarmRebalance, GoalCreated, GoalProgressUpdate,
-        GoalCompleted, GoalAssignment, OrderSubmitted, OrderFilled, Halt, RunStarted, RunFinished,
+        GoalCompleted, GoalAssignment, OrderSubmitted, OrderRejected, OrderFilled, Halt, RunStarted, RunFinished,
     )
 }
 """Event type -> its model, for every type in :data:`cival.core.events.EVENT_TYPES`."""
@@ -571,6 +584,7 @@ __all__ = [
     "Halt",
     "OrderFilled",
     "OrderSubmitted",
+    "OrderRejected",
     "PositionLine",
     "PostingLine",
     "RunFinished",

@@ -35,6 +35,7 @@ from cival.events.models import (
     Halt,
     OrderFilled,
     OrderSubmitted,
+    OrderRejected,
     RunFinished,
     RunStarted,
     WalletBalanceUpdate,
@@ -284,6 +285,8 @@ def _detail(event: Event) -> str:  # noqa: C901 - one branch per event type, on 
         return text + (" (stop)" if event.reason == "stop" else "")
     if isinstance(event, OrderSubmitted):
         return f"{event.side} {event.symbol} on the signal of {_iso_short(event.signal_at)} (order {event.order_id})"
+    if isinstance(event, OrderRejected):
+        return f"{event.side} {event.symbol} not placed: {event.reason}"
     if isinstance(event, WalletBalanceUpdate):
         held = "; ".join(f"{p.symbol} {_num(p.qty)} (cost {_num(p.cost)})" for p in event.positions if p.qty != 0)
         return f"cash {_num(event.cash)} {event.currency}" + (f", {held}" if held else ", flat")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, StoredEvent
+from cival.core.events import BY_REFERENCE, EventDraft, StoredEvent, fill_event_data, tx_event_data
 from cival.core.ledger import Posting, Transaction, TxType
 
 
@@ -178,7 +178,49 @@ class Store(ABC):
 
     @abstractmethod
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """The run's events with a sequence number above ``after``, in order."""
+        """The run's events with a sequence number above ``after``, in order, each with its
+        data written out in full (those stored by reference are expanded)."""
+
+    @abstractmethod
+    def transactions_at(self, run_id: str, ledger: str, seqs: Sequence[int]) -> list[Transaction]:
+        """Some of one ledger's transactions, by sequence number."""
+
+    def expand(self, run_id: str, events: list[StoredEvent]) -> list[StoredEvent]:
+        """``events`` with the data of those stored by reference (see
+        :data:`cival.core.events.BY_REFERENCE`) read from the rows they refer to. A
+        reference to a row that is not stored is refused as corrupt."""
+        from dataclasses import replace
+
+        seqs: dict[str, set[int]] = {}
+        fill_ids: set[str] = set()
+        for e in events:
+            if not _by_reference(e):
+                continue
+            if e.type == "wallet_transaction":
+                seqs.setdefault(str(e.data["ledger"]), set()).add(int(e.data["tx_seq"]))
+            else:
+                fill_ids.add(str(e.data["fill_id"]))
+        if not seqs and not fill_ids:
+            return events
+        txs = {(ledger, tx.seq): tx for ledger, wanted in seqs.items() for tx in self.transactions_at(run_id, ledger, sorted(wanted))}
+        fills: dict[str, dict[str, Any]] = {}
+        ids = sorted(fill_ids)
+        for i in range(0, len(ids), 500):
+            fills.update((r["id"], r) for r in self.rows("fills", run_id, where={"id": ids[i : i + 500]}))
+        out = []
+        for e in events:
+            if _by_reference(e):
+                if e.type == "wallet_transaction":
+                    tx = txs.get((str(e.data["ledger"]), int(e.data["tx_seq"])))
+                    data = None if tx is None else tx_event_data(str(e.data["ledger"]), tx)
+                else:
+                    row = fills.get(str(e.data["fill_id"]))
+                    data = None if row is None else fill_event_data(row)
+                if data is None:
+                    raise StoreError(f"run {run_id}: event #{e.seq} ({e.type}) refers to a row that is not stored; the store is corrupt")
+                e = replace(e, data=data)
+            out.append(e)
+        return out
 
     @abstractmethod
     def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
@@ -228,6 +270,12 @@ def with_hashes(prev: str, txs: Sequence[Transaction]) -> list[Transaction]:
         out.append(tx)
         prev = tx.hash
     return out
+
+
+def _by_reference(e: StoredEvent) -> bool:
+    """Whether ``e`` is stored by reference (its data is only the reference), rather than
+    written out in full as events of these types were before."""
+    return e.type in BY_REFERENCE and set(e.data) <= {"ledger", "tx_seq", "fill_id"}
 
 
 def tx_rows(run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> tuple[list[tuple], list[tuple]]:

@@ -277,6 +277,9 @@ class PostgresStore(Store):
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
         return self._call(lambda con: self._read(con, run_id, ledger), transaction=False)
 
+    def transactions_at(self, run_id: str, ledger: str, seqs: Sequence[int]) -> list[Transaction]:
+        return self._call(lambda con: self._read(con, run_id, ledger, list(seqs), []), transaction=False)
+
     async def _read(self, con: Any, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
         columns = "SELECT seq, type, idempotency_key, at, memo, currency, hash FROM ledger_transactions"
         if seqs is not None and keys is not None:
@@ -381,10 +384,10 @@ class PostgresStore(Store):
                 run_id, after, limit,
             )
 
-        return [
+        return self.expand(run_id, [
             StoredEvent(run_id, r["seq"], r["id"], r["source"], r["type"], r["entity"], r["at"], json.loads(r["data"]))
             for r in self._call(go, transaction=False)
-        ]
+        ])
 
     def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
         names = [n for n, _ in COLUMNS[table]]
@@ -393,8 +396,10 @@ class PostgresStore(Store):
             conditions["run_id"] = run_id
         select = ", ".join(f"{n}::text AS {n}" if spec.rstrip("?") == "json" else n for n, spec in COLUMNS[table])
         sql = f"SELECT {select} FROM {table}"
-        if conditions:
-            sql += " WHERE " + " AND ".join(f"{k} = ${i}" for i, k in enumerate(conditions, start=1))
+        if conditions:  # a list: any of its values
+            sql += " WHERE " + " AND ".join(
+                f"{k} = ANY(${i})" if isinstance(v, list) else f"{k} = ${i}" for i, (k, v) in enumerate(conditions.items(), start=1)
+            )
         sql += f" ORDER BY {order or ', '.join(KEYS[table])}"
 
         async def go(con: Any) -> list[Any]:

@@ -135,6 +135,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {table: list(columns) for table, col
 # Version 3: ``reply`` held a binary payload (emptied by the migration, never read);
 # ``reply_json`` holds the reply as JSON.
 COLUMNS["node_states"].append(("reply_json", "text?"))
+COLUMNS["orders"].append(("status", "text?"))
 
 KEYS: dict[str, tuple[str, ...]] = {
     "node_states": ("run_id", "source"),
@@ -208,11 +209,16 @@ def _ddl(dialect: str) -> str:
 _V3 = """
 ALTER TABLE ledger_transactions ADD COLUMN hash TEXT;
 UPDATE node_states SET reply = NULL;
-ALTER TABLE node_states ADD COLUMN reply_json TEXT
+ALTER TABLE node_states ADD COLUMN reply_json TEXT;
+ALTER TABLE orders ADD COLUMN status TEXT;
+DROP INDEX events_type
 """
 """Version 3: chained ledger rows (each row's hash; rows already stored are chained by the
-migration itself, see the stores' ``migrate``), and journaled replies as JSON: the binary
-replies earlier versions kept are erased, never read."""
+migration itself, see the stores' ``migrate``); journaled replies as JSON (the binary
+replies earlier versions kept are erased, never read); each order's status (``open``,
+``filled``, ``lapsed``; NULL for orders stored before); and no index of events by type (a
+run's events are read in order and filtered as they are read: the index took a twentieth
+of a run's store)."""
 
 MIGRATIONS = [
     Migration(

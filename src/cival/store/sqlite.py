@@ -218,7 +218,7 @@ class SqliteStore(Store):
             args.append(limit)
         with self._lock:
             rows = list(self._db.execute(sql, args))
-        return [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), json.loads(r[6])) for r in rows]
+        return self.expand(run_id, [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), json.loads(r[6])) for r in rows])
 
     def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
         names = [n for n, _ in COLUMNS[table]]
@@ -226,11 +226,16 @@ class SqliteStore(Store):
         if run_id is not None:
             conditions["run_id"] = run_id
         sql = f"SELECT {', '.join(names)} FROM {table}"
+        args: list[Any] = []
         if conditions:
-            sql += " WHERE " + " AND ".join(f"{k} = ?" for k in conditions)
+            clauses = []
+            for k, v in conditions.items():  # a list: any of its values
+                clauses.append(f"{k} IN ({','.join('?' * len(v))})" if isinstance(v, list) else f"{k} = ?")
+                args += v if isinstance(v, list) else [v]
+            sql += " WHERE " + " AND ".join(clauses)
         sql += f" ORDER BY {order or ', '.join(KEYS[table])}"
         with self._lock:
-            found = list(self._db.execute(sql, list(conditions.values())))
+            found = list(self._db.execute(sql, args))
         return [decode_row(table, names, r) for r in found]
 
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -280,6 +285,13 @@ class SqliteStore(Store):
         with self._lock:
             return self._read(run_id, ledger)
 
+    def transactions_at(self, run_id: str, ledger: str, seqs: Sequence[int]) -> list[Transaction]:
+        out: list[Transaction] = []
+        with self._lock:
+            for i in range(0, len(seqs), 400):  # SQLite caps the parameters of one statement
+                out += self._read(run_id, ledger, list(seqs[i : i + 400]), [])
+        return out
+
     def _read(self, run_id: str, ledger: str, seqs: list[int] | None = None, keys: list[str] | None = None) -> list[Transaction]:
         columns = "SELECT seq, type, idempotency_key, at, memo, currency, hash FROM ledger_transactions WHERE run_id = ? AND ledger = ?"
         if seqs is not None and keys is not None:
@@ -294,8 +306,9 @@ class SqliteStore(Store):
             if low:
                 for row in self._db.execute(f"{columns} AND seq IN ({','.join('?' * len(low))})", [run_id, ledger, *low]):
                     found[row[0]] = row
-            for row in self._db.execute(f"{columns} AND idempotency_key IN ({','.join('?' * len(keys))})", [run_id, ledger, *keys]):
-                found[row[0]] = row
+            if keys:
+                for row in self._db.execute(f"{columns} AND idempotency_key IN ({','.join('?' * len(keys))})", [run_id, ledger, *keys]):
+                    found[row[0]] = row
             heads = [found[q] for q in sorted(found)]
         else:
             heads = list(self._db.execute(f"{columns} ORDER BY seq", [run_id, ledger]))
