@@ -167,9 +167,21 @@ class PrivatePostgres:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
 
-    def stop(self) -> None:
-        """Stop now, closing every connection (as an outage does)."""
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop now, as an outage does. ``immediate``: every connection is cut at once, as
+        in a crash (the server recovers from its log when it starts again); ``fast``: each
+        session is told (57P01, admin shutdown) and ended, then the server shuts down
+        cleanly, as a restart by an administrator does."""
+        if mode not in ("immediate", "fast"):
+            raise ValueError(f"stop mode {mode!r}: immediate or fast")
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+    def require_password(self, role: str) -> None:
+        """Make ``role`` log in with its password (SCRAM) over TCP; every other role still
+        needs none."""
+        hba = self.directory / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "reload")
 
     def remove(self) -> None:
         try:
@@ -181,6 +193,15 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_postgres(postgres_url):
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="module")
+def private_postgres_module(postgres_url):
+    """A private PostgreSQL server for a whole module (a test that stops it starts it again)."""
     server = PrivatePostgres()
     server.start()
     yield server
