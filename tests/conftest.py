@@ -167,9 +167,21 @@ class PrivatePostgres:
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
 
-    def stop(self) -> None:
-        """Stop now, closing every connection (as an outage does)."""
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop now, as an outage does. ``immediate``: every connection is cut at once, as
+        in a crash (the server recovers from its log when it starts again); ``fast``: each
+        session is told (57P01, admin shutdown) and ended, then the server shuts down
+        cleanly, as a restart by an administrator does."""
+        if mode not in ("immediate", "fast"):
+            raise ValueError(f"stop mode {mode!r}: immediate or fast")
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+    def require_password(self, role: str) -> None:
+        """Make ``role`` log in with its password (SCRAM) over TCP; every other role still
+        needs none."""
+        hba = self.directory / "data" / "pg_hba.conf"
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "reload")
 
     def remove(self) -> None:
         try:
@@ -181,6 +193,50 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_postgres(postgres_url):
+    server = PrivatePostgres()
+    server.start()
+    yield server
+    server.remove()
+
+
+class SmallDisk:
+    """A small file system of the test's own (a tmpfs mounted on a folder), which a store
+    fills up; ``grow()`` makes room again. Mounting needs root (CAP_SYS_ADMIN)."""
+
+    def __init__(self, path: Path, size: str) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True, timeout=30
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs for a disk that fills up ({done.stderr.strip() or done.returncode}): needs root")
+
+    def grow(self, size: str = "64m") -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, timeout=30)
+
+    def unmount(self) -> None:
+        """Unmount it; if a process still has a file open there (an actor on its way out),
+        detach it now and let the kernel free it when that process is gone."""
+
+        def unmounted() -> bool:
+            return subprocess.run(["umount", str(self.path)], capture_output=True, timeout=30).returncode == 0
+
+        if not wait_for(unmounted, timeout=10):
+            subprocess.run(["umount", "--lazy", str(self.path)], check=True, timeout=30)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB disk (see SmallDisk), unmounted afterwards; skipped where it cannot be mounted."""
+    disk = SmallDisk(tmp_path / "disk", "2m")
+    yield disk
+    disk.unmount()
+
+
+@pytest.fixture(scope="module")
+def private_postgres_module(postgres_url):
+    """A private PostgreSQL server for a whole module (a test that stops it starts it again)."""
     server = PrivatePostgres()
     server.start()
     yield server

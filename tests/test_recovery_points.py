@@ -18,7 +18,7 @@ import pytest
 import cival.runtime as runtime
 from cival.runtime import LocalCluster, _LocalFarmPorts, _LocalMasterPorts, run_paper, session_bars
 from cival.store.sqlite import SqliteStore
-from tests.test_recovery import recovery_config
+from tests.helpers import recovery_config
 
 BARS = 2000
 

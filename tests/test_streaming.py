@@ -19,7 +19,7 @@ from cival.events.watch import parse_entry
 from cival.runtime import run_paper, session_bars
 from cival.store.sqlite import SqliteStore
 from tests.conftest import ROOT
-from tests.test_recovery import recovery_config
+from tests.helpers import recovery_config
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
-from cival.store.base import Store, StoreLocation, new_run_id
+from cival.store.base import Store, StoreError, StoreLocation, new_run_id
 
 DEFAULT_BATCH = 10_000
 """Bars per batch when replaying at full speed (each batch costs a few actor calls)."""
@@ -792,6 +792,16 @@ def run_paper(
         return PaperResult(
             report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where, relayed
         )
+    except Exception as exc:
+        failure = actor_error(exc)
+        if isinstance(failure, StoreError) and driver_store is not None and run_id is not None:
+            # The store refused a write (full, read-only, unreachable too long): what was
+            # committed before is consistent, so the run is interrupted there, not failed.
+            status = "interrupted"
+            raise stopped_by_store(driver_store, run_id, failure, seen, first, last) from None
+        if failure is not exc:
+            raise failure from None  # an actor's own error, not Ray's account of it
+        raise
     finally:
         try:
             cluster.close()
@@ -806,6 +816,40 @@ def run_paper(
                         pass
                 if driver_store is not store:
                     driver_store.close()
+
+
+def actor_error(exc: BaseException) -> BaseException:
+    """The Cival error that a Ray actor raised, if ``exc`` is Ray's report of one (a task
+    error wraps the actor's exception; an actor's call to another wraps it again); else
+    ``exc`` itself."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return exc
+    inner: BaseException = exc
+    while isinstance(inner, ray.exceptions.RayTaskError) and isinstance(inner.cause, BaseException):
+        inner = inner.cause
+    return inner if isinstance(inner, CivalError) else exc
+
+
+def stopped_by_store(
+    store: Store, run_id: str, failure: StoreError, bars: int, first: pd.Timestamp | None, last: pd.Timestamp | None
+) -> StoreError:
+    """The error a session ends with when its store refused a write: the store's message,
+    and what became of the run: marked ``interrupted`` after ``bars`` bars if the store
+    still takes that small write, else left ``running`` (said so)."""
+    meta = {"bars": bars, "start": iso(first) if first is not None else None, "end": iso(last) if last is not None else None, "interrupted": True}
+    try:
+        store.update_run(run_id, status="interrupted", meta=meta, finished=True)
+    except Exception as again:  # noqa: BLE001 - the store refused this too: the message says so
+        fate = (
+            f"run {run_id} could not be marked interrupted ({again}), so it is listed as running; what it stored "
+            f"is consistent: once the store takes writes again, `cival report {run_id}` shows it"
+        )
+    else:
+        fate = f"run {run_id} is marked interrupted after {bars:,} bars; `cival report {run_id}` shows what it stored"
+    return StoreError(f"{failure}\n{fate}")
 
 
 class Checkpoints:
@@ -962,6 +1006,7 @@ __all__ = [
     "Progress",
     "RayCluster",
     "RuntimeFailure",
+    "actor_error",
     "build_wallets",
     "connect_ray",
     "fund",

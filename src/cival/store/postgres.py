@@ -6,11 +6,18 @@ transaction. The URL comes from the caller (``DATABASE_URL`` or ``storage.url``)
 never printed with its password.
 
 An outage delays writes, it does not lose them: an operation that fails because the
-server cannot be reached (refused, restarting, connection lost mid-transaction) is
-retried whole, with a growing pause, for up to ``retry_for`` seconds
-(``CIVAL_STORE_RETRY_SECONDS``, default 300) before a StoreError. Retrying is safe
-because every write is idempotent (a commit whose acknowledgement was lost is
-recognised, not repeated).
+server or the connection to it went away is retried whole, on a new connection, with a
+growing pause, for up to ``retry_for`` seconds (``CIVAL_STORE_RETRY_SECONDS``, default
+300) before a StoreError. Retrying is safe because every write is idempotent (a commit
+whose acknowledgement was lost is recognised, not repeated). What counts as an outage
+(:func:`_outage`): the connection refused, reset or ended (EOF), a timeout, the server
+shutting down (57P01 fast, 57P02 immediate or crash), starting up or recovering (57P03),
+any connection exception (class 08), and an error on a connection that no longer answers
+(asyncpg reports one left in the middle of the protocol by a shutdown as an interface or
+internal client error: "cannot switch to state 15; another operation (2) is in
+progress"). A connection on which anything failed is closed, never handed out again, and
+after an outage the pool's idle connections are replaced too. Any other error (a
+constraint violation, bad SQL or arguments, a wrong password) is a StoreError at once.
 """
 
 from __future__ import annotations
@@ -51,21 +58,82 @@ T = TypeVar("T")
 log = logging.getLogger("cival.store")
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether an error means the server could not be reached (worth retrying)."""
+_OUTAGE_STATES = {
+    "57P01",  # admin shutdown: a fast shutdown (or smart, once idle) ends every session
+    "57P02",  # crash shutdown: another server process crashed, or an immediate shutdown
+    "57P03",  # cannot connect now: the server is starting, recovering or shutting down
+    "57P05",  # idle session timeout: the server closed the connection
+}
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether an error certainly means that the server or the connection went away:
+    the error, or one it happened while handling (a rollback after a shutdown)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _lost(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _lost(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(
+    if isinstance(exc, asyncpg.PostgresError):
+        code = getattr(exc, "sqlstate", None) or ""
+        return code.startswith("08") or code in _OUTAGE_STATES
+    # Refused, reset, broken pipe, EOF in the middle of a message, a connect or command timeout.
+    return isinstance(exc, (OSError, EOFError, TimeoutError, asyncio.TimeoutError))
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """Whether an error is one asyncpg raises both for a connection left broken (by a
+    shutdown, mid-protocol) and for a caller's mistake (wrong number of arguments): which
+    it was, only the connection can say."""
+    from asyncpg import exceptions as pg
+
+    if isinstance(
         exc,
         (
-            OSError,
-            asyncio.TimeoutError,
-            asyncpg.PostgresConnectionError,  # class 08
-            asyncpg.InterfaceError,  # "connection is closed", pool closing
-            asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 cannot connect now
-            asyncpg.exceptions.ConnectionDoesNotExistError,
+            pg.ClientConfigurationError,
+            pg._base.DataError,
+            pg.UnsupportedClientFeatureError,
+            pg.UnsupportedServerFeatureError,
+            pg.TargetServerAttributeNotMatched,
         ),
-    )
+    ):
+        return False  # bad settings or input: the same again on any connection
+    return isinstance(exc, (pg.InterfaceError, pg.InternalClientError))
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether an error is asyncpg's (the server's or the driver's), rather than a bug of ours."""
+    import asyncpg
+
+    return isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError))
+
+
+async def _answers(con: Any) -> bool:
+    """Whether a connection still works (after an error that does not say)."""
+    try:
+        return bool(await con.fetchval("SELECT 1", timeout=5) == 1)
+    except Exception:  # noqa: BLE001 - closed, mid-protocol, timed out: it does not
+        return False
+
+
+def _drop(con: Any) -> None:
+    """Close a pool's connection at once: never handed out again (the pool makes a new one)."""
+    try:
+        con.terminate()
+    except Exception:  # noqa: BLE001 - already closed and taken back by the pool
+        pass
+
+
+class _Outage(Exception):
+    """An operation failed because the server or the connection went away (the cause)."""
 
 
 class PostgresStore(Store):
@@ -111,36 +179,33 @@ class PostgresStore(Store):
             self._stop()
             raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
         create = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-        if not wait:
-            try:
+        try:
+            if wait:
+                self._call(lambda con: con.execute(create), transaction=False)
+            else:
                 self._run(self._pool.execute(create))
-            except Exception as exc:  # noqa: BLE001 - refused, unknown host, bad credentials...
-                self.close()
-                raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
-        else:
-            self._call(lambda con: con.execute(create), transaction=False)
+        except StoreError:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - refused, unknown host, bad credentials...
+            self.close()
+            raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _call(self, fn: Callable[[Any], Awaitable[T]], transaction: bool = True) -> T:
-        """Run ``fn(connection)`` (in a transaction), retrying whole while the server is unreachable."""
-
-        async def once() -> T:
-            async with self._pool.acquire() as con:
-                if not transaction:
-                    return await fn(con)
-                async with con.transaction():
-                    return await fn(con)
-
+        """Run ``fn(connection)`` (in a transaction), retrying whole while the server is
+        away (see the module docstring); any other failure is a StoreError at once."""
         deadline: float | None = None
         pause = 0.1
         while True:
             try:
-                return self._run(once())
-            except Exception as exc:
-                if not _unreachable(exc):
-                    raise
+                return self._run(self._once(fn, transaction))
+            except _Outage as outage:
+                exc = outage.__cause__ or outage
+                if self._pool.is_closing():
+                    raise StoreError(f"the PostgreSQL store at {redact(self.url)} is closed") from None
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.retry_for
@@ -153,6 +218,47 @@ class PostgresStore(Store):
                     ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if not _refusal(exc):
+                    raise
+                raise StoreError(
+                    f"PostgreSQL at {redact(self.url)} refused the operation ({type(exc).__name__}: {exc}); "
+                    "nothing of it was written"
+                ) from exc
+
+    async def _once(self, fn: Callable[[Any], Awaitable[T]], transaction: bool) -> T:
+        """One attempt on a connection of the pool; _Outage if the server or the connection went away."""
+        try:
+            con = await self._pool.acquire()
+        except Exception as exc:
+            if _outage(exc):
+                raise _Outage() from exc
+            if self._pool.is_closing():
+                raise StoreError(f"the PostgreSQL store at {redact(self.url)} is closed") from None
+            raise StoreError(f"cannot connect to PostgreSQL at {redact(self.url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
+        try:
+            if transaction:
+                async with con.transaction():
+                    result = await fn(con)
+            else:
+                result = await fn(con)
+        except BaseException as exc:
+            lost = isinstance(exc, Exception) and (_outage(exc) or (_ambiguous(exc) and not await _answers(con)))
+            # A connection on which something failed may be in the middle of the protocol
+            # or of a transaction: closed, never given back to the pool.
+            _drop(con)
+            if lost:
+                # Its idle siblings are connections to the same server: most likely gone too.
+                await self._pool.expire_connections()
+                raise _Outage() from exc
+            raise
+        try:
+            await self._pool.release(con)
+        except Exception:  # noqa: BLE001 - done (committed): a connection the pool cannot reset, it closes itself
+            pass
+        return result
 
     @property
     def location(self) -> StoreLocation:

@@ -1,16 +1,31 @@
-"""The embedded store: one SQLite file, exact decimals as text (see :mod:`cival.store.base`)."""
+"""The embedded store: one SQLite file, exact decimals as text (see :mod:`cival.store.base`).
+
+SQLite's and the file system's errors are StoreErrors that name the file and say what
+to do (:meth:`SqliteStore._error`): a store that cannot be written (its permissions, a
+read-only disk), a full disk, a write the disk refused (a failing disk, the process's
+file size limit), a lock held too long, a damaged file. A transaction that fails, its
+COMMIT included, is rolled back whole: the file keeps every transaction committed before
+it, so the runs in it stay readable (``cival runs``, ``cival report``).
+
+Nothing of the database is memory-mapped (``mmap_size`` 0, whatever the SQLite build's
+default): through a mapping, a read or write the disk refuses is a SIGBUS that kills the
+process, not an error code. The write-ahead log's index (the ``-shm`` file) is mapped, as
+WAL requires; SQLite writes every page of it before mapping it, so a full disk is an
+error there too.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cival.core.events import EventDraft, StoredEvent
 from cival.core.ledger import GENESIS, Transaction
@@ -34,6 +49,23 @@ from cival.store.codec import decode_row, insert_sql, row_values, update_sql, up
 from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _mapped(method: F) -> F:
+    """``method`` with SQLite's and the file system's errors raised as StoreErrors (see
+    :meth:`SqliteStore._error`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
@@ -47,26 +79,55 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Several processes (the actors of a session) write to one file: each waits its
             # turn for the write lock rather than failing.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=120)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc) from exc
+        try:
+            self._db.execute("PRAGMA mmap_size = 0")  # see the module docstring
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA journal_mode = WAL")
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the embedded store at {self.path}: {exc}") from None
-        # With WAL, NORMAL keeps every committed transaction through a crash of the
-        # program (not through a power cut), at a fraction of FULL's cost.
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        # A session's commits can be large (a batch of bars, many fills): a page cache that
-        # holds them avoids spilling to the log in the middle of a transaction.
-        self._db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MiB at most, taken as used
-        self._db.execute("PRAGMA temp_store = MEMORY")
-        self._lock = threading.RLock()
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
+            # With WAL, NORMAL keeps every committed transaction through a crash of the
+            # program (not through a power cut), at a fraction of FULL's cost.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            # A session's commits can be large (a batch of bars, many fills): a page cache that
+            # holds them avoids spilling to the log in the middle of a transaction.
+            self._db.execute("PRAGMA cache_size = -131072")  # KiB: 128 MiB at most, taken as used
+            self._db.execute("PRAGMA temp_store = MEMORY")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error | OSError) -> StoreError:
+        """A StoreError for what SQLite or the file system refused: which file, what
+        happened, what to do."""
+        where = f"the embedded store at {self.path.absolute()}"
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        other = "or use another store (a config's storage.path, --path, CIVAL_DATA_DIR or DATABASE_URL)"
+        if isinstance(exc, PermissionError) or name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+            return StoreError(
+                f"{where} cannot be written ({exc}): make the file, and the folder it is in, writable by this user "
+                f"(or the disk writable again), {other}"
+            )
+        if name == "SQLITE_FULL" or getattr(exc, "errno", None) == 28:  # ENOSPC
+            return StoreError(f"{where} cannot grow: the disk is full ({exc}); free space on it, {other}")
+        if name.startswith("SQLITE_IOERR") or isinstance(exc, OSError):
+            return StoreError(
+                f"{where} could not be written ({exc}, {name or type(exc).__name__}): the disk refused it (failing, full, "
+                f"or over this process's file size limit, `ulimit -f`); fix that, {other}"
+            )
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StoreError(f"{where} stayed locked by another process for too long ({exc}); stop that process, {other}")
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return StoreError(f"{where} is damaged or not a Cival store ({exc}); restore it from a copy, {other}")
+        return StoreError(f"{where} refused the operation ({type(exc).__name__}: {exc}; {name or 'no code'})")
 
     @property
     def location(self) -> StoreLocation:
@@ -74,6 +135,7 @@ class SqliteStore(Store):
 
     # schema
 
+    @_mapped
     def migrate(self) -> list[int]:
         done = []
         with self._lock, self._transaction():  # the write lock first: one migrator at a time
@@ -102,12 +164,14 @@ class SqliteStore(Store):
                 [(tx.hash, run_id, ledger, tx.seq) for tx in txs],
             )
 
+    @_mapped
     def status(self) -> list[MigrationStatus]:
         applied = {row[0]: row[1] for row in self._db.execute("SELECT version, applied_at FROM schema_migrations")}
         return [MigrationStatus(m.version, m.name, _parse_time(applied.get(m.version))) for m in MIGRATIONS]
 
     # runs
 
+    @_mapped
     def create_run(self, name: str, mode: str, config: dict[str, Any], run_id: str | None = None) -> str:
         run_id = run_id or new_run_id()
         self._db.execute(
@@ -116,11 +180,13 @@ class SqliteStore(Store):
         )
         return run_id
 
+    @_mapped
     def finish_run(self, run_id: str, status: str = "finished") -> None:
         self._db.execute(
             "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _time(datetime.now(UTC)), run_id)
         )
 
+    @_mapped
     def runs(self) -> list[RunRecord]:
         self.check_schema()
         rows = self._db.execute(
@@ -132,6 +198,7 @@ class SqliteStore(Store):
             for r in rows
         ]
 
+    @_mapped
     def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
         with self._lock, self._transaction():
             row = self._db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -146,6 +213,7 @@ class SqliteStore(Store):
 
     # journal
 
+    @_mapped
     def commit(self, run_id: str, batch: JournalBatch) -> CommitResult:
         with self._lock, self._transaction():
             new_txs = 0
@@ -195,6 +263,7 @@ class SqliteStore(Store):
                 )
         return CommitResult(new_txs, new_events)
 
+    @_mapped
     def node_state(self, run_id: str, source: str) -> NodeState | None:
         with self._lock:
             row = self._db.execute(
@@ -206,10 +275,12 @@ class SqliteStore(Store):
             decode_reply(run_id, source, None, legacy=row[3])  # refused: see decode_reply
         return NodeState(source, row[0], row[1], row[2])
 
+    @_mapped
     def node_sources(self, run_id: str) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT source FROM node_states WHERE run_id = ? ORDER BY source", (run_id,))]
 
+    @_mapped
     def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         sql = "SELECT seq, id, source, type, entity, at, data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
         args: list[Any] = [run_id, after]
@@ -220,6 +291,7 @@ class SqliteStore(Store):
             rows = list(self._db.execute(sql, args))
         return self.expand(run_id, [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), json.loads(r[6])) for r in rows])
 
+    @_mapped
     def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
         names = [n for n, _ in COLUMNS[table]]
         conditions = dict(where or {})
@@ -238,12 +310,14 @@ class SqliteStore(Store):
             found = list(self._db.execute(sql, args))
         return [decode_row(table, names, r) for r in found]
 
+    @_mapped
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         with self._lock, self._transaction():
             self._db.executemany(insert_sql(table, "sqlite"), [row_values(table, r, "sqlite") for r in rows])
 
     # ledgers
 
+    @_mapped
     def write_transactions(self, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
         if not txs:
             return 0
@@ -281,10 +355,12 @@ class SqliteStore(Store):
             raise StoreError(f"ledger {ledger}: transaction #{seq - 1} is not stored (or has no hash); transactions are written in order")
         return str(row[0])
 
+    @_mapped
     def transactions(self, run_id: str, ledger: str) -> list[Transaction]:
         with self._lock:
             return self._read(run_id, ledger)
 
+    @_mapped
     def transactions_at(self, run_id: str, ledger: str, seqs: Sequence[int]) -> list[Transaction]:
         out: list[Transaction] = []
         with self._lock:
@@ -328,6 +404,7 @@ class SqliteStore(Store):
             [(s, acc, Decimal(amt), Decimal(q)) for s, acc, amt, q in legs],
         )
 
+    @_mapped
     def close(self) -> None:
         self._db.close()
 
@@ -343,7 +420,25 @@ class _Tx:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, *rest) -> None:  # type: ignore[no-untyped-def]
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                # A COMMIT that fails (a full disk) leaves the transaction open: it is
+                # rolled back below, so that the connection can take the next one.
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite rolls some failed transactions back itself (an I/O error, a full disk);
+        # the error that ended the transaction is the one to report, not ROLLBACK's.
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
 
 def _event_row(run_id: str, seq: int, e: EventDraft, source: str) -> dict[str, Any]:
