@@ -162,8 +162,8 @@ class Journal:
                     {"run_id": run, "id": order.id, "agent": agent.name, "symbol": order.symbol, "side": order.side,
                      "signal_at": order.at, "status": "open"}
                 )
-                data = {"order_id": order.id, "agent": agent.name, "symbol": order.symbol, "side": order.side, "signal_at": iso(order.at)}
-                events.append(EventDraft(f"order:{order.id}", "order_submitted", agent.ref, order.at, data))
+                # By reference: the store expands it from the orders row (see BY_REFERENCE).
+                events.append(EventDraft(f"order:{order.id}", "order_submitted", agent.ref, order.at, {"order_id": order.id}))
             start = self._fills.get(agent.name, 0)
             for n, (fill, (ts_ns, ex)) in enumerate(zip(agent.fills[start:], agent.executions[start:], strict=True), start=start + 1):
                 rows["fills"].append(fill_row(run, agent.name, n, fill, ts_ns, ex))

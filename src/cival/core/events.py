@@ -124,11 +124,26 @@ def fill_event_data(fill: Any) -> dict[str, Any]:
     }
 
 
-BY_REFERENCE = {"wallet_transaction": "tx_seq", "order_filled": "fill_id"}
+def order_event_data(order: dict[str, Any]) -> dict[str, Any]:
+    """An ``order_submitted`` event's data, from an ``orders`` row."""
+    from datetime import UTC
+
+    return {
+        "order_id": order["id"],
+        "agent": order["agent"],
+        "symbol": order["symbol"],
+        "side": order["side"],
+        "signal_at": order["signal_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+BY_REFERENCE = {"wallet_transaction": "tx_seq", "order_filled": "fill_id", "order_submitted": "order_id"}
 """Event types stored as a reference to the rows they repeat (a ledger transaction, a
-fill): their data holds only the reference (``ledger`` and ``tx_seq``; ``fill_id``) and a
-store expands it from those rows when it reads them back (the same data as written out
-in full), instead of keeping every amount twice."""
+fill, an order): their data holds only the reference (``ledger`` and ``tx_seq``;
+``fill_id``; ``order_id``) and a store expands it from those rows when it reads them back
+(the same data as written out in full), instead of keeping everything twice."""
 
 
-__all__ = ["BY_REFERENCE", "EVENT_TYPES", "EventDraft", "EventLog", "StoredEvent", "fill_event_data", "tx_event_data"]
+__all__ = [
+    "BY_REFERENCE", "EVENT_TYPES", "EventDraft", "EventLog", "StoredEvent", "fill_event_data", "order_event_data", "tx_event_data",
+]

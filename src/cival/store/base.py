@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cival.core.errors import CivalError
-from cival.core.events import BY_REFERENCE, EventDraft, StoredEvent, fill_event_data, tx_event_data
+from cival.core.events import BY_REFERENCE, EventDraft, StoredEvent, fill_event_data, order_event_data, tx_event_data
 from cival.core.ledger import Posting, Transaction, TxType
 
 
@@ -192,21 +192,22 @@ class Store(ABC):
         from dataclasses import replace
 
         seqs: dict[str, set[int]] = {}
-        fill_ids: set[str] = set()
+        ids: dict[str, set[str]] = {"fills": set(), "orders": set()}
         for e in events:
             if not _by_reference(e):
                 continue
             if e.type == "wallet_transaction":
                 seqs.setdefault(str(e.data["ledger"]), set()).add(int(e.data["tx_seq"]))
             else:
-                fill_ids.add(str(e.data["fill_id"]))
-        if not seqs and not fill_ids:
+                ids[_TABLE[e.type]].add(str(e.data[BY_REFERENCE[e.type]]))
+        if not seqs and not any(ids.values()):
             return events
         txs = {(ledger, tx.seq): tx for ledger, wanted in seqs.items() for tx in self.transactions_at(run_id, ledger, sorted(wanted))}
-        fills: dict[str, dict[str, Any]] = {}
-        ids = sorted(fill_ids)
-        for i in range(0, len(ids), 500):
-            fills.update((r["id"], r) for r in self.rows("fills", run_id, where={"id": ids[i : i + 500]}))
+        rows: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in ids}
+        for table, wanted in ids.items():
+            keys = sorted(wanted)
+            for i in range(0, len(keys), 500):
+                rows[table].update((r["id"], r) for r in self.rows(table, run_id, where={"id": keys[i : i + 500]}))
         out = []
         for e in events:
             if _by_reference(e):
@@ -214,8 +215,8 @@ class Store(ABC):
                     tx = txs.get((str(e.data["ledger"]), int(e.data["tx_seq"])))
                     data = None if tx is None else tx_event_data(str(e.data["ledger"]), tx)
                 else:
-                    row = fills.get(str(e.data["fill_id"]))
-                    data = None if row is None else fill_event_data(row)
+                    row = rows[_TABLE[e.type]].get(str(e.data[BY_REFERENCE[e.type]]))
+                    data = None if row is None else (fill_event_data(row) if e.type == "order_filled" else order_event_data(row))
                 if data is None:
                     raise StoreError(f"run {run_id}: event #{e.seq} ({e.type}) refers to a row that is not stored; the store is corrupt")
                 e = replace(e, data=data)
@@ -272,10 +273,13 @@ def with_hashes(prev: str, txs: Sequence[Transaction]) -> list[Transaction]:
     return out
 
 
+_TABLE = {"order_filled": "fills", "order_submitted": "orders"}
+
+
 def _by_reference(e: StoredEvent) -> bool:
     """Whether ``e`` is stored by reference (its data is only the reference), rather than
     written out in full as events of these types were before."""
-    return e.type in BY_REFERENCE and set(e.data) <= {"ledger", "tx_seq", "fill_id"}
+    return e.type in BY_REFERENCE and set(e.data) <= {"ledger", "tx_seq", "fill_id", "order_id"} and len(e.data) <= 2
 
 
 def tx_rows(run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> tuple[list[tuple], list[tuple]]:
