@@ -357,17 +357,18 @@ def test_bug_validate_complex_yaml_key_has_no_traceback(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
-    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) mid-session:
-    the batches sent finish, positions and the audit are printed, the report is written,
-    Ray is shut down, and the exit code is 130."""
+    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) mid-session,
+    on a local Ray as Cival starts one: the batches sent finish, positions and the audit
+    are printed, the report is written, Ray is shut down, and the exit code is 130."""
     import signal
     import time
 
     import psutil
 
     report = tmp_path / "report.json"
-    env = dict(os.environ, PYTHONPATH=str(SRC), RAY_AUTH_MODE="disabled")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
     data = shared_data / "intraday_crypto" / "binance_BTCUSDT_5m.csv"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cival", "paper", "--strategy", "darvas", "--data", str(data), "--speed", "20000",
@@ -405,9 +406,12 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "Ray processes left running"
 
 
+@pytest.mark.slow
 def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
     """RAY_ADDRESS (or --address): the session's actors go to that cluster, which is left
-    running afterwards."""
+    running afterwards. The cluster requires a token, as a multi-node deployment should;
+    cival is given the same one in its environment."""
+    import secrets
     import signal
     import socket
     import time
@@ -418,7 +422,8 @@ def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
     import tempfile
 
     ray_cli = Path(sys.executable).parent / "ray"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, **auth}
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen(
         [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block",
@@ -434,7 +439,7 @@ def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "ray start --head did not come up"
                 time.sleep(0.5)
-        env = dict(os.environ, PYTHONPATH=str(SRC), RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"127.0.0.1:{port}")
+        env = dict(env, PYTHONPATH=str(SRC), RAY_ADDRESS=f"127.0.0.1:{port}")
         result = subprocess.run(
             [sys.executable, "-m", "cival", "demo", "--bars", "300", "--json"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,

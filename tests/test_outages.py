@@ -5,7 +5,6 @@ streamed late but every one of them, once, in order."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -23,11 +22,8 @@ BARS = 3000
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_cluster(local_ray):
+    return local_ray
 
 
 def _outage(at_bars: int, stop, start, seconds: float = 3.0):

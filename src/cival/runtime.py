@@ -45,6 +45,7 @@ from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
+from cival.rayconnect import RaySession, RayUnavailable, connect
 from cival.store.base import Store, StoreLocation, new_run_id
 
 DEFAULT_BATCH = 10_000
@@ -360,38 +361,18 @@ class LocalCluster:
         pass
 
 
-def connect_ray(address: str | None = None) -> bool:
-    """Start a local Ray (no address) or join the cluster at ``address`` (or RAY_ADDRESS).
+def connect_ray(address: str | None = None) -> RaySession:
+    """Start a local Ray (no address) or join the cluster at ``address`` (or RAY_ADDRESS);
+    see :mod:`cival.rayconnect` for how each is secured.
 
-    Returns whether Ray was started here (and so should be shut down here). Fails fast,
-    with a message saying what to check, when the address does not answer.
+    ``close()`` on the result shuts down a Ray started here (a Ray already running in this
+    process is used and left alone). Fails fast, with a message saying what to check,
+    when the address does not answer or refuses the connection.
     """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        from cival.backtest.sweep import RayUnavailable, _check_reachable
-
-        try:
-            _check_reachable(address)
-        except RayUnavailable as exc:
-            raise RuntimeFailure(str(exc)) from None
     try:
-        if address:
-            ray.init(address=address, log_to_driver=True, logging_level="ERROR")
-        else:
-            ray.init(
-                num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR"
-            )
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise RuntimeFailure(
-            f"could not start or reach {where} ({type(exc).__name__}: {exc})"
-        ) from None
-    return True
+        return connect(address, log_to_driver=True, logging_level="ERROR")
+    except RayUnavailable as exc:
+        raise RuntimeFailure(str(exc)) from None
 
 
 class RayCluster:
@@ -406,7 +387,7 @@ class RayCluster:
         self.address = address
         self.where = where
         self.run_id = run_id
-        self.started_here = False
+        self.ray: RaySession | None = None
         self.master: Any = None
         self.farms: dict[str, Any] = {}
         self.agents: dict[str, Any] = {}
@@ -418,7 +399,7 @@ class RayCluster:
         from cival.actors.remote import AgentActor, FarmActor, MasterActor
 
         t0 = time.perf_counter()
-        self.started_here = connect_ray(self.address)
+        self.ray = connect_ray(self.address)
         prefix = f"cival:{self.spec.config.name}:{os.getpid()}:{time.time_ns()}"
         farm_names: dict[str, str] = {}
         try:
@@ -519,6 +500,7 @@ class RayCluster:
     def close(self) -> None:
         import ray
 
+        session, self.ray = self.ray, None
         if not ray.is_initialized():
             return
         for handle in [self.master, *self.farms.values(), *self.agents.values()]:
@@ -528,9 +510,8 @@ class RayCluster:
                 except Exception:  # noqa: S110 - already gone
                     pass
         self.master, self.farms, self.agents = None, {}, {}
-        if self.started_here:
-            ray.shutdown()
-            self.started_here = False
+        if session is not None:
+            session.close()
 
 
 # -- sessions ---------------------------------------------------------------------------
