@@ -131,6 +131,26 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, **init: 
     return RaySession(True, None, saved)
 
 
+def local_processes_alive() -> bool:
+    """Whether the GCS and raylet of a local Ray started by this process still run.
+
+    True when this process joined a cluster (its processes are not ours to watch) or runs
+    no Ray. A session stopped by a signal sent to all its processes asks this before
+    waiting on actors that may have died with it.
+    """
+    import ray
+
+    # Ray's node object is the only record of the processes it started for us.
+    node = ray._private.worker._global_node  # noqa: SLF001
+    if node is None or not getattr(node, "head", False):
+        return True
+    try:
+        dead = {kind for kind, _ in node.dead_processes()}
+    except Exception:  # noqa: BLE001 - a Ray without this bookkeeping: assume alive
+        return True
+    return not dead & {"gcs_server", "raylet"}
+
+
 # -- the local cluster's environment ------------------------------------------------------
 
 
@@ -242,4 +262,4 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback or bool(mapped is not None and mapped.is_loopback)
 
 
-__all__ = ["RaySession", "RayUnavailable", "check_reachable", "connect"]
+__all__ = ["RaySession", "RayUnavailable", "check_reachable", "connect", "local_processes_alive"]
