@@ -38,7 +38,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 if "CIVAL_DATA_DIR" not in os.environ:  # the sessions' embedded store: a folder of the benchmark's own
     import tempfile
 

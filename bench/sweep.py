@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baselines  # noqa: E402
@@ -78,10 +77,9 @@ def main() -> None:
     if not DATA.is_file():
         sys.exit(f"needs {DATA} (the shared market data beside the checkout)")
 
-    import ray
-
     from cival.backtest import sweep
     from cival.data import load_bars
+    from cival.rayconnect import connect
 
     bars = load_bars(DATA)
     grid = baselines.alligator_grid(args.combos)
@@ -89,7 +87,7 @@ def main() -> None:
     print(f"{len(bars):,} bars; {len(grid)} Alligator combinations, the same for both sweeps")
 
     started = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    session = connect(None, log_to_driver=False)  # a local Ray as Cival starts one
     ray_start = time.perf_counter() - started
     print(f"Ray start-up: {ray_start:.1f} s ({os.cpu_count()} CPUs)")
 
@@ -112,7 +110,7 @@ def main() -> None:
         t = time.perf_counter()
         result = sweep("alligator", bars, grid, backend="ray", chunk_size=args.chunk)
         cival_t.append(time.perf_counter() - t)
-    ray.shutdown()
+    session.close()
 
     base_rate = len(grid) / statistics.median(base_t)
     cival_rate = len(result.table) / statistics.median(cival_t)

@@ -68,6 +68,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for one test module (it takes seconds to start), started as Cival starts
+    one (loopback only) but with token authentication off: ``RAY_AUTH_MODE=disabled``,
+    set here explicitly and restored afterwards. Sessions of the module use it as it is."""
+    pytest.importorskip("ray")
+    from cival.rayconnect import connect
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        session = connect(None, num_cpus=2, logging_level="ERROR")
+        try:
+            yield session
+        finally:
+            session.close()
+
+
 REDIS_URL = os.environ.get("CIVAL_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 

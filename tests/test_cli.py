@@ -358,17 +358,19 @@ def test_bug_validate_complex_yaml_key_has_no_traceback(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
-def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
-    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) mid-session:
-    the batches sent finish, positions and the audit are printed, the report is written,
-    Ray is shut down, and the exit code is 130."""
+def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
+    """Run ``cival paper`` on 119,784 five-minute bars at 20,000x (in a session of its own,
+    on a local Ray as Cival starts one), call ``stop(driver_pid, processes)`` once bars
+    flow, and check what every clean stop gives: the batches sent finish, the books are
+    audited and printed, the report is written and is the one the store rebuilds, the run
+    is ``interrupted`` in the store, no traceback, and no Ray process left. Returns the
+    exit code, the output and the report."""
     import signal
-    import time
 
-    import psutil
+    from tests.helpers import gcs_server, processes_holding, session_processes, wait_until_gone
 
     report = tmp_path / "report.json"
-    env = dict(os.environ, PYTHONPATH=str(SRC), RAY_AUTH_MODE="disabled")
+    env = dict(os.environ, PYTHONPATH=str(SRC))
     data = shared_data / "intraday_crypto" / "binance_BTCUSDT_5m.csv"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cival", "paper", "--strategy", "darvas", "--data", str(data), "--speed", "20000",
@@ -382,15 +384,17 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
         assert re.match(r"run \d{8}T\d{6}Z-[0-9a-f]{8} \(sqlite store: ", announced), announced
         first = proc.stdout.readline()
         assert re.match(r"paper-darvas: bar [\d,]+/119,784", first), first
-        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)]
-        os.killpg(proc.pid, signal.SIGINT)
-        out = first + proc.communicate(timeout=120)[0]
+        token = gcs_server(proc.pid).environ().get("RAY_AUTH_TOKEN")  # marks each of the cluster's processes
+        processes = session_processes(proc.pid)
+        stop(proc.pid, processes)
+        out = first + proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, out
-    assert "Session interrupted" in out and "audit OK: 3 ledgers" in out
+            proc.wait(timeout=30)
+    assert "Session interrupted" in out and "audit OK: 3 ledgers" in out, out[-3000:]
     assert_no_traceback(subprocess.CompletedProcess([], 0, out, ""))
+    assert "SIGTERM received" not in out  # no stack dumps
     saved = json.loads(report.read_text())
     assert saved["interrupted"] is True and 0 < saved["bars"] < 119_784 and saved["ledger"]["audit_ok"] is True
     # The store has the run as interrupted, and rebuilds the very report the session wrote.
@@ -400,15 +404,64 @@ def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
     assert json.loads(rebuilt.stdout) == saved
     listed = subprocess.run([sys.executable, "-m", "cival", "runs", "--json"], env=env, capture_output=True, text=True)
     assert {r["id"]: r["status"] for r in json.loads(listed.stdout)}[run_id] == "interrupted"
-    deadline = time.monotonic() + 20
-    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "Ray processes left running"
+    assert wait_until_gone(processes) == [], "Ray processes left running"
+    if token is not None:  # also those Ray reparented, wherever they are
+        assert processes_holding("RAY_AUTH_TOKEN", token) == [], "Ray processes left running"
+    return proc.returncode, out, saved
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_a_paper_session_cleanly(tmp_path, shared_data):
+    """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) mid-session:
+    a clean stop, exit code 130. Ray's processes block SIGINT, so the actors report."""
+    import signal
+
+    code, out, _ = stop_a_paper_session(tmp_path, shared_data, lambda pid, _: os.killpg(pid, signal.SIGINT))
+    assert code == 130, out[-3000:]
+    assert "rebuilt from the store" not in out
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_driver_stops_a_paper_session_as_ctrl_c_does(tmp_path, shared_data):
+    """SIGTERM to the driver alone (``kill PID``): the same clean stop as Ctrl-C, exit code
+    143 (128 + SIGTERM), the report from the actors, which were not signalled."""
+    import signal
+
+    code, out, _ = stop_a_paper_session(tmp_path, shared_data, lambda pid, _: os.kill(pid, signal.SIGTERM))
+    assert code == 143, out[-3000:]
+    assert "rebuilt from the store" not in out
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_of_a_session_stops_it_with_the_report_from_the_store(tmp_path, shared_data):
+    """SIGTERM to every process of the session, as a service manager stopping it sends
+    (systemd's KillMode=control-group; the process group alone would miss the workers, which
+    Ray puts in groups of their own). Ray's processes do not block SIGTERM and die of it,
+    actors included, so the session cannot ask them: it rebuilds the report from the store
+    (every node journals before it replies), says so, and stops cleanly with 143."""
+    import signal
+
+    import psutil
+
+    def terminate_all(pid: int, processes: list[psutil.Process]) -> None:
+        os.killpg(pid, signal.SIGTERM)
+        for p in processes[1:]:
+            try:
+                p.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+
+    code, out, _ = stop_a_paper_session(tmp_path, shared_data, terminate_all)
+    assert code == 143, out[-3000:]
+    assert "Ray's processes were stopped with the session: the report below is rebuilt from the store." in out
+
+
+@pytest.mark.slow
 def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
     """RAY_ADDRESS (or --address): the session's actors go to that cluster, which is left
-    running afterwards."""
+    running afterwards. The cluster requires a token, as a multi-node deployment should;
+    cival is given the same one in its environment."""
+    import secrets
     import signal
     import socket
     import time
@@ -419,7 +472,8 @@ def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
     import tempfile
 
     ray_cli = Path(sys.executable).parent / "ray"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}, **auth}
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen(
         [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block",
@@ -435,7 +489,7 @@ def test_paper_joins_an_existing_ray_cluster_given_by_ray_address(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "ray start --head did not come up"
                 time.sleep(0.5)
-        env = dict(os.environ, PYTHONPATH=str(SRC), RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"127.0.0.1:{port}")
+        env = dict(env, PYTHONPATH=str(SRC), RAY_ADDRESS=f"127.0.0.1:{port}")
         result = subprocess.run(
             [sys.executable, "-m", "cival", "demo", "--bars", "300", "--json"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,

@@ -37,11 +37,8 @@ CASES = [("fast", seed) for seed in range(12)] + [("immediate", seed) for seed i
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_cluster(local_ray):
+    return local_ray
 
 
 @pytest.fixture(scope="module")

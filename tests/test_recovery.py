@@ -29,11 +29,8 @@ BARS = 5000
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_cluster(local_ray):
+    return local_ray
 
 
 @pytest.fixture(scope="module")

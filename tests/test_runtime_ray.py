@@ -4,7 +4,6 @@ to end, actor and inline farms, duplicates and a clean stop. One local Ray per m
 from __future__ import annotations
 
 import json
-import os
 import threading
 from decimal import Decimal
 
@@ -28,11 +27,8 @@ DEMO = ROOT / "configs" / "demo.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+def ray_cluster(local_ray):
+    return local_ray
 
 
 PARITY = [

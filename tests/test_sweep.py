@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -11,8 +9,6 @@ from cival.backtest import SweepError, backtest, sweep
 from cival.backtest.sweep import combinations, parse_grid
 from cival.data import load_bars
 from cival.strategies import get_strategy
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import pytest
 
 from cival.backtest import sweep
 from cival.data import load_bars
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +15,8 @@ def btc_1h(shared_data):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+def ray_cluster(local_ray):
+    return pytest.importorskip("ray")
 
 
 def test_local_and_ray_give_identical_results(btc_1h, ray_cluster):

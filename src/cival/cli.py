@@ -1,7 +1,8 @@
 """The ``cival`` command.
 
 Exit codes: 0 success; 1 a problem with the user's input (bad config, refused
-operation), printed as a message without a traceback; 2 a usage error.
+operation), printed as a message without a traceback; 2 a usage error; 130 a session
+stopped by Ctrl-C, 143 by SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cival import __version__
-from cival.core.errors import CivalError
+from cival.core.errors import CivalError, Terminated
 
 
 def demo_config_path() -> Path:
@@ -130,6 +131,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     )
     if live is not None:
         live.finish()
+    if result.rebuilt:
+        print(
+            "Ray's processes were stopped with the session: the report below is rebuilt from the store.",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     if args.report:
         Path(args.report).write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
     if args.json:
@@ -149,7 +155,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if result.interrupted:
-        return 130
+        return 143 if result.terminated else 130
     return 0 if result.audit.ok else 1
 
 
@@ -886,9 +892,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CivalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a session (Terminated)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:  # the reader went away (`cival watch | head`): not an error
         import os
 

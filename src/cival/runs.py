@@ -198,6 +198,22 @@ def rebuild_report(store: Store, run_id: str) -> tuple[dict[str, Any], Any]:
     return report, audit
 
 
+def interrupted_report(
+    store: Store, run_id: str, bars: int, first: pd.Timestamp | None, last: pd.Timestamp | None
+) -> tuple[dict[str, Any], Any]:
+    """The report of an interrupted run whose nodes can no longer answer (its Ray stopped
+    with it): how far the session got (``bars``, ``first`` and ``last`` bar) recorded, then
+    the report rebuilt from the store, as :func:`rebuild_report` does later."""
+    store.update_run(run_id, meta={
+        "bars": bars,
+        "start": iso(first) if first is not None else None,
+        "end": iso(last) if last is not None else None,
+        "interrupted": True,
+        "generated_at": iso(datetime.now(UTC)),
+    })
+    return rebuild_report(store, run_id)
+
+
 def _json_safe(value: Any) -> Any:
     """JSON values for a JSON column: NaN and infinities become null, numpy scalars plain."""
     import math
@@ -260,4 +276,4 @@ def run_summary(record: Any) -> dict[str, Any]:
         "events": record.events,
     }
 
-__all__ = ["config_record", "finish_run", "rebuild_report", "run_summary", "save_backtest", "save_sweep", "start_run", "store_location"]
+__all__ = ["config_record", "finish_run", "interrupted_report", "rebuild_report", "run_summary", "save_backtest", "save_sweep", "start_run", "store_location"]

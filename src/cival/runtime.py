@@ -8,13 +8,15 @@
   notebooks use it, and it gives the same results.
 * :func:`run_paper`: fund a cluster, replay bars through it (in batches at ``speed="max"``,
   else bar by bar at N x the bars' pace), and report: wallets, trades and the reconciled
-  ledger. Ctrl-C stops it cleanly: the batches already sent finish, and the report is made
-  from what was booked.
+  ledger. Ctrl-C or SIGTERM stops it cleanly: the batches already sent finish, and the
+  report is made from what was booked (from the store, when a SIGTERM sent to all of the
+  session's processes stopped Ray's too).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -41,11 +43,12 @@ from cival.actors.nodes import (
 from cival.allocation import AllocationPlan, plan_for
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch
-from cival.core.errors import CivalError
+from cival.core.errors import CivalError, Terminated
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
+from cival.rayconnect import RaySession, RayUnavailable, connect, local_processes_alive
 from cival.store.base import Store, StoreError, StoreLocation, new_run_id
 
 DEFAULT_BATCH = 10_000
@@ -58,6 +61,10 @@ SMALL_BATCH = 256
 
 class RuntimeFailure(CivalError):
     """The cluster could not be started or reached, or a session could not run."""
+
+
+class ClusterLost(RuntimeFailure):
+    """The local Ray's own processes stopped while the session still needed its actors."""
 
 
 # -- one-ledger funding (inspection) --------------------------------------------------
@@ -361,38 +368,18 @@ class LocalCluster:
         pass
 
 
-def connect_ray(address: str | None = None) -> bool:
-    """Start a local Ray (no address) or join the cluster at ``address`` (or RAY_ADDRESS).
+def connect_ray(address: str | None = None) -> RaySession:
+    """Start a local Ray (no address) or join the cluster at ``address`` (or RAY_ADDRESS);
+    see :mod:`cival.rayconnect` for how each is secured.
 
-    Returns whether Ray was started here (and so should be shut down here). Fails fast,
-    with a message saying what to check, when the address does not answer.
+    ``close()`` on the result shuts down a Ray started here (a Ray already running in this
+    process is used and left alone). Fails fast, with a message saying what to check,
+    when the address does not answer or refuses the connection.
     """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        from cival.backtest.sweep import RayUnavailable, _check_reachable
-
-        try:
-            _check_reachable(address)
-        except RayUnavailable as exc:
-            raise RuntimeFailure(str(exc)) from None
     try:
-        if address:
-            ray.init(address=address, log_to_driver=True, logging_level="ERROR")
-        else:
-            ray.init(
-                num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR"
-            )
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-        raise RuntimeFailure(
-            f"could not start or reach {where} ({type(exc).__name__}: {exc})"
-        ) from None
-    return True
+        return connect(address, log_to_driver=True, logging_level="ERROR")
+    except RayUnavailable as exc:
+        raise RuntimeFailure(str(exc)) from None
 
 
 class RayCluster:
@@ -407,19 +394,21 @@ class RayCluster:
         self.address = address
         self.where = where
         self.run_id = run_id
-        self.started_here = False
+        self.ray: RaySession | None = None
+        self.stopping = False
+        """Set when the session is ending: from then on every wait watches whether Ray's
+        own processes are still alive (a SIGTERM may have stopped them too)."""
+        self.lost = False
         self.master: Any = None
         self.farms: dict[str, Any] = {}
         self.agents: dict[str, Any] = {}
 
     def start(self) -> float:
         """Connect to Ray and create the actors; returns the seconds it took."""
-        import ray
-
         from cival.actors.remote import AgentActor, FarmActor, MasterActor
 
         t0 = time.perf_counter()
-        self.started_here = connect_ray(self.address)
+        self.ray = connect_ray(self.address)
         prefix = f"cival:{self.spec.config.name}:{os.getpid()}:{time.time_ns()}"
         farm_names: dict[str, str] = {}
         try:
@@ -436,27 +425,23 @@ class RayCluster:
             self.master = MasterActor.options(name=f"{prefix}:master").remote(
                 self.spec, farm_names, self.where, self.run_id
             )
-            ray.get([f.ping.remote() for f in self.farms.values()])
+            self._get([f.ping.remote() for f in self.farms.values()])
         except Exception:
             self.close()
             raise
         return time.perf_counter() - t0
 
     def fund(self) -> None:
-        import ray
-
-        ray.get(self.master.fund.remote())
+        self._get(self.master.fund.remote())
 
     def collect(
         self, farm: str, amount: Decimal | None = None, reason: str = ""
     ) -> Transfer:
-        import ray
-
         if farm not in {f.name for f in self.spec.farms}:
             raise NodeError(f"no farm named {farm!r}; farms: {', '.join(f.name for f in self.spec.farms)}")
         # The id is made here, once: a call retried after a restart carries the same one.
         msg = Collect(source=f"farm:{farm}", amount=amount, reason=reason)
-        return ray.get(self.master.collect.remote(msg))  # type: ignore[no-any-return]
+        return self._get(self.master.collect.remote(msg))  # type: ignore[no-any-return]
 
     def submit(self, batch: BarBatch) -> list[Any]:
         import ray
@@ -466,72 +451,78 @@ class RayCluster:
         return [farm.on_bars.remote([item]) for farm in self.farms.values()]
 
     def wait(self, handle: list[Any]) -> list[FarmUpdate]:
-        import ray
-
-        return ray.get(handle)  # type: ignore[no-any-return]
+        return self._get(handle)  # type: ignore[no-any-return]
 
     def checkpoint(
         self, trades: list[Any], bars: int, now: datetime, sharpes: dict[str, Any], farms: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        import ray
-
-        return ray.get(self.master.checkpoint.remote(trades, bars, now, sharpes, farms or {}))  # type: ignore[no-any-return]
+        return self._get(self.master.checkpoint.remote(trades, bars, now, sharpes, farms or {}))  # type: ignore[no-any-return]
 
     def set_policy(self, farm: str, policy: Any) -> None:
-        import ray
-
-        ray.get(self.farms[farm].set_policy.remote(policy))
+        self._get(self.farms[farm].set_policy.remote(policy))
 
     def allocate(self, farm: str, amount: Decimal) -> None:
         """Allocate ``amount`` of the master's cash to ``farm`` (which splits it by its policy)."""
-        import ray
-
-        ray.get(self.master.allocate.remote(Allocate(source="master", target=f"farm:{farm}", amount=amount)))
+        self._get(self.master.allocate.remote(Allocate(source="master", target=f"farm:{farm}", amount=amount)))
 
     def halt(self, entity: str, reason: str = "halted by hand", resume: bool = False) -> None:
         """Halt (or resume) ``farm:<name>`` or ``agent:<name>``."""
-        import ray
-
-        ray.get(self.master.halt.remote(Halt(entity=entity, reason=reason, resume=resume)))
+        self._get(self.master.halt.remote(Halt(entity=entity, reason=reason, resume=resume)))
 
     def goal_states(self) -> list[dict[str, Any]]:
-        import ray
-
-        return ray.get(self.master.goal_states.remote())  # type: ignore[no-any-return]
+        return self._get(self.master.goal_states.remote())  # type: ignore[no-any-return]
 
     def master_snapshot(self) -> dict[str, Any]:
-        import ray
-
-        return ray.get(self.master.snapshot.remote())  # type: ignore[no-any-return]
+        return self._get(self.master.snapshot.remote())  # type: ignore[no-any-return]
 
     def farm_snapshots(self) -> list[dict[str, Any]]:
-        import ray
-
-        return ray.get([f.snapshot.remote() for f in self.farms.values()])  # type: ignore[no-any-return]
+        return self._get([f.snapshot.remote() for f in self.farms.values()])  # type: ignore[no-any-return]
 
     def summaries(self) -> list[BooksSummary]:
-        import ray
-
-        out = [ray.get(self.master.books.remote())]
-        for books in ray.get([f.books.remote() for f in self.farms.values()]):
+        out = [self._get(self.master.books.remote())]
+        for books in self._get([f.books.remote() for f in self.farms.values()]):
             out += books
         return out
+
+    def _get(self, refs: Any) -> Any:
+        """``ray.get``; once the session is stopping, in short waits that give up (with
+        :class:`ClusterLost`) when the local Ray's processes have died: ``ray.get`` would
+        wait for them for a minute, then Ray would end this process."""
+        import ray
+        from ray.exceptions import RayError
+
+        pending = list(refs) if isinstance(refs, list) else [refs]
+        if not self.stopping or not pending:
+            return ray.get(refs)
+        try:
+            while True:
+                ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0.25)
+                if len(ready) == len(pending):
+                    return ray.get(refs)
+                if not local_processes_alive():
+                    break
+        except RayError:
+            if local_processes_alive():
+                raise
+        self.lost = True
+        raise ClusterLost("Ray's own processes stopped before the session's actors answered")
 
     def close(self) -> None:
         import ray
 
+        session, self.ray = self.ray, None
         if not ray.is_initialized():
             return
-        for handle in [self.master, *self.farms.values(), *self.agents.values()]:
-            if handle is not None:
-                try:
-                    ray.kill(handle)
-                except Exception:  # noqa: S110 - already gone
-                    pass
+        if not self.lost:
+            for handle in [self.master, *self.farms.values(), *self.agents.values()]:
+                if handle is not None:
+                    try:
+                        ray.kill(handle)
+                    except Exception:  # noqa: S110 - already gone
+                        pass
         self.master, self.farms, self.agents = None, {}, {}
-        if self.started_here:
-            ray.shutdown()
-            self.started_here = False
+        if session is not None:
+            session.close()
 
 
 # -- sessions ---------------------------------------------------------------------------
@@ -567,6 +558,10 @@ class PaperResult:
     """Where the run is kept (None: it was not persisted)."""
     events: Any = None
     """The event relay's final counts (:class:`cival.events.relay.RelayStats`), if persisted."""
+    terminated: bool = False
+    """A SIGTERM stopped the session (the CLI exits with 143, 128 + SIGTERM)."""
+    rebuilt: bool = False
+    """Ray's processes stopped with the session: the report was rebuilt from the store."""
 
 
 def session_bars(
@@ -652,7 +647,10 @@ def run_paper(
     ``bars`` (a frame), else the config's data source. ``local=True`` runs the nodes in
     this process instead of Ray actors; ``inline`` forces every farm's agents inline or
     into actors. ``stop`` (set it from another thread) ends the session after the batches
-    already sent; so does Ctrl-C in the calling thread.
+    already sent; so do Ctrl-C and SIGTERM when it runs in the main thread (which holds
+    the SIGTERM handler for the session's duration: ``terminated`` in the result). When a
+    SIGTERM sent to every process of the session stopped Ray's own too, the report is
+    rebuilt from the store (``rebuilt``).
 
     The session is a run in the store (``store``: a Store, a location or a PostgreSQL
     URL; default: :func:`cival.runs.store_location`), whose id ``on_start`` gets before
@@ -668,7 +666,7 @@ def run_paper(
     """
     from cival.events.bus import RedisBus, open_bus
     from cival.events.relay import Relay
-    from cival.runs import finish_run, start_run, store_location
+    from cival.runs import finish_run, interrupted_report, start_run, store_location
 
     spec = cluster_spec(config, symbol=symbol, inline=inline)
     every = config.checkpoint.every_bars if needs_checkpoints(config) else None
@@ -726,8 +724,11 @@ def run_paper(
     last: pd.Timestamp | None = None
     start_seconds = 0.0
     t0 = time.perf_counter()
+    sigterm = SigtermStop()
+    sigterm.install()
     try:
         start_seconds = cluster.start()
+        sigterm.install()  # ray.init puts its own SIGTERM handler (an abrupt exit) in place of ours
         cluster.fund()
         master_cash = Decimal(cluster.master_snapshot()["cash"])
         t0 = time.perf_counter()
@@ -767,18 +768,39 @@ def run_paper(
                 inflight.append((batch, cluster.submit(batch), arrived))
                 while len(inflight) > (window if cluster.mode == "ray" else 0):
                     finish(inflight.popleft())
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated)
             interrupted = True
-        # Let the batches already sent finish, so the books are at rest for the report.
-        while inflight:
-            try:
-                finish(inflight.popleft())
-            except KeyboardInterrupt:
-                interrupted = True
-        seconds = time.perf_counter() - t0
-        report, audit = session_report(
-            cluster, config, spec, source, seen, first, last, interrupted
-        )
+        # The session is ending: a SIGTERM from now on is noted, not raised, and waits on
+        # the actors watch whether Ray's processes are still there to answer.
+        sigterm.armed = False
+        if isinstance(cluster, RayCluster):
+            cluster.stopping = True
+        rebuilt = False
+        try:
+            # Let the batches already sent finish, so the books are at rest for the report.
+            while inflight:
+                try:
+                    finish(inflight.popleft())
+                except KeyboardInterrupt:
+                    interrupted = True
+            seconds = time.perf_counter() - t0
+            report, audit = session_report(
+                cluster, config, spec, source, seen, first, last, interrupted
+            )
+        except ClusterLost:
+            seconds = time.perf_counter() - t0
+            # A signal sent to every process of the session (a service manager stopping
+            # it) stopped Ray's too. The actors cannot report, but each node journaled
+            # before it replied: the report is the store's.
+            if not (interrupted or sigterm.received):
+                raise
+            if driver_store is None or run_id is None:
+                raise RuntimeFailure(
+                    "Ray's processes stopped with the session, which kept no store: there is no report"
+                ) from None
+            interrupted = rebuilt = True
+            cluster.close()  # now: Ray ends a process whose GCS stays away for a minute
+            report, audit = interrupted_report(driver_store, run_id, seen, first, last)
         status = "interrupted" if interrupted else "finished"
         relayed = None
         if driver_store is not None and run_id is not None:
@@ -790,7 +812,8 @@ def run_paper(
                 run_id, meta={"events_delivered": relayed.bus.delivered, "events_dropped": relayed.bus.dropped}
             )
         return PaperResult(
-            report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where, relayed
+            report, audit, seen, seconds, start_seconds, interrupted, latencies, run_id, where, relayed,
+            terminated=sigterm.received, rebuilt=rebuilt,
         )
     except Exception as exc:
         failure = actor_error(exc)
@@ -806,6 +829,7 @@ def run_paper(
         try:
             cluster.close()
         finally:
+            sigterm.restore()
             if relay is not None:
                 relay.close(timeout=2.0)
             if driver_store is not None:
@@ -850,6 +874,42 @@ def stopped_by_store(
     else:
         fate = f"run {run_id} is marked interrupted after {bars:,} bars; `cival report {run_id}` shows what it stored"
     return StoreError(f"{failure}\n{fate}")
+
+
+class SigtermStop:
+    """SIGTERM, what service managers send, handled as Ctrl-C is: while ``armed`` it raises
+    :class:`~cival.core.errors.Terminated` (a KeyboardInterrupt) in the main thread, where
+    the session stops cleanly; once the session is ending it is only noted (``received``).
+
+    Python runs signal handlers in the main thread only: elsewhere nothing is installed.
+    ``restore()`` puts back the handler found by the first ``install()``.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.armed = True
+        self._installed = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        current = signal.getsignal(signal.SIGTERM)
+        if not self._installed:
+            self._previous, self._installed = current, True
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received:  # a second one while stopping: the first is being handled
+            return
+        self.received = True
+        if self.armed:
+            raise Terminated()
+
+    def restore(self) -> None:
+        if self._installed:
+            self._installed = False
+            signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
 
 
 class Checkpoints:
@@ -1005,8 +1065,10 @@ __all__ = [
     "PaperResult",
     "Progress",
     "RayCluster",
+    "ClusterLost",
     "RuntimeFailure",
     "actor_error",
+    "SigtermStop",
     "build_wallets",
     "connect_ray",
     "fund",

@@ -32,6 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cival.backtest.api import BacktestError, fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
+from cival.rayconnect import RayUnavailable, connect
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.strategies import Strategy, get_strategy
@@ -338,48 +339,13 @@ def _metric_names() -> list[str]:
     return [m for m in METRIC_NAMES if m not in PER_RUN]
 
 
-class RayUnavailable(Exception):
-    """Ray could not be started or reached."""
-
-
-def _check_reachable(address: str, timeout: float = 3.0) -> None:
-    """Fail fast on an address nothing listens on (ray.init would retry for many minutes)."""
-    import socket
-
-    target = address.split("://", 1)[-1]
-    if target in ("auto", "local") or ":" not in target:
-        return
-    host, _, port = target.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
-    except (OSError, ValueError) as exc:
-        raise RayUnavailable(
-            f"could not start or reach the Ray cluster at {address} ({type(exc).__name__}: {exc}); "
-            "check RAY_ADDRESS or --address"
-        ) from None
-
-
 def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - ray is a dependency
         raise RayUnavailable(f"Ray is not installed ({exc})") from None
 
-    started_here = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        if address:
-            _check_reachable(address)
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError...
-            where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-            raise RayUnavailable(f"could not start or reach {where} ({type(exc).__name__}: {exc})") from None
-        started_here = True
+    session = connect(address, log_to_driver=False)
     try:
         task = ray.remote(evaluate_chunk)
         bars_ref = ray.put(bars)
@@ -407,8 +373,7 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
                 bar(size)
         return [row for i in sorted(results) for row in results[i]]
     finally:
-        if started_here:
-            ray.shutdown()
+        session.close()
 
 
 def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]

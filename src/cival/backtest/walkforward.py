@@ -30,7 +30,6 @@ from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
     PER_RUN,
     SweepError,
-    _check_reachable,
     _Combinations,
     _progress,
     checked_values,
@@ -38,6 +37,7 @@ from cival.backtest.sweep import (
     sweep,
 )
 from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.rayconnect import RaySession, RayUnavailable, connect
 from cival.strategies import Strategy, get_strategy
 
 
@@ -114,12 +114,12 @@ def walkforward(
     if auto:  # decide once for all windows, so Ray starts (at most) once
         backend = "ray" if address or (combos > chunk_size and (os.cpu_count() or 1) > 1) else "local"
     try:
-        ray_started = _ensure_ray(backend, address)
+        session = _ensure_ray(backend, address)
     except SweepError as exc:
         if not auto:
             raise
         print(f"note: {exc}", file=sys.stderr)
-        backend, ray_started = "local", False
+        backend, session = "local", None
     advance = _progress(len(starts) * combos, progress)
     try:
         rows, equities, trades, fills, held = [], [], [], [], []
@@ -156,10 +156,8 @@ def walkforward(
             cash = float(sim.equity.iloc[-1])
     finally:
         advance(0, done=True)
-        if ray_started:
-            import ray
-
-            ray.shutdown()
+        if session is not None:
+            session.close()
 
     equity = pd.concat(equities).rename("equity")
     stitched = Simulation(
@@ -181,24 +179,14 @@ def walkforward(
     )
 
 
-def _ensure_ray(backend: str, address: str | None) -> bool:
-    """Start Ray once for all windows (rather than once per sweep); True if started here."""
+def _ensure_ray(backend: str, address: str | None) -> RaySession | None:
+    """Start (or join) Ray once for all windows, rather than once per sweep."""
     if backend != "ray":
-        return False
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        return None
     try:
-        if address:
-            _check_reachable(address)
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    except Exception as exc:
+        return connect(address, log_to_driver=False)
+    except RayUnavailable as exc:
         raise SweepError(f"{exc}; run it in this process instead (--local, backend='local')") from None
-    return True
 
 
 __all__ = ["WalkForwardResult", "walkforward"]

@@ -10,4 +10,9 @@ class CivalError(Exception):
     """Base of every error Cival raises on purpose."""
 
 
-__all__ = ["CivalError"]
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked a session to stop: handled as Ctrl-C is (a clean stop), and the
+    command exits with 143 (128 + SIGTERM) rather than 130."""
+
+
+__all__ = ["CivalError", "Terminated"]
