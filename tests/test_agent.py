@@ -23,6 +23,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path, name, params, costs", CASES, ids=[f"{c[0].split('/')[-1]}-{c[1]}" for c in CASES])
 def test_agent_fills_equal_the_backtest_fills(shared_data, path, name, params, costs):
     bars = load_bars(shared_data / path)
@@ -57,6 +58,7 @@ def test_every_fill_was_announced_by_an_intent_at_the_previous_close(shared_data
     assert len({f.id for f in fills}) == len(fills)
 
 
+@pytest.mark.slow
 def test_batched_and_bar_by_bar_delivery_are_identical(shared_data):
     bars = bars_from_frame(load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv"))
     one = Agent("a", "elliott", {"zigzag_pct": 2.0}, FillModel(), "BTC")

@@ -232,6 +232,7 @@ def cival(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cival", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_json_and_trades_match_the_api(shared_data, tmp_path):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     result = cival(
@@ -255,6 +256,7 @@ def test_cli_json_and_trades_match_the_api(shared_data, tmp_path):
     np.testing.assert_allclose(trades["pnl"], api.trades["pnl"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_cli_several_files_and_the_table(shared_data, tmp_path):
     a = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     b = shared_data / "daily_other" / "backtrader_2006-day-001.csv"
@@ -277,6 +279,7 @@ def test_cli_several_files_and_the_table(shared_data, tmp_path):
         (["--param", "lookback=0"], "lookback"),
     ],
 )
+@pytest.mark.slow
 def test_cli_bad_input_exits_1_without_a_traceback(shared_data, tmp_path, args, message):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     result = cival("backtest", "darvas", "--data", str(data), *args, cwd=tmp_path)
@@ -284,6 +287,7 @@ def test_cli_bad_input_exits_1_without_a_traceback(shared_data, tmp_path, args, 
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_html_report_is_self_contained_and_complete(shared_data, tmp_path):
     result = backtest("darvas", shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv", {"lookback": 10})
     path = tmp_path / "report.html"
@@ -352,6 +356,7 @@ def test_engines_agree_with_stops_on_real_data(shared_data, name, params):
     np.testing.assert_allclose(vb.equity, ref.equity, rtol=1e-9, atol=0)
 
 
+@pytest.mark.slow
 def test_cli_stop_flags(shared_data, tmp_path):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     ok = cival("backtest", "darvas", "--data", str(data), "--stop-loss-pct", "2", "--take-profit-pct", "5", "--json", cwd=tmp_path)

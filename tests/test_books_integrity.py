@@ -118,6 +118,7 @@ def _fee_tx(path: Path, run_id: str) -> tuple[str, int]:
     "alteration",
     ["fee zeroed", "deposit doubled", "last transaction deleted", "one leg changed", "transaction inserted"],
 )
+@pytest.mark.slow
 def test_tampering_that_keeps_the_books_balanced_fails_the_audit(stored, tmp_path, alteration):
     path, run_id = _copy(stored, tmp_path)
     if alteration == "fee zeroed":  # both legs: the transaction still sums to zero
@@ -174,6 +175,7 @@ def test_a_fill_altered_in_its_own_table_fails_the_audit(stored, tmp_path):
     assert not audit.ok and any(fill_id in p and "fills table" in p for p in report["ledger"]["problems"])
 
 
+@pytest.mark.slow
 def test_a_pickle_in_the_journal_is_refused_as_corrupt_and_never_run(stored, tmp_path):
     path, run_id = _copy(stored, tmp_path)
     marker = tmp_path / "ran"

@@ -109,6 +109,7 @@ def test_bad_usage_exits_2(cival_cli, args):
 # -- validate -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_validate_demo_config(cival_cli):
     result = cival_cli("validate", str(DEMO))
     assert result.returncode == 0, result.stderr
@@ -118,6 +119,7 @@ def test_validate_demo_config(cival_cli):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -132,6 +134,7 @@ def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
     # The data path is relative to the config's folder, not to the working directory.
     (tmp_path / "conf").mkdir()
@@ -147,6 +150,7 @@ def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
     assert "data.path: file not found" in result.stderr and "read from the config's folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_validate_good_and_bad_reports_both(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -158,6 +162,7 @@ def test_validate_good_and_bad_reports_both(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_validate_bad_then_good_still_checks_the_good_one(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -166,6 +171,7 @@ def test_validate_bad_then_good_still_checks_the_good_one(cival_cli, tmp_path):
     assert f"{DEMO}: OK" in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_missing_file(cival_cli, tmp_path):
     result = cival_cli("validate", "missing.yaml")
     assert result.returncode == 1
@@ -174,6 +180,7 @@ def test_validate_missing_file(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_validate_yaml_error(cival_cli, tmp_path):
     (tmp_path / "dup.yaml").write_text("name: a\nname: b\n", encoding="utf-8")
     result = cival_cli("validate", "dup.yaml")
@@ -186,6 +193,7 @@ def test_validate_yaml_error(cival_cli, tmp_path):
 # -- demo -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_text_output(cival_cli):
     result = cival_cli("demo", "--local", "--bars", "600")
     assert result.returncode == 0, result.stderr
@@ -215,6 +223,7 @@ def _cash(report: dict) -> dict[str, Decimal]:
     return cash
 
 
+@pytest.mark.slow
 def test_demo_json_funding_is_exact(cival_cli):
     # One bar: orders fill at the next open, so the books hold the funding alone.
     out = run_json(cival_cli, "--bars", "1")
@@ -273,6 +282,7 @@ data: {source: synthetic}
 """
 
 
+@pytest.mark.slow
 def test_paper_with_custom_config_books_exact_amounts(cival_cli, tmp_path):
     (tmp_path / "custom.yaml").write_text(CUSTOM, encoding="utf-8")
     out = run_json(cival_cli, "custom.yaml", "--bars", "1", command="paper")
@@ -321,6 +331,7 @@ def test_paper_with_custom_config_books_exact_amounts(cival_cli, tmp_path):
     assert out["ledger"]["transactions"] == 1 + 2 * (3 + 5)
 
 
+@pytest.mark.slow
 def test_paper_with_custom_config_text_output(cival_cli, tmp_path):
     (tmp_path / "custom.yaml").write_text(CUSTOM, encoding="utf-8")
     result = cival_cli("paper", "custom.yaml", "--local", "--bars", "300")
@@ -331,6 +342,7 @@ def test_paper_with_custom_config_text_output(cival_cli, tmp_path):
     assert "audit OK" in result.stdout
 
 
+@pytest.mark.slow
 def test_demo_with_invalid_config(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -343,6 +355,7 @@ def test_demo_with_invalid_config(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_demo_with_missing_config(cival_cli):
     result = cival_cli("demo", "--config", "nope.yaml", "--json")
     assert result.returncode == 1
@@ -351,6 +364,7 @@ def test_demo_with_missing_config(cival_cli):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_bug_validate_complex_yaml_key_has_no_traceback(cival_cli, tmp_path):
     (tmp_path / "complex.yaml").write_text("? [a, b]\n: 1\n", encoding="utf-8")
     result = cival_cli("validate", "complex.yaml")
@@ -536,6 +550,7 @@ CASH_COMMANDS = {
     [pytest.param("paper", c, m, id=f"paper-{i}") for i, c, m in CASH_CASES]
     + [pytest.param(command, *CASH_CASES[0][1:], id=f"{command}-1e20") for command in CASH_COMMANDS if command != "paper"],
 )
+@pytest.mark.slow
 def test_cash_the_books_cannot_hold_is_refused_naming_the_flag(cival_cli, command, cash, message):
     result = cival_cli(*CASH_COMMANDS[command], "--cash", cash)
     assert result.returncode == 1, result.stderr
@@ -572,6 +587,7 @@ USAGE = [
     ("args", "flag", "value", "complaint"),
     [pytest.param(*u, id=f"{u[0][0]} {u[1]} {u[2]}") for u in USAGE],
 )
+@pytest.mark.slow
 def test_counts_and_amounts_of_the_wrong_kind_are_usage_errors(cival_cli, args, flag, value, complaint):
     if args[0] == "sweep" and flag == "--train":
         args = ("walkforward", *args[1:])
@@ -581,6 +597,7 @@ def test_counts_and_amounts_of_the_wrong_kind_are_usage_errors(cival_cli, args, 
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("speed", ["fast", "0", "-2", "nan", "inf", "1e-300"])
 def test_bad_speed_is_refused_with_a_message(cival_cli, speed):
     result = cival_cli("paper", *ON_BUNDLED, "--speed", speed)
@@ -590,6 +607,7 @@ def test_bad_speed_is_refused_with_a_message(cival_cli, speed):
     assert_no_traceback(result)
 
 
+@pytest.mark.slow
 def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_cli, tmp_path):
     text = DEMO_TEXT.replace("sizing: {fraction: 1.0}", "sizing: {fraction: 1.0, qty_step: 1.0e-30}", 1)
     assert "1.0e-30" in text

@@ -14,6 +14,8 @@ import pytest
 from cival.data import load_bars
 from cival.strategies import get_strategy
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 

@@ -71,6 +71,7 @@ def refused_by_validate(tmp_path: Path, name: str, text: str) -> str:
 # -- alias bombs, in a bounded process -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_nested_alias_bomb_under_unknown_keys_is_refused_with_its_line(tmp_path):
     text = nested_alias_bomb()
     assert len(text) < 1_000 and text.count("*l") <= MAX_ALIASES  # small, and within the alias count
@@ -82,6 +83,7 @@ def test_nested_alias_bomb_under_unknown_keys_is_refused_with_its_line(tmp_path)
     assert "fewer aliases" in message
 
 
+@pytest.mark.slow
 def test_alias_bomb_of_farms_and_agents_is_refused(tmp_path):
     text = cluster_bomb()
     assert len(text) < 13_000
@@ -91,6 +93,7 @@ def test_alias_bomb_of_farms_and_agents_is_refused(tmp_path):
     assert "write the repeated parts out" in message
 
 
+@pytest.mark.slow
 def test_alias_bomb_within_the_alias_count_is_refused_by_the_cluster_size(tmp_path):
     # 40 farms of the same 1,000 agents, written out once: 40 aliases, 40,000 agents.
     agents = ", ".join(f"{{name: a{i}, strategy: darvas}}" for i in range(1_000))
@@ -101,6 +104,7 @@ def test_alias_bomb_within_the_alias_count_is_refused_by_the_cluster_size(tmp_pa
     assert f"farms: 40,000 agents in all; a cluster may have at most {MAX_AGENTS:,}" in message
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path):
     text = HEAD + ONE_FARM + "deep: " + "[" * 100_000 + "\n"
     message = refused_by_validate(tmp_path, "deep.yaml", text)
@@ -108,6 +112,7 @@ def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path):
     assert "line 6," in message
 
 
+@pytest.mark.slow
 def test_a_number_python_cannot_read_is_a_config_error(tmp_path):
     text = HEAD + ONE_FARM + "seed: " + "7" * 5_000 + "\n"
     message = refused_by_validate(tmp_path, "digits.yaml", text)

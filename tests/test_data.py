@@ -653,6 +653,7 @@ CLEAN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, rows, first, last, timeframe", CLEAN, ids=[c[0].split("/")[1] for c in CLEAN])
 def test_clean_real_files_load(shared_data, name, rows, first, last, timeframe):
     bars = load_bars(shared_data / name)
@@ -692,6 +693,7 @@ def test_real_file_values_are_as_written(shared_data):
     assert (load_bars(shared_data / "daily_other/backtrader_2006-day-001.csv")["volume"] == 0.0).all()
 
 
+@pytest.mark.slow
 def test_every_shared_file_passes_the_move_check(shared_data):
     """Real data never trips the default limit: every file loads (the dirty ones once their
     known defects are dropped) with nothing dropped as implausible."""

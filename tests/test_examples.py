@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,7 @@ def test_wallets_example_collects_the_profit_and_audits_ok():
     assert "gator    cash    20,000.00" in out
 
 
+@pytest.mark.slow
 def test_paper_example_trades_collects_and_audits_ok():
     import re
     from decimal import Decimal

@@ -14,6 +14,7 @@ from tests.test_runtime import _comparable
 DEMO = ROOT / "configs" / "demo.yaml"
 
 
+@pytest.mark.slow
 def test_stepping_by_hand_equals_a_whole_session():
     bars = session_bars(load_config(DEMO), max_bars=2000)
     with Cluster.from_config(DEMO, bars=bars) as cluster:

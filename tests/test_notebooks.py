@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

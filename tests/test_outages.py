@@ -171,6 +171,7 @@ REAL_ERRORS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", REAL_ERRORS)
 def test_an_error_that_is_not_an_outage_fails_at_once_and_spoils_nothing(calm, case):
     store = calm[0]
@@ -195,6 +196,7 @@ def test_a_wrong_password_fails_at_once_even_for_an_actor_that_waits(private_pos
         assert "wrong-one" not in str(caught.value) and "password" in str(caught.value).lower()
 
 
+@pytest.mark.slow
 def test_a_redis_outage_delays_the_stream_and_loses_nothing(private_redis, tmp_path):
     import redis
 

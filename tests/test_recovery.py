@@ -25,6 +25,8 @@ from cival.runtime import RayCluster, run_paper, session_bars  # noqa: E402
 from cival.store.postgres import PostgresStore  # noqa: E402
 from tests.helpers import recovery_config  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 BARS = 5000
 
 

@@ -20,6 +20,8 @@ from cival.runtime import LocalCluster, _LocalFarmPorts, _LocalMasterPorts, run_
 from cival.store.sqlite import SqliteStore
 from tests.helpers import recovery_config
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 BARS = 2000
 
 

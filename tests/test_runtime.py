@@ -49,6 +49,7 @@ def _session(strategy, params, path, costs, cash=10_000):
     return config, cluster
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path, strategy, params, costs", PARITY, ids=[f"{p[0].split('/')[-1]}-{p[1]}" for p in PARITY])
 def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strategy, params, costs):
     bars = load_bars(shared_data / path)
@@ -112,6 +113,7 @@ def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_d
     assert agent.books.cash("agent:alligator-1").amount == Decimal(repr(float(expected["cash_after"].iloc[-1])))
 
 
+@pytest.mark.slow
 def test_batched_and_bar_by_bar_replay_give_identical_reports(shared_data):
     config = load_config(ROOT / "configs" / "demo.yaml")
     bars = load_bars(shared_data / "intraday_crypto" / "binance_BTCUSDT_15m.csv").iloc[:3000]
@@ -134,6 +136,7 @@ def _comparable(report):
     return out
 
 
+@pytest.mark.slow
 def test_inline_farms_and_agents_with_their_own_books_give_identical_results(shared_data):
     config = load_config(ROOT / "configs" / "demo.yaml")
     bars = load_bars(shared_data / "intraday_crypto" / "binance_ETHUSDT_1h.csv").iloc[:4000]
@@ -352,6 +355,7 @@ def test_cluster_audit_flags_money_received_but_never_sent_or_altered_in_flight(
     assert not audit.ok and any("received 11" in p for p in audit.problems)
 
 
+@pytest.mark.slow
 def test_paced_replay_bar_by_bar_equals_full_speed_batches():
     """--speed N sends one bar at a time when its time comes; the results equal --speed max."""
     config = load_config(ROOT / "configs" / "demo.yaml")
@@ -378,6 +382,7 @@ def _goal_config(every: int, inline: bool = False):
     return config_from_dict(raw)
 
 
+@pytest.mark.slow
 def test_a_completed_goal_collects_the_agents_profit_to_the_master_once():
     config = _goal_config(every=1)
     bars = _demo_bars(config, 1500)
@@ -399,6 +404,7 @@ def test_a_completed_goal_collects_the_agents_profit_to_the_master_once():
     assert abs(Decimal(agent["equity"]) + collected - Decimal("34200") - earned - Decimal(agent["unrealized_pnl"])) < Decimal("0.0001")
 
 
+@pytest.mark.slow
 def test_goals_act_at_the_same_bars_whatever_the_batching_and_wherever_agents_run():
     config = _goal_config(every=10)
     bars = _demo_bars(config, 1500)
@@ -412,6 +418,7 @@ def test_goals_act_at_the_same_bars_whatever_the_batching_and_wherever_agents_ru
     assert any(g["status"] == "completed" and Decimal(g["collected"]) > 0 for g in reports[0]["goals"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_delivered_again_collects_nothing_more():
     config = _goal_config(every=1)
     cluster = LocalCluster(cluster_spec(config))
@@ -446,6 +453,7 @@ def _fills_after(agent, when):
     return [f for f in agent.fills if f.at > when]
 
 
+@pytest.mark.slow
 def test_a_farm_at_its_drawdown_limit_exits_at_the_next_open_and_stops_trading():
     config = load_config(ROOT / "configs" / "demo.yaml")  # farm_max_drawdown_pct: 25
     cluster = LocalCluster(cluster_spec(config))
@@ -481,6 +489,7 @@ def test_a_farm_at_its_drawdown_limit_exits_at_the_next_open_and_stops_trading()
     }
 
 
+@pytest.mark.slow
 def test_the_master_daily_loss_limit_halts_every_farm():
     raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
     raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
@@ -569,6 +578,7 @@ def test_scheduled_rebalancing_moves_free_cash_to_the_policys_shares():
             assert {n: a.books.cash(a.ref).amount for n, a in cluster.agents.items()} == after
 
 
+@pytest.mark.slow
 def test_performance_rebalancing_favours_the_better_agent_the_same_inline_or_not():
     policy = {"policy": "performance", "metric": "return", "lookback_bars": 200, "min_share": 0.1}
     bars = _demo_bars(_rebalance_config(policy), 2000)
@@ -590,6 +600,7 @@ def test_rebalancing_must_fall_on_checkpoints():
         _rebalance_config({"policy": "equal"}, every=150)
 
 
+@pytest.mark.slow
 def test_collect_all_halts_the_agents_then_takes_all_their_cash_at_the_next_checkpoint():
     raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
     raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
@@ -655,6 +666,7 @@ def test_master_rebalancing_moves_free_cash_between_farms_by_its_policy():
     assert checked == 5
 
 
+@pytest.mark.slow
 def test_master_rebalancing_is_the_same_inline_or_in_agent_actors():
     policy = {"policy": "performance", "metric": "return", "lookback_bars": 240, "min_share": 0.1, "reserve_pct": 5}
     bars = _demo_bars(_master_rebalance_config(policy), 2400)
@@ -716,6 +728,7 @@ def test_money_moved_by_rebalancing_is_not_counted_as_a_return():
         assert agent.performance.max_drawdown < 0.9
 
 
+@pytest.mark.slow
 def test_rebalancing_with_liquidate_sells_first_then_splits_everything():
     raw = _rebalance_config({"policy": "equal"}).model_dump(mode="json")
     raw["farms"][0]["rebalance"] = {"every_bars": 200, "liquidate": True}

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from cival.config import config_from_dict
 from cival.runtime import run_paper
 from tests.conftest import ROOT
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
 
 DATA = ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz"
 STRATEGIES = [

@@ -22,6 +22,9 @@ from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Transfer
 from cival.data.synthetic import synthetic_bars
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
 
 BARS = BarBatch.from_frame(synthetic_bars(600, seed=3, timeframe="1h"))
 STRATEGIES = [

@@ -23,6 +23,8 @@ from cival.runtime import RayCluster, run_paper, session_bars, single_agent_conf
 from tests.conftest import ROOT  # noqa: E402
 from tests.test_runtime import _comparable  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 DEMO = ROOT / "configs" / "demo.yaml"
 
 

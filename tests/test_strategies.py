@@ -342,6 +342,7 @@ def test_signals_are_causal_on_real_data(real_bars, name, path):
         assert_frames_identical(strategy.signals(bars.iloc[:k], params), full.iloc[:k])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 @pytest.mark.parametrize("path", REAL_FILES[:3])
 def test_live_rows_equal_vectorised_rows_on_real_data(real_bars, name, path):

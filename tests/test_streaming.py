@@ -21,6 +21,8 @@ from cival.store.sqlite import SqliteStore
 from tests.conftest import ROOT
 from tests.helpers import recovery_config
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 
 @pytest.fixture
 def prefix(redis_url):

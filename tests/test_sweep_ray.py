@@ -8,6 +8,8 @@ import pytest
 from cival.backtest import sweep
 from cival.data import load_bars
 
+pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+
 
 @pytest.fixture(scope="module")
 def btc_1h(shared_data):

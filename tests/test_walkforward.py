@@ -84,6 +84,7 @@ def test_an_unreachable_ray_address_is_a_clear_error(bars):
         walkforward("darvas", bars, GRID, train=2000, test=1000, backend="ray", address="127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_cli_walkforward_json(shared_data, tmp_path):
     src = Path(__file__).resolve().parents[1] / "src"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
