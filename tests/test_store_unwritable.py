@@ -171,3 +171,29 @@ def test_a_run_the_store_cannot_even_mark_interrupted_is_said_to_stay_running():
     assert first == str(failure)
     assert "could not be marked interrupted" in fate and "listed as running" in fate
     assert "`cival report 20261201T000000Z-abcd1234`" in fate
+
+
+def test_a_full_disk_still_takes_the_record_that_a_run_stopped(small_disk):
+    """The store keeps a reserve beside its file and gives it up for the one write that
+    records a run as stopped; other writes on the full disk are refused."""
+    from cival.store.sqlite import RESERVE, SqliteStore, StoreFull
+
+    store = SqliteStore(small_disk.path / "cival.sqlite3")
+    store.migrate()
+    run = store.create_run("r", "local", {})
+    reserve = small_disk.path / "cival.sqlite3-reserve"
+    assert reserve.stat().st_size == RESERVE
+    with open(small_disk.path / "filler", "wb") as filler:  # every byte left
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    with pytest.raises(StoreFull, match="the disk is full"):
+        store.create_run("another", "local", {"big": "x" * 100_000})
+    store.update_run(run, status="interrupted", meta={"bars": 7}, finished=True)
+    assert not reserve.exists()
+    record = store.run(run)
+    assert record.status == "interrupted" and record.meta["bars"] == 7 and record.finished_at is not None
+    store.close()

@@ -7,6 +7,11 @@ file size limit), a lock held too long, a damaged file. A transaction that fails
 COMMIT included, is rolled back whole: the file keeps every transaction committed before
 it, so the runs in it stay readable (``cival runs``, ``cival report``).
 
+A full disk would also refuse the one small write that records a run as interrupted. So
+the store keeps :data:`RESERVE` bytes of disk beside its file (``<file>-reserve``, made
+when the store is opened and there is room) and gives them up to record that a run
+stopped when the disk is full (:meth:`SqliteStore.update_run`).
+
 Nothing of the database is memory-mapped (``mmap_size`` 0, whatever the SQLite build's
 default): through a mapping, a read or write the disk refuses is a SIGBUS that kills the
 process, not an error code. The write-ahead log's index (the ``-shm`` file) is mapped, as
@@ -50,6 +55,13 @@ from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+RESERVE = 256 * 1024
+"""Bytes of disk kept beside the file for recording that a run stopped (see the module docstring)."""
+
+
+class StoreFull(StoreError):
+    """The disk under the embedded store is full."""
 
 
 def _mapped(method: F) -> F:
@@ -104,6 +116,15 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             self._db.close()
             raise self._error(exc) from exc
+        self._reserve = self.path.with_name(self.path.name + "-reserve")
+        if not self._reserve.exists():
+            try:
+                with open(self._reserve, "xb") as f:
+                    os.posix_fallocate(f.fileno(), 0, RESERVE)
+            except FileExistsError:
+                pass  # another process of the session made it
+            except OSError:  # no room (or no right) for it now: only the stop's record goes without
+                self._reserve.unlink(missing_ok=True)
 
     def _error(self, exc: sqlite3.Error | OSError) -> StoreError:
         """A StoreError for what SQLite or the file system refused: which file, what
@@ -117,7 +138,7 @@ class SqliteStore(Store):
                 f"(or the disk writable again), {other}"
             )
         if name == "SQLITE_FULL" or getattr(exc, "errno", None) == 28:  # ENOSPC
-            return StoreError(f"{where} cannot grow: the disk is full ({exc}); free space on it, {other}")
+            return StoreFull(f"{where} cannot grow: the disk is full ({exc}); free space on it, {other}")
         if name.startswith("SQLITE_IOERR") or isinstance(exc, OSError):
             return StoreError(
                 f"{where} could not be written ({exc}, {name or type(exc).__name__}): the disk refused it (failing, full, "
@@ -198,8 +219,20 @@ class SqliteStore(Store):
             for r in rows
         ]
 
-    @_mapped
     def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
+        """See :meth:`Store.update_run`. On a full disk, the reserve kept beside the file is
+        given up for this write (a run's record that it stopped; see the module docstring)."""
+        try:
+            self._update_run(run_id, status, meta, finished)
+        except StoreFull as full:
+            try:
+                self._reserve.unlink()
+            except OSError:
+                raise full from None  # nothing left to give up
+            self._update_run(run_id, status, meta, finished)
+
+    @_mapped
+    def _update_run(self, run_id: str, status: str | None, meta: dict[str, Any] | None, finished: bool) -> None:
         with self._lock, self._transaction():
             row = self._db.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -449,4 +482,4 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-__all__ = ["SqliteStore"]
+__all__ = ["RESERVE", "SqliteStore", "StoreFull"]
