@@ -94,8 +94,10 @@ def _variant(strategy: str, i: int) -> dict:
 
 
 def bench_replay(bars, repeat: int) -> None:
+    from cival.actors.nodes import cluster_spec
     from cival.backtest import FillModel, backtest
-    from cival.runtime import DEFAULT_BATCH, RayCluster, cluster_spec, replay_batches
+    from cival.runtime import DEFAULT_BATCH, RayCluster
+    from cival.session import replay_batches
 
     config = nine_agent_config(DATA)
     spec = cluster_spec(config, symbol="BTCUSDT")
@@ -142,7 +144,7 @@ def bench_replay(bars, repeat: int) -> None:
 def bench_scale(bars) -> None:
     import ray
 
-    from cival.runtime import run_paper
+    from cival.session import run_paper
 
     config = nine_agent_config(DATA, inline=True, per_strategy=30)
     config = config.model_copy(update={"farms": _one_farm(config)})
@@ -169,7 +171,7 @@ def _one_farm(config):
 def bench_latency(seconds: float) -> None:
     from cival.core.bar import BarBatch
     from cival.data.feeds import SyntheticFeed
-    from cival.runtime import run_paper
+    from cival.session import run_paper
 
     # Quick-trading parameter sets, so that a two-minute run books enough fills.
     config = nine_agent_config(DATA, seconds_feed=True)
@@ -221,7 +223,7 @@ def bench_persistence(bars, repeat: int) -> None:
     import redis
 
     from cival.events import RedisBus
-    from cival.runtime import run_paper
+    from cival.session import run_paper
     from cival.store.postgres import PostgresStore
     from cival.store.sqlite import SqliteStore
 

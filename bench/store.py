@@ -67,9 +67,9 @@ def write_all(store, txs, batch: int) -> float:  # type: ignore[no-untyped-def]
 def session_events(n: int):  # type: ignore[no-untyped-def]
     """``n`` events made from a real session's (numbered 1..n, unique ids)."""
     from cival.config import load_config
-    from cival.events import parse_event
     from cival.core.events import StoredEvent
-    from cival.runtime import run_paper
+    from cival.events import parse_event
+    from cival.session import run_paper
     from cival.store.sqlite import SqliteStore
 
     root = Path(__file__).resolve().parents[1]

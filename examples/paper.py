@@ -17,7 +17,8 @@ from cival.actors.books import combine
 from cival.actors.nodes import cluster_spec
 from cival.config import config_from_dict
 from cival.core.bar import BarBatch
-from cival.runtime import LocalCluster, RayCluster, replay_batches, session_bars
+from cival.runtime import LocalCluster, RayCluster
+from cival.session import replay_batches, session_bars
 
 DATA = Path(__file__).resolve().parents[1] / "configs" / "data" / "BTCUSDT-1h.csv.gz"
 

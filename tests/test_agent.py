@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from cival.actors.agent import Agent
-from cival.data.feeds import bars_from_frame
 from cival.backtest import FillModel, backtest
 from cival.core.messages import Fill, OrderIntent
 from cival.data import load_bars
+from cival.data.feeds import bars_from_frame
 
 CASES = [
     ("intraday_crypto/binance_BTCUSDT_1h.csv", "alligator", {}, {}),

@@ -17,7 +17,12 @@ from cival.allocation import (
     split_inverse_volatility,
     split_performance,
 )
-from cival.config import InverseVolatilityPolicy, PerformancePolicy, config_from_dict, ConfigError
+from cival.config import (
+    ConfigError,
+    InverseVolatilityPolicy,
+    PerformancePolicy,
+    config_from_dict,
+)
 
 CENT = D("0.01")
 Q8 = D("1e-8")

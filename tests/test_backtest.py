@@ -15,7 +15,12 @@ import pytest
 
 from cival.backtest import BacktestError, FillModel, backtest, fill_model
 from cival.backtest.metrics import compute_metrics
-from cival.backtest.simulate import TRADE_COLUMNS, Simulation, simulate_reference, simulate_vectorbt
+from cival.backtest.simulate import (
+    TRADE_COLUMNS,
+    Simulation,
+    simulate_reference,
+    simulate_vectorbt,
+)
 from cival.data import load_bars
 
 ENGINES = {"reference": simulate_reference, "vectorbt": simulate_vectorbt}

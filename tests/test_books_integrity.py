@@ -27,8 +27,7 @@ from cival.config import config_from_dict
 from cival.core.errors import CivalError
 from cival.core.ledger import IdempotencyConflictError
 from cival.core.wallets import WalletTree
-from cival.runs import rebuild_report
-from cival.runtime import run_paper
+from cival.session import rebuild_report, run_paper
 from cival.store import StoreError
 from cival.store.sqlite import SqliteStore
 
@@ -237,7 +236,7 @@ def test_a_store_from_before_the_chain_is_chained_by_its_migration(tmp_path, mon
 
         store._call(write)
     monkeypatch.setattr(module, "MIGRATIONS", MIGRATIONS)
-    assert store.migrate() == [3]
+    assert store.migrate() == [m.version for m in MIGRATIONS if m.version >= 3]
     back = store.transactions(run, "master")
     assert back == tree.ledger.hashed()  # every row hashed, chained as the ledger chains them
     restored = WalletTree("master", "USD")
@@ -306,7 +305,8 @@ def test_journaled_replies_are_json_that_reads_back_to_the_same_reply(tmp_path):
 
     from cival.actors.journal import decode_batch_reply, encode_batch_reply
     from cival.actors.nodes import cluster_spec
-    from cival.runtime import LocalCluster, replay_batches, session_bars
+    from cival.runtime import LocalCluster
+    from cival.session import replay_batches, session_bars
 
     config = _config()
     store = SqliteStore(tmp_path / "s.sqlite3")

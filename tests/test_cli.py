@@ -381,7 +381,12 @@ def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
     exit code, the output and the report."""
     import signal
 
-    from tests.helpers import gcs_server, processes_holding, session_processes, wait_until_gone
+    from tests.helpers import (
+        gcs_server,
+        processes_holding,
+        session_processes,
+        wait_until_gone,
+    )
 
     report = tmp_path / "report.json"
     env = dict(os.environ, PYTHONPATH=str(SRC))

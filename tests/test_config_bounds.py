@@ -4,7 +4,6 @@ in them bounded. Ordinary anchors, aliases and merges keep working."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from ag_ui.core import (
     CustomEvent,
-    Event as AguiEvent,
     RunErrorEvent,
     RunFinishedEvent,
     RunStartedEvent,
     StateDeltaEvent,
     StateSnapshotEvent,
+)
+from ag_ui.core import (
+    Event as AguiEvent,
 )
 from pydantic import TypeAdapter
 from test_events_models import RUN, SAMPLES, stored, with_

@@ -64,7 +64,8 @@ def test_every_fill_follows_the_written_rules_exactly(btc, cash, fraction):
 
 
 def test_a_paper_agent_books_exactly_the_backtests_amounts(btc):
-    from cival.runtime import run_paper, single_agent_config
+    from cival.runtime import single_agent_config
+    from cival.session import run_paper
 
     bars = btc.iloc[:4000]
     path = btc.attrs["source"]

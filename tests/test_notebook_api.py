@@ -7,7 +7,7 @@ import pytest
 
 from cival import Cluster
 from cival.config import load_config
-from cival.runtime import run_paper, session_bars
+from cival.session import run_paper, session_bars
 from tests.conftest import ROOT
 from tests.test_runtime import _comparable
 
@@ -81,7 +81,7 @@ def test_allocating_by_hand_goes_through_the_same_checks():
 
 
 def test_a_cluster_by_hand_is_a_run_in_the_store_with_its_events(tmp_path):
-    from cival.runs import rebuild_report
+    from cival.session import rebuild_report
     from cival.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "store.sqlite3")

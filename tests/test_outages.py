@@ -13,7 +13,6 @@ constraint violation, bad SQL, a wrong password) still fail at once.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from cival.events import RedisBus, run_stream_key
 from cival.events.watch import parse_entry
-from cival.runtime import run_paper, session_bars
+from cival.session import run_paper, session_bars
 from cival.store.base import StoreError
 from cival.store.postgres import PostgresStore
 from tests.helpers import recovery_config

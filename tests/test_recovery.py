@@ -20,8 +20,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cival.runs import rebuild_report  # noqa: E402
-from cival.runtime import RayCluster, run_paper, session_bars  # noqa: E402
+from cival.runtime import RayCluster  # noqa: E402
+from cival.session import (  # noqa: E402
+    rebuild_report,  # noqa: E402
+    run_paper,
+    session_bars,
+)
 from cival.store.postgres import PostgresStore  # noqa: E402
 from tests.helpers import recovery_config  # noqa: E402
 

@@ -16,7 +16,8 @@ from collections import Counter
 import pytest
 
 import cival.runtime as runtime
-from cival.runtime import LocalCluster, _LocalFarmPorts, _LocalMasterPorts, run_paper, session_bars
+from cival.runtime import LocalCluster, _LocalFarmPorts, _LocalMasterPorts
+from cival.session import run_paper, session_bars
 from cival.store.sqlite import SqliteStore
 from tests.helpers import recovery_config
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from decimal import ROUND_UP, Decimal
+from decimal import Decimal
 
 import pandas as pd
 import pytest
@@ -17,19 +17,11 @@ from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.allocation import split, split_equal
 from cival.backtest import FillModel, backtest
 from cival.config import config_from_dict, load_config, parse_yaml
-from cival.core.bar import BarBatch
-from cival.core.bar import timestamp_of
+from cival.core.bar import BarBatch, timestamp_of
 from cival.core.messages import Allocate, Collect
 from cival.data import load_bars
-from cival.runtime import (
-    LocalCluster,
-    RuntimeFailure,
-    connect_ray,
-    replay_batches,
-    run_paper,
-    session_bars,
-    single_agent_config,
-)
+from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, single_agent_config
+from cival.session import replay_batches, run_paper, session_bars
 from tests.conftest import ROOT
 
 PARITY = [
@@ -181,7 +173,7 @@ def test_report_has_every_documented_key_as_exact_strings():
 
 
 def _demo_bars(config, n):
-    from cival.runtime import session_bars
+    from cival.session import session_bars
 
     return session_bars(config, max_bars=n)
 

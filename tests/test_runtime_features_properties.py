@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cival.config import config_from_dict
-from cival.runtime import run_paper
+from cival.session import run_paper
 from tests.conftest import ROOT
-import pytest
 
 pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
 
@@ -85,7 +85,7 @@ def clusters(draw):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(config=clusters(), bars=st.integers(300, 1500), start=st.integers(0, 8000))
 def test_any_cluster_with_every_feature_keeps_exact_books(config, bars, start):
-    from cival.runtime import session_bars
+    from cival.session import session_bars
 
     frame = session_bars(config).iloc[start : start + bars]
     result = run_paper(config, bars=frame, local=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Transfer
 from cival.data.synthetic import synthetic_bars
-import pytest
 
 pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
 

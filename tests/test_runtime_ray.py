@@ -19,7 +19,8 @@ from cival.cli import main  # noqa: E402
 from cival.config import load_config  # noqa: E402
 from cival.core.messages import Allocate  # noqa: E402
 from cival.data import load_bars  # noqa: E402
-from cival.runtime import RayCluster, run_paper, session_bars, single_agent_config  # noqa: E402
+from cival.runtime import RayCluster, single_agent_config  # noqa: E402
+from cival.session import run_paper, session_bars  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.test_runtime import _comparable  # noqa: E402
 

@@ -12,8 +12,8 @@ import pytest
 from cival.core.wallets import WalletTree
 from cival.store import StoreError, open_store
 from cival.store.postgres import PostgresStore, redact
-from cival.store.sqlite import SqliteStore
 from cival.store.schema import MIGRATIONS
+from cival.store.sqlite import SqliteStore
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

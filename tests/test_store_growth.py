@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from cival.config import config_from_dict
-from cival.runtime import run_paper, session_bars
+from cival.session import run_paper, session_bars
 from cival.store.sqlite import SqliteStore
 
 

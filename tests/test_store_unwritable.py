@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from cival.cli import main
-from cival.runtime import actor_error, stopped_by_store
+from cival.runtime import actor_error
+from cival.session import stopped_by_store
 from cival.store.base import StoreError
 
 BARS = 3000

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from cival.data import load_bars
-from cival.strategies import FAMILY_BY_STRATEGY, PARAMS_BY_STRATEGY, STRATEGIES, StrategyError, get_strategy
+from cival.strategies import (
+    FAMILY_BY_STRATEGY,
+    PARAMS_BY_STRATEGY,
+    STRATEGIES,
+    StrategyError,
+    get_strategy,
+)
 from cival.strategies.elliott import label_impulses
 from cival.strategies.indicators import smma
 

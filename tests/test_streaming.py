@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from cival.core.events import EVENT_TYPES
 from cival.events import RedisBus, run_stream_key
 from cival.events.watch import parse_entry
-from cival.runtime import run_paper, session_bars
+from cival.session import run_paper, session_bars
 from cival.store.sqlite import SqliteStore
 from tests.conftest import ROOT
 from tests.helpers import recovery_config

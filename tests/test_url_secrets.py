@@ -11,8 +11,7 @@ import pytest
 from cival.config import ConfigError, StorageConfig, StreamsConfig, config_from_dict
 from cival.core.urls import is_secret_parameter, redact, url_secrets
 from cival.events.bus import InProcessBus
-from cival.runs import config_record, rebuild_report
-from cival.runtime import run_paper
+from cival.session import config_record, rebuild_report, run_paper
 from cival.store.base import StoreLocation
 from cival.store.sqlite import SqliteStore
 

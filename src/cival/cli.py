@@ -74,9 +74,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_paper(args: argparse.Namespace) -> int:
     from cival.config import load_config
-    from cival.console import LiveTree, summary_lines
     from cival.data.feeds import parse_speed
-    from cival.runtime import run_paper, session_bars, single_agent_config
+    from cival.runtime import single_agent_config
+    from cival.session import Session, SessionConfig
 
     parse_speed(args.speed)
     if args.strategy and args.config_path:
@@ -95,40 +95,70 @@ def cmd_paper(args: argparse.Namespace) -> int:
             slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
             fraction=args.fraction if args.fraction is not None else 1.0,
         )
-        bars = session_bars(config, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
+        data = None  # the config's own data is the file
     elif args.config_path:
         if args.param or any(getattr(args, k) is not None for k in ("cash", "fee_bps", "slippage_bps", "fraction")):
             print("error: --param and the cost options go with --strategy; a config sets them itself", file=sys.stderr)
             return 2
         config = load_config(args.config_path)
-        bars = session_bars(config, data=args.data, max_bars=args.bars, max_move=getattr(args, "max_move", "config"))
+        data = args.data
     else:
         print("error: give a CONFIG file, or --strategy NAME --data FILE", file=sys.stderr)
         return 2
     symbol = None
     if args.data and not args.strategy:
         symbol = Path(args.data).name.split(".")[0]
-    quiet = args.json or args.quiet
-
-    def started(run_id: str, where: Any) -> None:
-        # With --json, stdout carries the report alone.
-        print(f"run {run_id} ({where.kind} store: {where})", file=sys.stderr if args.json else sys.stdout, flush=True)
-
-    live = None if quiet else LiveTree(config.name, config.master.base_currency, master=config.master.name)
-    result = run_paper(
-        config,
-        bars=bars,
+    options = SessionConfig(
         speed=args.speed,
         batch_size=args.batch,
         local=args.local,
         inline=True if args.inline else None,
         address=args.address,
-        on_progress=live,
+        data=data,
+        max_bars=args.bars,
+        max_move=getattr(args, "max_move", "config"),
         source=str(args.data or config.data_path() or "synthetic"),
         symbol=symbol,
         migrate=False if args.no_migrate else None,
-        on_start=started,
     )
+    session = Session(config, options, on_start=_started(args))
+    return _drive(args, session)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``cival resume RUN_ID``: carry on a run whose driver died, from its last bar."""
+    from cival.session import Session, SessionConfig
+    from cival.store.base import locate
+
+    options = {"local": True} if args.local else {}
+    if args.address:
+        options["address"] = args.address
+    where = locate(args.url, args.path)
+    session = Session.resume(args.run_id, SessionConfig(**options), store=where, on_start=_started(args))
+    done = session.resumed_from or 0
+    total = f" of {session.total:,}" if session.total is not None else ""
+    print(f"resuming run {session.run_id} at bar {done:,}{total}", file=sys.stderr if args.json else sys.stdout, flush=True)
+    return _drive(args, session)
+
+
+def _started(args: argparse.Namespace) -> Any:
+    def started(run_id: str, where: Any) -> None:
+        # With --json, stdout carries the report alone.
+        print(f"run {run_id} ({where.kind} store: {where})", file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    return started
+
+
+def _drive(args: argparse.Namespace, session: Any) -> int:
+    """Run ``session`` to its end with the live tree (unless --json/--quiet) and print the
+    summary or the JSON report; the exit code says how it ended."""
+    from cival.console import LiveTree, summary_lines
+
+    config = session.config
+    quiet = args.json or args.quiet
+    live = None if quiet else LiveTree(config.name, config.master.base_currency, master=config.master.name)
+    session.on_progress = live
+    result = session.run()
     if live is not None:
         live.finish()
     if result.rebuilt:
@@ -155,6 +185,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if result.interrupted:
+        if result.run_id and not result.terminated:
+            print(f"Run {result.run_id} stopped early; `cival resume {result.run_id}` carries it on.", file=sys.stderr)
         return 143 if result.terminated else 130
     return 0 if result.audit.ok else 1
 
@@ -203,7 +235,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``cival report RUN_ID``: a run's report rebuilt from the store alone."""
     from cival.console import summary_lines
-    from cival.runs import rebuild_report
+    from cival.session import rebuild_report
     from cival.store import open_store
 
     with open_store(args.url, args.path) as store:
@@ -750,6 +782,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "resume",
+        help="carry on a run whose driver died (or that was stopped), from its last bar",
+        description=(
+            "Resume a run left running by a process that died (killed, out of memory, a lost machine) "
+            "or stopped early: every node is rebuilt from the store, the feed takes up at the first bar "
+            "not yet handled, and the run ends as it would have without the interruption. A run whose "
+            "driver is still alive is refused. The store is the run's: --url or DATABASE_URL, else --path."
+        ),
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help="the run (a unique prefix of its id is enough)")
+    _add_store_arguments(p)
+    p.add_argument("--report", metavar="FILE.json", help="write the session report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of the tree")
+    p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
+    _add_ray_arguments(p)
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
         "report",

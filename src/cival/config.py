@@ -15,11 +15,11 @@ from __future__ import annotations
 import difflib
 import os
 import reprlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -38,7 +38,13 @@ from pydantic import (
 )
 
 from cival.core.errors import CivalError
-from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
+from cival.core.fields import (
+    BookAmount,
+    ExactDecimal,
+    FiniteFloat,
+    QuantityStep,
+    WholeNumber,
+)
 from cival.core.money import DEFAULT_QTY_STEP
 from cival.core.urls import url_secrets
 from cival.data.bars import DEFAULT_MAX_MOVE

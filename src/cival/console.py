@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from typing import Any, TextIO
 
-from cival.runtime import Progress
+from cival.session import Progress
 
 ZERO = Decimal(0)
 

@@ -50,10 +50,10 @@ from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
 from cival.core.ledger import TxType
 from cival.core.messages import (
-    Halt,
     Allocate,
     Collect,
     Fill,
+    Halt,
     OrderIntent,
     PerformanceReport,
     Transfer,
@@ -61,7 +61,6 @@ from cival.core.messages import (
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
 from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
-
 
 log = logging.getLogger("cival.agent")
 

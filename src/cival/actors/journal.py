@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cival.actors.agent import Agent, AgentUpdate, dec, iso
+from cival.actors.agent import Agent, AgentUpdate, dec
 from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
 from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of

@@ -38,7 +38,6 @@ from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Tran
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
 from cival.goals import ClosedTrade, GoalTracker
 
-
 PAUSED = "paused: selling to rebalance"
 
 

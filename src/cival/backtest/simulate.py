@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Execution, FillModel, grid, model_params, settle, step_decimals
+from cival.backtest.fills import (
+    Execution,
+    FillModel,
+    grid,
+    model_params,
+    settle,
+    step_decimals,
+)
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 

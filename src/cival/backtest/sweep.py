@@ -32,9 +32,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cival.backtest.api import BacktestError, fill_model, resolve_bars
 from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
-from cival.rayconnect import RayUnavailable, connect
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.rayconnect import RayUnavailable, connect
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import bounds_text, ohlc_arrays
 

@@ -21,7 +21,13 @@ from cival.core.money import (
     money_from_float,
     quantity_from_float,
 )
-from cival.core.wallets import AllocationRecord, EntityKind, FillBooking, WalletError, WalletTree
+from cival.core.wallets import (
+    AllocationRecord,
+    EntityKind,
+    FillBooking,
+    WalletError,
+    WalletTree,
+)
 
 __all__ = [
     "DEFAULT_QTY_STEP",

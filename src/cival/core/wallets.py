@@ -45,13 +45,13 @@ from cival.core.ledger import (
 from cival.core.money import (
     DEFAULT_QTY_STEP,
     DEFAULT_SCALE,
+    Amountlike,
+    Money,
     exact_methods,
     money_context,
     plain_number,
-    within_capacity,
-    Amountlike,
-    Money,
     to_decimal,
+    within_capacity,
 )
 
 MASTER = "master"

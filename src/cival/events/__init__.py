@@ -7,7 +7,13 @@ ever making trading wait; :func:`read_stream` and :func:`format_event` read it b
 ``cival watch``. See docs/events.md for every type, the AG-UI state and the Redis layout.
 """
 
-from cival.events.agui import AguiEncoder, WireEvent, apply_patch, initial_state, pointer
+from cival.events.agui import (
+    AguiEncoder,
+    WireEvent,
+    apply_patch,
+    initial_state,
+    pointer,
+)
 from cival.events.bus import (
     RESYNC_ENTRY,
     RESYNC_TYPE,
@@ -37,8 +43,8 @@ from cival.events.models import (
     GoalProgressUpdate,
     Halt,
     OrderFilled,
-    OrderSubmitted,
     OrderRejected,
+    OrderSubmitted,
     PositionLine,
     PostingLine,
     RunFinished,
@@ -50,7 +56,14 @@ from cival.events.models import (
     event_from_fields,
     parse_event,
 )
-from cival.events.watch import StreamEntry, format_event, matches, parse_entry, read_stream, tail_lines
+from cival.events.watch import (
+    StreamEntry,
+    format_event,
+    matches,
+    parse_entry,
+    read_stream,
+    tail_lines,
+)
 
 __all__ = [
     "EVENT_CLASSES",

@@ -39,7 +39,6 @@ from cival.core.errors import CivalError
 from cival.core.events import EVENT_TYPES
 from cival.core.events import StoredEvent as _CoreStoredEvent
 
-
 # The store's row type lives in the core (the store and this package both use it); it is
 # re-exported here because readers of events meet it together with the models.
 StoredEvent = _CoreStoredEvent

@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from cival.core.errors import CivalError
-from cival.core.events import BY_REFERENCE, EventDraft, StoredEvent, fill_event_data, order_event_data, tx_event_data
+from cival.core.events import (
+    BY_REFERENCE,
+    EventDraft,
+    StoredEvent,
+    fill_event_data,
+    order_event_data,
+    tx_event_data,
+)
 from cival.core.ledger import Posting, Transaction, TxType
 
 
@@ -62,6 +69,10 @@ class RunRecord:
     """What the run recorded about itself (its symbol, data, bars, first and last bar...)."""
     events: int = 0
     """Events stored for the run (the last sequence number)."""
+    driver: str | None = None
+    """Who drives the run (``host:pid:token``), while it holds the lease; None: nobody."""
+    heartbeat_at: datetime | None = None
+    """When the driver last renewed its lease."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +246,20 @@ class Store(ABC):
     @abstractmethod
     def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
         """Change a run's status and merge ``meta`` into what it recorded."""
+
+    @abstractmethod
+    def claim_run(self, run_id: str, driver: str, expected: str | None) -> bool:
+        """Make ``driver`` the run's driver if its driver is still ``expected`` (None: no
+        driver), renewing the heartbeat; False if another claim came first. Atomic: of
+        two processes claiming the same run from the same ``expected``, one wins."""
+
+    @abstractmethod
+    def beat(self, run_id: str, driver: str) -> bool:
+        """Renew ``driver``'s lease on the run; False if it no longer holds it."""
+
+    @abstractmethod
+    def release_run(self, run_id: str, driver: str) -> None:
+        """Give up ``driver``'s lease (nothing if it no longer holds it)."""
 
     def run(self, run_id: str) -> RunRecord:
         """One run by id (a unique prefix is enough); StoreError naming what to do if unknown."""

@@ -51,7 +51,13 @@ from cival.store.base import (
     tx_rows,
     with_hashes,
 )
-from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
+from cival.store.codec import (
+    decode_row,
+    insert_sql,
+    row_values,
+    update_sql,
+    update_values,
+)
 from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
 
 T = TypeVar("T")
@@ -337,16 +343,36 @@ class PostgresStore(Store):
         async def go(con: Any) -> list[Any]:
             return await con.fetch(
                 "SELECT id, name, mode, status, started_at, finished_at, config::text AS config, meta::text AS meta, "
-                "event_seq FROM runs ORDER BY started_at DESC, id DESC"
+                "event_seq, driver, heartbeat_at FROM runs ORDER BY started_at DESC, id DESC"
             )
 
         return [
             RunRecord(
                 r["id"], r["name"], r["mode"], r["status"], r["started_at"], r["finished_at"],
-                json.loads(r["config"]), json.loads(r["meta"]), r["event_seq"],
+                json.loads(r["config"]), json.loads(r["meta"]), r["event_seq"], r["driver"], r["heartbeat_at"],
             )
             for r in self._call(go, transaction=False)
         ]
+
+    def claim_run(self, run_id: str, driver: str, expected: str | None) -> bool:
+        done = self._call(
+            lambda con: con.execute(
+                "UPDATE runs SET driver = $1, heartbeat_at = $2 WHERE id = $3 AND driver IS NOT DISTINCT FROM $4",
+                driver, datetime.now(UTC), run_id, expected,
+            )
+        )
+        return done == "UPDATE 1"
+
+    def beat(self, run_id: str, driver: str) -> bool:
+        done = self._call(
+            lambda con: con.execute(
+                "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND driver = $3", datetime.now(UTC), run_id, driver
+            )
+        )
+        return done == "UPDATE 1"
+
+    def release_run(self, run_id: str, driver: str) -> None:
+        self._call(lambda con: con.execute("UPDATE runs SET driver = NULL WHERE id = $1 AND driver = $2", run_id, driver))
 
     # ledgers
 

@@ -136,6 +136,11 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {table: list(columns) for table, col
 # ``reply_json`` holds the reply as JSON.
 COLUMNS["node_states"].append(("reply_json", "text?"))
 COLUMNS["orders"].append(("status", "text?"))
+# Version 4: commands an operator gave a running session, journaled before they are applied.
+COLUMNS["operator_commands"] = [
+    ("run_id", "text"), ("n", "int"), ("kind", "text"), ("args", "json"), ("by", "text"), ("at", "time"),
+    ("bars", "bigint"), ("status", "text"), ("result", "json?"),
+]
 
 KEYS: dict[str, tuple[str, ...]] = {
     "node_states": ("run_id", "source"),
@@ -151,6 +156,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "goals": ("run_id", "name"),
     "agent_farm_assignments": ("run_id", "agent"),
     "farm_goal_assignments": ("run_id", "goal", "farm", "agent"),
+    "operator_commands": ("run_id", "n"),
     "backtest_results": ("id",),
     "sweep_results": ("id",),
 }
@@ -220,6 +226,25 @@ replies earlier versions kept are erased, never read); each order's status (``op
 run's events are read in order and filtered as they are read: the index took a twentieth
 of a run's store)."""
 
+def _v4(dialect: str) -> str:
+    types = _TYPES[dialect]
+    cols = []
+    for name, spec in COLUMNS["operator_commands"]:
+        kind, nullable = column_kind(spec)
+        cols.append(f"{name} {types[kind]}{'' if nullable else ' NOT NULL'}")
+    return (
+        f"ALTER TABLE runs ADD COLUMN driver TEXT;\n"
+        f"ALTER TABLE runs ADD COLUMN heartbeat_at {types['time']};\n"
+        f"CREATE TABLE operator_commands ({', '.join(cols)}, PRIMARY KEY (run_id, n));\n"
+    )
+
+
+_V4_DOC = """Version 4: who drives a run (``runs.driver``: host, process and a token, with
+``heartbeat_at``, renewed while it drives: a lease, so that two processes never drive one
+run and a run whose driver died is seen as interrupted), and ``operator_commands``: the
+commands given to a running session (allocate, collect, halt, resume, set policy), each
+journaled before it is applied, with who gave it, at which bar, and its result."""
+
 MIGRATIONS = [
     Migration(
         1,
@@ -229,6 +254,7 @@ MIGRATIONS = [
     ),
     Migration(2, "sessions: journal, events, orders, fills, equity, registry, results", _ddl("postgres"), _ddl("sqlite")),
     Migration(3, "chained ledger rows, journaled replies as JSON", _V3, _V3),
+    Migration(4, "run leases and operator commands", _v4("postgres"), _v4("sqlite")),
 ]
 
 CHAINED = 3

@@ -50,9 +50,14 @@ from cival.store.base import (
     tx_rows,
     with_hashes,
 )
-from cival.store.codec import decode_row, insert_sql, row_values, update_sql, update_values
+from cival.store.codec import (
+    decode_row,
+    insert_sql,
+    row_values,
+    update_sql,
+    update_values,
+)
 from cival.store.schema import CHAINED, COLUMNS, KEYS, MIGRATIONS
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -211,13 +216,38 @@ class SqliteStore(Store):
     def runs(self) -> list[RunRecord]:
         self.check_schema()
         rows = self._db.execute(
-            "SELECT id, name, mode, status, started_at, finished_at, config, meta, event_seq FROM runs "
+            "SELECT id, name, mode, status, started_at, finished_at, config, meta, event_seq, driver, heartbeat_at FROM runs "
             "ORDER BY started_at DESC, id DESC"
         )
         return [
-            RunRecord(r[0], r[1], r[2], r[3], _parse_time(r[4]), _parse_time(r[5]), json.loads(r[6]), json.loads(r[7]), r[8])  # type: ignore[arg-type]
+            RunRecord(
+                r[0], r[1], r[2], r[3], _parse_time(r[4]), _parse_time(r[5]), json.loads(r[6]), json.loads(r[7]), r[8],  # type: ignore[arg-type]
+                r[9], _parse_time(r[10]) if r[10] else None,
+            )
             for r in rows
         ]
+
+    @_mapped
+    def claim_run(self, run_id: str, driver: str, expected: str | None) -> bool:
+        with self._lock, self._transaction():
+            done = self._db.execute(
+                "UPDATE runs SET driver = ?, heartbeat_at = ? WHERE id = ? AND driver IS ?",
+                (driver, _time(datetime.now(UTC)), run_id, expected),
+            )
+            return done.rowcount == 1
+
+    @_mapped
+    def beat(self, run_id: str, driver: str) -> bool:
+        with self._lock, self._transaction():
+            done = self._db.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND driver = ?", (_time(datetime.now(UTC)), run_id, driver)
+            )
+            return done.rowcount == 1
+
+    @_mapped
+    def release_run(self, run_id: str, driver: str) -> None:
+        with self._lock, self._transaction():
+            self._db.execute("UPDATE runs SET driver = NULL WHERE id = ? AND driver = ?", (run_id, driver))
 
     def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
         """See :meth:`Store.update_run`. On a full disk, the reserve kept beside the file is
