@@ -56,7 +56,12 @@ def recovery_config():
     """A cluster that carries state across calls in every way a session can: rebalancing by
     performance within a farm, selling to rebalance, the master's rebalancing, goals that
     collect, a risk limit, an inline farm (see tests/test_recovery.py)."""
-    return config_from_dict(
+    return config_from_dict(recovery_raw())
+
+
+def recovery_raw():
+    """The raw config of :func:`recovery_config` (a fresh dict each time)."""
+    return (
         {
             "name": "recovery",
             "master": {

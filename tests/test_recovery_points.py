@@ -112,8 +112,8 @@ class CrashingCluster(LocalCluster):
             raise Crash(source)
 
     # The driver's calls: retried on a rebuilt master (or farm, or agent).
-    def fund(self):  # type: ignore[no-untyped-def]
-        return _retry(self, {"master"}, super().fund)
+    def fund(self, *args, **kw):  # type: ignore[no-untyped-def]
+        return _retry(self, {"master"}, lambda: super(CrashingCluster, self).fund(*args, **kw))
 
     def checkpoint(self, *args, **kw):  # type: ignore[no-untyped-def]
         return _retry(self, {"master"}, lambda: super(CrashingCluster, self).checkpoint(*args, **kw))

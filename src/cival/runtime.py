@@ -211,8 +211,9 @@ class LocalCluster:
     def start(self) -> float:
         return 0.0
 
-    def fund(self) -> None:
-        self.master.run_fund(self.ports)
+    def fund(self, at: datetime | None = None) -> None:
+        """Deposit the initial capital and fund the farms, stamped ``at`` (None: now)."""
+        self.master.run_fund(self.ports, at)
 
     def collect(self, farm: str, amount: Decimal | None = None, reason: str = "") -> Transfer:
         return self.send_collect(self.master.collect(farm, amount, reason))
@@ -359,8 +360,9 @@ class RayCluster:
             raise
         return time.perf_counter() - t0
 
-    def fund(self) -> None:
-        self._get(self.master.fund.remote())
+    def fund(self, at: datetime | None = None) -> None:
+        """Deposit the initial capital and fund the farms, stamped ``at`` (None: now)."""
+        self._get(self.master.fund.remote(at))
 
     def collect(
         self, farm: str, amount: Decimal | None = None, reason: str = ""

@@ -758,11 +758,8 @@ class Session:
         streams = "redis" if isinstance(self.bus, RedisBus) else "in-process"
         start_run(
             self.store, self.config, self.spec, mode=self.options.mode, source=self.source, streams=streams,
-            inline=self.options.inline, run_id=self.run_id,
+            inline=self.options.inline, run_id=self.run_id, meta={"feed": self._feed_record()}, driver=self.driver,
         )
-        self.store.update_run(self.run_id, meta={"feed": self._feed_record()})
-        if not self.store.claim_run(self.run_id, self.driver, None):
-            raise RunBusy(f"run {self.run_id} was claimed by another process as it started")
         self.lease = Lease(self.where, self.run_id, self.driver, self.options.heartbeat)
         if self.on_start is not None:
             self.on_start(self.run_id, self.where)
@@ -782,10 +779,24 @@ class Session:
             self.on_cluster(self.cluster)
         self.start_seconds = self.cluster.start()
         # Funding is idempotent: a resumed run's funding books nothing it booked before.
-        self.cluster.fund()
+        self.cluster.fund(self._funding_time())
         self.goals = self.cluster.goal_states()
         self.master_cash = Decimal(self.cluster.master_snapshot()["cash"])
         self._t0 = time.perf_counter()
+
+    def _funding_time(self) -> datetime | None:
+        """A replay is funded at its first bar, so that its books depend on its bars alone
+        (and a resumed run funds at the same time); a caller's feed, now."""
+        if self.frame is None or self.frame.empty:
+            return None
+        return timestamp_of(int(BarBatch.from_frame(self.frame.iloc[:1]).ts[0]))
+
+    def _clock(self) -> datetime:
+        """The session's time: the last bar fed (a command is stamped with the bar it
+        follows), else the funding's, else now."""
+        if self.last is not None:
+            return self.last.to_pydatetime()
+        return self._funding_time() or datetime.now(UTC)
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -1015,16 +1026,16 @@ class Session:
         try:
             if kind == "allocate":
                 assert command.amount is not None
-                msg = Allocate(id=f"command:{n}", source=MASTER, target=farm_ref(command.target), amount=command.amount)
+                msg = Allocate(id=f"command:{n}", at=self._clock(), source=MASTER, target=farm_ref(command.target), amount=command.amount)
                 cluster.send_allocate(msg)
                 answer = result = {"command": kind, "n": n, "farm": command.target, "amount": dec(command.amount)}
             elif kind == "collect":
-                msg = Collect(id=f"command:{n}", source=farm_ref(command.target), amount=command.amount, reason=command.reason)
+                msg = Collect(id=f"command:{n}", at=self._clock(), source=farm_ref(command.target), amount=command.amount, reason=command.reason)
                 transfer = cluster.send_collect(msg)
                 answer = transfer
                 result = {"command": kind, "n": n, "farm": command.target, "amount": dec(transfer.amount)}
             elif kind in ("halt", "resume"):
-                halt = Halt(id=f"command:{n}", entity=command.target, reason=command.reason or f"{kind} by {command.by}", resume=kind == "resume")
+                halt = Halt(id=f"command:{n}", at=self._clock(), entity=command.target, reason=command.reason or f"{kind} by {command.by}", resume=kind == "resume")
                 cluster.send_halt(halt)
                 answer = result = {"command": kind, "n": n, "entity": command.target}
             else:
@@ -1350,8 +1361,11 @@ def start_run(
     streams: str,
     inline: bool | None,
     run_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+    driver: str | None = None,
 ) -> str:
-    """Record a new run with its registry and its opening events; returns its id.
+    """Record a new run with its registry and its opening events; returns its id. ``meta``
+    is recorded with it and ``driver`` takes its lease, before anything else is written.
 
     The registry is the seed's ``master_wallets``, ``farms``, ``agent_configs``,
     ``goals``, ``agent_farm_assignments`` and ``farm_goal_assignments``; the events
@@ -1361,8 +1375,10 @@ def start_run(
     run_id = run_id or new_run_id()
     raw = config_record(config)
     store.create_run(config.name, mode, raw, run_id=run_id)
-    meta = {"symbol": spec.symbol, "data": source, "inline": inline, "mode": mode, "store": store.kind, "streams": streams}
-    store.update_run(run_id, meta=meta)
+    recorded = {"symbol": spec.symbol, "data": source, "inline": inline, "mode": mode, "store": store.kind, "streams": streams}
+    store.update_run(run_id, meta={**recorded, **(meta or {})})
+    if driver is not None and not store.claim_run(run_id, driver, None):
+        raise RunBusy(f"run {run_id} was claimed by another process as it started")
     now = datetime.now(UTC)
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in (
         "master_wallets", "farms", "agent_configs", "goals", "agent_farm_assignments", "farm_goal_assignments")}

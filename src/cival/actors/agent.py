@@ -534,7 +534,10 @@ class Agent:
 
     def report(self) -> PerformanceReport:
         at = timestamp_of(self.last_ns) if self.last_ns else None
-        extra = {"at": at} if at is not None else {}
+        # The id says whose report of which bar it is: the same report, however often made.
+        extra: dict[str, Any] = {"id": f"{self.ref}:report:{self.performance.bars}"}
+        if at is not None:
+            extra["at"] = at
         if self.books is None:
             return PerformanceReport(
                 entity=self.ref,

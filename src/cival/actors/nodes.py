@@ -298,15 +298,18 @@ class MasterNode:
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
 
-    def fund(self) -> list[Allocate]:
+    def fund(self, at: datetime | None = None) -> list[Allocate]:
         """Deposit the initial capital and split it across the farms by the master's policy.
 
         Returns the Allocate messages to deliver (each already booked as sent). The
         message ids are deterministic: funding again books nothing and returns the same
-        messages, whose second delivery books nothing either.
+        messages, whose second delivery books nothing either. ``at``: the funding's time
+        (a replay's first bar, so that its books do not depend on the wall clock; None:
+        now).
         """
         config = self.spec.config
-        self.books.deposit(config.master.initial_deposit, key="deposit:initial")
+        at = at or datetime.now(UTC)
+        self.books.deposit(config.master.initial_deposit, key="deposit:initial", at=at)
         plan = plan_for(
             config.master.allocation,
             config.master.initial_deposit,
@@ -318,6 +321,7 @@ class MasterNode:
             if amount > 0:
                 msg = Allocate(
                     id=f"fund:{farm_ref(farm)}",
+                    at=at,
                     source=MASTER,
                     target=farm_ref(farm),
                     amount=amount,
@@ -516,9 +520,9 @@ class MasterNode:
 
     # -- with its farms: each step journaled before the messages that depend on it leave
 
-    def run_fund(self, ports: MasterPorts) -> None:
+    def run_fund(self, ports: MasterPorts, at: datetime | None = None) -> None:
         """Deposit the initial capital and fund the farms (see :meth:`fund`)."""
-        out = self.fund()
+        out = self.fund(at)
         ports.commit()
         for msg in out:
             ports.farm_allocate(msg)
@@ -1267,7 +1271,11 @@ class FarmNode:
         own = self.books.cash(self.ref).amount
         reports = list(self.reports.values())
         total = own + sum((r.equity for r in reports), Decimal(0))
+        # Of the bar its agents last reported (the same report, however often made).
+        extra = {"at": max(r.at for r in reports)} if reports else {}
         return PerformanceReport(
+            id=f"{self.ref}:report:{self.performance.bars}",
+            **extra,
             entity=self.ref,
             equity=total,
             cash=own,

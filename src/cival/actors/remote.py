@@ -319,8 +319,8 @@ class MasterActor:
         if self.journal is not None:
             self.journal.commit()
 
-    def fund(self) -> None:
-        self.node.run_fund(self.ports)
+    def fund(self, at: Any = None) -> None:
+        self.node.run_fund(self.ports, at)
 
     def allocate(self, msg: Allocate) -> None:
         """An allocation by hand to one farm (booked as sent, then delivered)."""
