@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import SRC, recovery_raw, run_cival
 
 from cival.config import config_from_dict
 from cival.session import (
@@ -41,7 +42,6 @@ from cival.session import (
     run_status,
 )
 from cival.store.base import StoreLocation, locate
-from helpers import SRC, recovery_raw, run_cival
 
 pytestmark = pytest.mark.slow
 
@@ -126,8 +126,8 @@ def _no_times(data: dict[str, Any]) -> dict[str, Any]:
 
 def _equal(resumed: dict[str, Any], baseline: dict[str, Any]) -> None:
     assert resumed.keys() == baseline.keys()
-    for key in baseline:
-        assert resumed[key] == baseline[key], f"{key} differs from the uninterrupted run"
+    for key, value in baseline.items():
+        assert resumed[key] == value, f"{key} differs from the uninterrupted run"
 
 
 def _driver(config: Path, batch: int, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -276,7 +276,7 @@ def test_a_run_fed_by_its_caller_is_not_resumed_and_says_why(tmp_path):
     from cival.session import replay_batches, session_bars
 
     where = locate(path=tmp_path / "runs.sqlite3")
-    raw, batch = VARIANTS["plain"]
+    raw, _ = VARIANTS["plain"]
     config = config_from_dict(raw)
     frame = session_bars(config, max_bars=200)
     stop = __import__("threading").Event()

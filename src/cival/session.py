@@ -972,6 +972,8 @@ class Session:
                 return self._apply(command)
         future: Future[Any] = Future()
         self._commands.put((command, future))
+        if self._feeding is None and not self._closed:  # the feed ended meanwhile: nobody else will apply it
+            self._apply_commands()
         return future.result(timeout)
 
     def submit(self, command: Command) -> Future[Any]:
@@ -1222,10 +1224,17 @@ class Session:
 
     def _abort(self, failed: bool = True) -> None:
         """Release everything the session holds (the cluster, the relay, the lease, the
-        store); with ``failed``, a run still marked running is marked failed."""
+        store); with ``failed``, a run still marked running is marked failed. Commands
+        still waiting for a batch boundary are refused."""
         if self._closed:
             return
         self._closed = True
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            future.set_exception(SessionError(f"{command.kind} {command.target}: the session ended before it could be applied"))
         try:
             if self.cluster is not None:
                 self.cluster.close()
