@@ -38,7 +38,15 @@ from cival.actors.state import (
     RebalanceStep,
 )
 from cival.config import AllocationPolicy, config_from_dict
-from cival.core.codec import StateError, StateModel, apply, capture, decode, encode
+from cival.core.codec import (
+    StateError,
+    StateModel,
+    apply,
+    built,
+    capture,
+    decode,
+    encode,
+)
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.goals import GoalState
 from cival.runtime import Checkpoints, LocalCluster, replay_batches, session_bars
@@ -501,3 +509,11 @@ def test_capture_and_apply_read_and_write_the_attributes_the_fields_name():
     assert other._m2 == 0.2
     with pytest.raises(StateError, match="nor _state"):
         capture(tracker, SignalsState)
+
+
+def test_a_state_built_without_validation_is_the_model_pydantic_would_construct():
+    values = {"start_equity": 1.0, "bars": 2, "first_ns": 3, "last_ns": 4, "last_equity": 5.0, "peak": 6.0,
+              "max_drawdown": 0.5, "mean": 0.1, "m2": 0.2}
+    fast, slow = built(PerformanceState, dict(values)), PerformanceState.model_construct(**values)
+    assert fast == slow and fast.model_fields_set == slow.model_fields_set
+    assert encode(fast) == encode(slow) == encode(PerformanceState.model_validate(values))
