@@ -31,6 +31,7 @@ from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Any
 
+from cival.core.codec import StateModel, apply, capture
 from cival.core.errors import CivalError
 
 ZERO = Decimal(0)
@@ -68,6 +69,22 @@ class GoalEvent:
     at: datetime
     trade_id: str | None = None
     """The trade that completed it (None for a deadline)."""
+
+
+class GoalState(StateModel):
+    """What a :class:`GoalTracker` has seen (its config comes from the cluster's)."""
+
+    status: GoalStatus
+    completed_at: datetime | None
+    completing_trade: str | None
+    collected: Decimal
+    count: Decimal
+    profit: Decimal
+    wins: Decimal
+    trades: Decimal
+    sharpe: float | None
+    seen: list[str]
+    """Ids of the trades counted (each once)."""
 
 
 @dataclass
@@ -158,34 +175,13 @@ class GoalTracker:
 
     # -- state ------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """What the tracker has seen, as JSON values (for a journal)."""
-        return {
-            "status": self.status.value,
-            "completed_at": None if self.completed_at is None else self.completed_at.isoformat(),
-            "completing_trade": self.completing_trade,
-            "collected": str(self.collected),
-            "count": str(self.count),
-            "profit": str(self.profit),
-            "wins": str(self.wins),
-            "trades": str(self.trades),
-            "sharpe": self.sharpe,
-            "seen": sorted(self._seen),
-        }
+    def state(self) -> GoalState:
+        """What the tracker has seen, for a journal."""
+        return capture(self, GoalState)
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: GoalState) -> None:
         """Take up a :meth:`state` (same goal config)."""
-        self.status = GoalStatus(state["status"])
-        done = state["completed_at"]
-        self.completed_at = None if done is None else datetime.fromisoformat(done)
-        self.completing_trade = state["completing_trade"]
-        self.collected = Decimal(state["collected"])
-        self.count = Decimal(state["count"])
-        self.profit = Decimal(state["profit"])
-        self.wins = Decimal(state["wins"])
-        self.trades = Decimal(state["trades"])
-        self.sharpe = state["sharpe"]
-        self._seen = set(state["seen"])
+        apply(self, state, f"goal {self.name}")
 
     @property
     def progress(self) -> Decimal:
@@ -259,4 +255,4 @@ def collectable(action: str, principal: Decimal, cash: Decimal, positions_at_cos
     raise GoalError(f"unknown goal action {action!r}; use collect_profit, collect_all or none")
 
 
-__all__ = ["ClosedTrade", "GoalError", "GoalEvent", "GoalStatus", "GoalTracker", "collectable"]
+__all__ = ["ClosedTrade", "GoalError", "GoalEvent", "GoalState", "GoalStatus", "GoalTracker", "collectable"]

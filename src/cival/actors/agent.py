@@ -43,9 +43,11 @@ from pydantic import BaseModel
 
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
+from cival.actors.state import AgentState
 from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
+from cival.core.codec import StateError, apply, capture
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
 from cival.core.ledger import TxType
@@ -178,43 +180,23 @@ class Agent:
 
     # -- journal ----------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """Everything the agent knows but its books and fills, as JSON values (floats
-        exact), so that :meth:`restore` on a new agent of the same spec carries on where
-        this one is. Fills are journaled as rows (see :meth:`restore_fills`)."""
-        return {
-            "signals": self.signals.state(),
-            "broker": self.broker.state.tolist(),
-            "performance": self.performance.state(),
-            "principal": str(self.principal),
-            "halted": self.halted,
-            "halts": list(self.halts),
-            "halt_ids": sorted(self._halt_ids),
-            "last_close": self.last_close,
-            "last_ns": self.last_ns,
-            "fills": len(self.fills),
-            "pending_intent": self._pending_intent,
-            "rejected": self._rejected,
-        }
+    def state(self) -> AgentState:
+        """Everything the agent knows but its books and fills, so that :meth:`restore` on a
+        new agent of the same spec carries on where this one is. Fills are journaled as
+        rows (see :meth:`restore_fills`)."""
+        return capture(self, AgentState, broker=self.broker.state.tolist(), fills=len(self.fills))
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: AgentState) -> None:
         """Take up a :meth:`state` (after :meth:`restore_fills` and the books' restore)."""
-        if state["fills"] != len(self.fills):
+        if state.fills != len(self.fills):
             raise AgentError(
-                f"{self.ref}: the journal holds {len(self.fills)} fills but the state counts {state['fills']}; "
+                f"{self.ref}: the journal holds {len(self.fills)} fills but the state counts {state.fills}; "
                 "the store is inconsistent for this agent"
             )
-        self.signals.restore(state["signals"])
-        self.broker.state[:] = np.array(state["broker"], dtype=np.float64)
-        self.performance.restore(state["performance"])
-        self.principal = Decimal(state["principal"])
-        self.halted = state["halted"]
-        self.halts = list(state["halts"])
-        self._halt_ids = set(state["halt_ids"])
-        self.last_close = float(state["last_close"])
-        self.last_ns = int(state["last_ns"])
-        self._pending_intent = state.get("pending_intent")
-        self._rejected = state.get("rejected")
+        if len(state.broker) != self.broker.state.shape[0]:
+            raise StateError(f"{self.ref}: the stored broker state has {len(state.broker)} values, not {self.broker.state.shape[0]}")
+        apply(self, state, self.ref, skip=("broker", "fills"))
+        self.broker.state[:] = np.array(state.broker, dtype=np.float64)
 
     def restore_fills(self, rows: Iterable[tuple[Fill, int, Execution]]) -> None:
         """Take back the journaled fills: (fill, bar time in ns, execution), in order."""

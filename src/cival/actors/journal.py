@@ -35,8 +35,10 @@ import numpy as np
 
 from cival.actors.agent import Agent, AgentUpdate, dec
 from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
+from cival.actors.state import AgentState, FarmState, MasterState
 from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
+from cival.core.codec import StateError, decode, encode
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, fill_event_data
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
@@ -46,6 +48,15 @@ from cival.goals import ClosedTrade
 from cival.store.base import JournalBatch, Store, StoreError, decode_reply
 
 Node = MasterNode | FarmNode | Agent
+
+
+def state_model(node: Node) -> type[MasterState | FarmState | AgentState]:
+    """The model of ``node``'s state (what :meth:`Journal.restore` reads back)."""
+    if isinstance(node, MasterNode):
+        return MasterState
+    if isinstance(node, FarmNode):
+        return FarmState
+    return AgentState
 
 _MONEY_TYPES = {TxType.ALLOCATION, TxType.REBALANCE, TxType.COLLECTION}
 
@@ -101,17 +112,24 @@ class Journal:
         record = self.store.node_state(self.run_id, self.source)
         if record is None:
             return None
+        where = f"run {self.run_id}, node {self.source}"
         try:
-            state = json.loads(record.state)
+            data = json.loads(record.state)
         except ValueError:
-            raise StoreError(f"run {self.run_id}, node {self.source}: the journaled state is not JSON; the store is corrupt") from None
+            raise StoreError(f"{where}: the journaled state is not JSON; the store is corrupt") from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{where}: the journaled state is not a JSON object; the store is corrupt")
+        anchor = data.pop("_ledger", None)
+        try:
+            state = decode(state_model(self.node), data, f"{where}: the journaled state")
+        except StateError as exc:
+            raise StoreError(f"{exc}; the store is corrupt") from None
         reply = decode_reply(self.run_id, self.source, record.reply)
         txs = self.store.transactions(self.run_id, self.source)
         try:
             self.books.restore(txs)
         except LedgerError as exc:
             raise BooksError(f"ledger {self.source} of run {self.run_id} cannot be read back: {exc}") from None
-        anchor = state.pop("_ledger", None)
         if anchor is not None:
             self.books.ledger.anchor = (int(anchor["transactions"]), str(anchor["head"]))
         for agent in self.agents:
@@ -120,7 +138,10 @@ class Journal:
             self.problems += _fill_problems(self.books, agent.ref, fills)
             agent.restore_fills(fills)
             self._fills[agent.name] = len(rows)
-        self.node.restore(state)
+        try:
+            self.node.restore(state)  # type: ignore[arg-type]
+        except StateError as exc:
+            raise StoreError(f"{where}: the journaled state does not fit this node: {exc}; the store is corrupt") from None
         self.version = record.version
         self._txs = len(txs)
         for agent in self.agents:
@@ -185,12 +206,11 @@ class Journal:
         elif isinstance(node, MasterNode):
             self._master_figures(node, updates)
 
-        state = node.state()
-        state["_ledger"] = {"transactions": len(ledger), "head": ledger.head}
+        state = encode(node.state(), extra={"_ledger": {"transactions": len(ledger), "head": ledger.head}})
         batch = JournalBatch(
             source=self.source,
             version=self.version + 1,
-            state=json.dumps(state),
+            state=state,
             reply=encode_batch_reply(reply),
             ledger=self.source,
             currency=ledger.currency,

@@ -18,7 +18,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -27,10 +27,12 @@ import numpy as np
 from cival.actors.agent import Agent, AgentUpdate, dec, iso
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
+from cival.actors.state import CheckpointStep, FarmState, MasterState, RebalanceStep
 from cival.allocation import plan_for, split
 from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch, timestamp_of
+from cival.core.codec import apply, capture
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
 from cival.core.ledger import ZERO, TxType
@@ -246,43 +248,21 @@ class MasterNode:
         self._last_equity: float | None = None
         self._goal_shown: dict[str, list[str]] = {}
         """Goal name -> (status, progress, collected) last published."""
-        self._checkpoint: dict[str, Any] | None = None
+        self._checkpoint: CheckpointStep | None = None
         """The checkpoint under way: its bar count and the messages of its steps so far."""
         self.checkpoint_done = 0
         """The bar count of the last checkpoint finished."""
 
     # journal
 
-    def state(self) -> dict[str, Any]:
-        """Everything the master knows but its books, as JSON values, so that
-        :meth:`restore` on a new master of the same spec carries on."""
-        return {
-            "goals": [g.state() for g in self.goals],
-            "liquidating": [list(x) for x in self._liquidating],
-            "rebalances": list(self.rebalances),
-            "halts": list(self.halts),
-            "halted_farms": sorted(self.halted_farms),
-            "day": None if self._day is None else [self._day[0].isoformat(), self._day[1]],
-            "last_equity": self._last_equity,
-            "goal_shown": dict(self._goal_shown),
-            "checkpoint": self._checkpoint,
-            "checkpoint_done": self.checkpoint_done,
-        }
+    def state(self) -> MasterState:
+        """Everything the master knows but its books, so that :meth:`restore` on a new
+        master of the same spec carries on."""
+        return capture(self, MasterState)
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: MasterState) -> None:
         """Take up a :meth:`state` (after the books' restore)."""
-        for goal, goal_state in zip(self.goals, state["goals"], strict=True):
-            goal.restore(goal_state)
-        self._liquidating = [(g, a) for g, a in state["liquidating"]]
-        self.rebalances = list(state["rebalances"])
-        self.halts = list(state["halts"])
-        self.halted_farms = set(state["halted_farms"])
-        day = state["day"]
-        self._day = None if day is None else (date.fromisoformat(day[0]), float(day[1]))
-        self._last_equity = state["last_equity"]
-        self._goal_shown = dict(state["goal_shown"])
-        self._checkpoint = state["checkpoint"]
-        self.checkpoint_done = int(state["checkpoint_done"])
+        apply(self, state, "master")
 
     def goal_updates(self, bars: int, now: datetime) -> None:
         """After a checkpoint: an event for each goal whose status, progress or collected
@@ -567,45 +547,43 @@ class MasterNode:
         finishes the rest. Returns the goals' states."""
         if bars <= self.checkpoint_done:
             return self.goal_states()
-        step = self._checkpoint if self._checkpoint is not None and self._checkpoint["bars"] == bars else None
+        step = self._checkpoint if self._checkpoint is not None and self._checkpoint.bars == bars else None
         if step is None:
-            step = self._checkpoint = {"bars": bars}
-        if "halts" not in step:
+            step = self._checkpoint = CheckpointStep(bars=bars)
+        if step.halts is None:
             halts = self.risk_halts(now, farms)
-            step["halts"] = [h.model_dump(mode="json") for h in halts]
+            step = self._checkpoint = step.model_copy(update={"halts": halts})
             if halts:
                 ports.commit()
-        for raw in step["halts"]:
-            ports.farm_halt(Halt.model_validate(raw))
+        for halt in step.halts or ():
+            ports.farm_halt(halt)
         rebalancing = [f.name for f in self.spec.farms if f.config.rebalance.every_bars is not None]
         if rebalancing:
             ports.farm_rebalance(rebalancing, bars, now)
         if self.rebalance_due(bars):
-            if "collects" not in step:
+            if step.collects is None or step.allocs is None:
                 infos = {f: ports.farm_info(f) for f in self.farms}
                 collects, allocs = self.rebalance(
                     bars, now, {f: i[0] for f, i in infos.items()}, {f: i[1] for f, i in infos.items()}
                 )
-                step["collects"] = [m.model_dump(mode="json") for m in collects]
-                step["allocs"] = [m.model_dump(mode="json") for m in allocs]
+                step = self._checkpoint = step.model_copy(update={"collects": collects, "allocs": allocs})
                 ports.commit()
-            for raw in step["collects"]:
-                self.on_transfer(ports.farm_release(Collect.model_validate(raw)))
-            if step["allocs"]:
-                allocs = self.send_allocations([Allocate.model_validate(raw) for raw in step["allocs"]])
+            for collect in step.collects or ():
+                self.on_transfer(ports.farm_release(collect))
+            if step.allocs:
+                allocs = self.send_allocations(list(step.allocs))
                 ports.commit()
                 for msg in allocs:
                     ports.farm_allocate(msg)
-        if "goals" not in step:
+        if step.goals is None:
             out = self.on_checkpoint(trades, bars, now, sharpes)
-            step["goals"] = [m.model_dump(mode="json") for m in out]
+            step = self._checkpoint = step.model_copy(update={"goals": out})
             if out:
                 ports.commit()
-        for raw in step["goals"]:
-            if raw["kind"] == "halt":
-                self.run_halt(ports, Halt.model_validate(raw))
+        for msg in step.goals or ():
+            if isinstance(msg, Halt):
+                self.run_halt(ports, msg)
                 continue
-            msg = Collect.model_validate(raw)
             self.on_goal_transfer(msg, ports.goal_collect(msg))
         self.goal_updates(bars, now)
         self._checkpoint = None
@@ -695,61 +673,25 @@ class FarmNode:
         """What happened that the books do not say, for the journal to take."""
         self._halt_ids: set[str] = set()
         """Halt messages already applied (a redelivered one changes nothing)."""
-        self._releases: dict[str, list[dict[str, Any]]] = {}
+        self._releases: dict[str, list[Collect]] = {}
         """Master's rebalance Collect id -> the Collects it made for agent actors."""
-        self._rebalance: dict[str, Any] | None = None
+        self._rebalance: RebalanceStep | None = None
         """The rebalance under way: its bar count and, once planned, its messages."""
         self.rebalanced_upto = 0
         """The bar count of the last checkpoint whose rebalance step is done."""
 
     # journal
 
-    def state(self) -> dict[str, Any]:
-        """Everything the farm knows but its books (and its inline agents' fills), as JSON
-        values, so that :meth:`restore` on a new farm of the same spec carries on."""
-        return {
-            "allocation": self.spec.config.allocation.model_dump(mode="json"),
-            "reports": {n: r.model_dump(mode="json") for n, r in self.reports.items()},
-            "positions": dict(self.positions),
-            "performance": self.performance.state(),
-            "fill_count": self.fill_count,
-            "halted": self.halted,
-            "halts": list(self.halts),
-            "halt_ids": sorted(self._halt_ids),
-            "rebalances": list(self.rebalances),
-            "paused": list(self._paused),
-            "returns": {n: list(d) for n, d in self._returns.items()},
-            "last_equity": dict(self._last_equity),
-            "taken": {k: str(v) for k, v in self._taken.items()},
-            "releases": dict(self._releases),
-            "rebalance": self._rebalance,
-            "rebalanced_upto": self.rebalanced_upto,
-            "agents": {n: a.state() for n, a in self.agents.items()},
-        }
+    def state(self) -> FarmState:
+        """Everything the farm knows but its books (and its inline agents' fills), so that
+        :meth:`restore` on a new farm of the same spec carries on."""
+        return capture(self, FarmState, allocation=self.spec.config.allocation)
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: FarmState) -> None:
         """Take up a :meth:`state` (after the books' and the inline agents' fills' restore)."""
-        if state["allocation"] != self.spec.config.allocation.model_dump(mode="json"):
-            self.set_policy(state["allocation"])
-        self.reports = {n: PerformanceReport.model_validate(r) for n, r in state["reports"].items()}
-        self.positions = dict(state["positions"])
-        self.performance.restore(state["performance"])
-        self.fill_count = int(state["fill_count"])
-        self.halted = state["halted"]
-        self.halts = list(state["halts"])
-        self._halt_ids = set(state["halt_ids"])
-        self.rebalances = list(state["rebalances"])
-        self._paused = list(state["paused"])
-        for name, values in state["returns"].items():
-            self._returns[name].clear()
-            self._returns[name].extend(values)
-        self._last_equity = dict(state["last_equity"])
-        self._taken = {k: Decimal(v) for k, v in state["taken"].items()}
-        self._releases = dict(state["releases"])
-        self._rebalance = state["rebalance"]
-        self.rebalanced_upto = int(state["rebalanced_upto"])
-        for name, agent_state in state["agents"].items():
-            self.agents[name].restore(agent_state)
+        if state.allocation != self.spec.config.allocation:
+            self.set_policy(state.allocation)
+        apply(self, state, self.ref, skip=("allocation",))
 
     # money
 
@@ -1033,7 +975,7 @@ class FarmNode:
         split). Inline agents' cash moves here; the Collects for agent actors are returned
         (their Transfers go to :meth:`on_transfer`). Then :meth:`send_released`."""
         if msg.id in self._releases:
-            return [Collect.model_validate(c) for c in self._releases[msg.id]]
+            return list(self._releases[msg.id])
         own = self.books.cash(self.ref).amount
         rest = max(ZERO, Decimal(msg.amount or 0) - own)
         out: list[Collect] = []
@@ -1054,7 +996,7 @@ class FarmNode:
                 else:
                     out.append(child)
         self._taken[msg.id] = Decimal(msg.amount or 0)
-        self._releases[msg.id] = [c.model_dump(mode="json") for c in out]
+        self._releases[msg.id] = list(out)
         return out
 
     def send_released(self, msg: Collect) -> Transfer:
@@ -1160,7 +1102,7 @@ class FarmNode:
         if bars <= self.rebalanced_upto:
             return
         step = self._rebalance
-        if step is None or step["bars"] != bars:
+        if step is None or step.bars != bars:
             if self._paused:  # they sold at the open after the last checkpoint: rebalance now
                 halts, plan = self.resume_paused(now), True
             elif self.rebalance_due(bars):
@@ -1169,28 +1111,27 @@ class FarmNode:
             else:
                 self.rebalanced_upto = bars
                 return
-            step = self._rebalance = {"bars": bars, "halts": [m.model_dump(mode="json") for m in halts], "plan": plan}
+            step = self._rebalance = RebalanceStep(bars=bars, halts=halts, plan=plan)
             if halts:
                 ports.commit()
-        for raw in step["halts"]:
-            ports.agent_halt(Halt.model_validate(raw))
+        for halt in step.halts:
+            ports.agent_halt(halt)
         allocs: list[Allocate] = []
-        if step["plan"]:
-            if "collects" not in step:
+        if step.plan:
+            if step.collects is None or step.allocs is None:
                 collects, planned = self.rebalance(bars, now, self.trading_cash(ports))
-                step["collects"] = [m.model_dump(mode="json") for m in collects]
-                step["allocs"] = [m.model_dump(mode="json") for m in planned]
+                step = self._rebalance = step.model_copy(update={"collects": collects, "allocs": planned})
                 ports.commit()
-            for raw in step["collects"]:
-                self.on_transfer(ports.agent_collect(Collect.model_validate(raw)))
-            allocs = self.send_allocations([Allocate.model_validate(raw) for raw in step["allocs"]])
+            for collect in step.collects or ():
+                self.on_transfer(ports.agent_collect(collect))
+            allocs = self.send_allocations(list(step.allocs or ()))
             if allocs:
                 ports.commit()
             for msg in allocs:
                 ports.agent_allocate(msg)
         self._rebalance = None
         self.rebalanced_upto = bars
-        if step["halts"] or step["plan"]:
+        if step.halts or step.plan:
             # Done, and journaled as done (with the receipts of the agents' transfers): the
             # next call may be a batch, not a repeat of this one, and a crash before its
             # commit must not lose them.

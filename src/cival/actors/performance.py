@@ -20,9 +20,26 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from pydantic import Field
+
+from cival.core.codec import StateModel, apply, capture
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 DAYS_PER_YEAR = 365.25
+
+
+class PerformanceState(StateModel):
+    """A :class:`PerformanceTracker`'s running sums (floats exact, NaN before the start)."""
+
+    start_equity: float
+    bars: int
+    first_ns: int
+    last_ns: int
+    last_equity: float
+    peak: float
+    max_drawdown: float
+    mean: float = Field(alias="_mean")
+    m2: float = Field(alias="_m2")
 
 
 @dataclass
@@ -39,13 +56,12 @@ class PerformanceTracker:
     _mean: float = 0.0
     _m2: float = 0.0
 
-    def state(self) -> dict[str, float | int]:
-        """The running sums as JSON values (floats exact), for a journal."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+    def state(self) -> PerformanceState:
+        """The running sums, for a journal."""
+        return capture(self, PerformanceState)
 
-    def restore(self, state: dict[str, float | int]) -> None:
-        for key in self.__dataclass_fields__:
-            setattr(self, key, type(getattr(self, key))(state[key]))
+    def restore(self, state: PerformanceState) -> None:
+        apply(self, state, "performance")
 
     def start(self, equity: float) -> None:
         """Set the starting equity (E0) if not set yet."""
@@ -111,4 +127,4 @@ def _track(equity, state):  # pragma: no cover - compiled
     state[0], state[1], state[2], state[3], state[4], state[5] = last, mean, m2, count, peak, worst
 
 
-__all__ = ["PerformanceTracker"]
+__all__ = ["PerformanceState", "PerformanceTracker"]

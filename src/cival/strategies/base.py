@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from cival.core.codec import StateError, StateModel, built
 from cival.core.errors import CivalError
 
 OHLC = ("open", "high", "low", "close")
@@ -96,6 +97,17 @@ class Strategy:
         return LiveSignals(self, self.parse_params(params))
 
 
+class SignalsState(StateModel):
+    """A :class:`LiveSignals`' kernel state: its scalars, its ring buffers (rows of
+    ``buf_shape``), the bars seen and the last bar's time (ns since the epoch, UTC)."""
+
+    state: list[float]
+    buf: list[list[float]]
+    buf_shape: list[int]
+    bars_seen: int
+    last_ns: int | None
+
+
 class LiveSignals:
     """Feeds bars one at a time through a strategy's step kernel, keeping its state."""
 
@@ -107,23 +119,36 @@ class LiveSignals:
         self.bars_seen = 0
         self.last_timestamp: pd.Timestamp | None = None
 
-    def state(self) -> dict[str, Any]:
-        """The kernel's state as JSON values (floats exact, NaN included), for a journal."""
-        return {
+    def state(self) -> SignalsState:
+        """The kernel's state (floats exact, NaN included), for a journal. Written out by
+        hand rather than by :func:`~cival.core.codec.capture`: the kernel's arrays are
+        not JSON values."""
+        values = {
             "state": self._state.tolist(),
             "buf": self._buf.tolist(),
             "buf_shape": list(self._buf.shape),
             "bars_seen": self.bars_seen,
             "last_ns": None if self.last_timestamp is None else int(self.last_timestamp.value),
         }
+        return built(SignalsState, values)
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: SignalsState) -> None:
         """Take up a :meth:`state` again (same strategy and parameters)."""
-        self._state = np.array(state["state"], dtype=np.float64)
-        self._buf = np.array(state["buf"], dtype=np.float64).reshape(state["buf_shape"])
-        self.bars_seen = int(state["bars_seen"])
-        last = state["last_ns"]
-        self.last_timestamp = None if last is None else pd.Timestamp(int(last), tz="UTC")
+        shapes = ((len(state.state),), tuple(state.buf_shape)), (self._state.shape, self._buf.shape)
+        if shapes[0] != shapes[1]:
+            raise StateError(
+                f"{self.strategy.name}: the stored kernel state has the shapes {shapes[0]}, these parameters "
+                f"give {shapes[1]}; it is the state of other parameters"
+            )
+        try:
+            buf = np.array(state.buf, dtype=np.float64).reshape(state.buf_shape)
+        except ValueError:
+            raise StateError(f"{self.strategy.name}: the stored ring buffers do not have the shape {shapes[0][1]}") from None
+        self._state = np.array(state.state, dtype=np.float64)
+        self._buf = buf
+        self.bars_seen = state.bars_seen
+        last = state.last_ns
+        self.last_timestamp = None if last is None else pd.Timestamp(last, tz="UTC")
 
     def update(
         self, open: float, high: float, low: float, close: float, timestamp: pd.Timestamp | None = None
@@ -236,4 +261,4 @@ def bounds_text(info: Any) -> str:
     return f"must be {' and '.join(parts)}" if parts else ""
 
 
-__all__ = ["OHLC", "LiveSignals", "Strategy", "StrategyError", "bounds_text", "describe_param_errors", "ohlc_arrays"]
+__all__ = ["OHLC", "LiveSignals", "SignalsState", "Strategy", "StrategyError", "bounds_text", "describe_param_errors", "ohlc_arrays"]
