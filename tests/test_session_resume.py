@@ -286,3 +286,42 @@ def test_a_run_fed_by_its_caller_is_not_resumed_and_says_why(tmp_path):
         store.update_run(result.run_id, status="running")  # type: ignore[arg-type]
     with pytest.raises(SessionError, match="fed by its caller's feed; it cannot be resumed"):
         Session.resume(result.run_id, store=where)  # type: ignore[arg-type]
+
+
+def test_a_driving_session_renews_its_lease_and_gives_it_up_when_it_ends(tmp_path):
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, batch = VARIANTS["plain"]
+    session = Session(config_from_dict(raw), SessionConfig(local=True, max_bars=300, batch_size=batch, heartbeat=0.05), store=where).open()
+    run_id = session.run_id
+    assert run_id is not None
+    with where.open() as store:
+        first = store.run(run_id)
+        assert first.driver == session.driver and first.heartbeat_at is not None
+        deadline = time.monotonic() + 10
+        while store.run(run_id).heartbeat_at == first.heartbeat_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.run(run_id).heartbeat_at > first.heartbeat_at, "the lease was not renewed"
+    session.run()
+    with where.open() as store:
+        record = store.run(run_id)
+    assert (record.status, record.driver) == ("finished", None)
+    listed = run_cival("runs", "--json", "--path", str(tmp_path / "runs.sqlite3"), cwd=tmp_path)
+    assert json.loads(listed.stdout)[0]["status"] == "finished"
+
+
+def test_cival_runs_shows_a_run_whose_driver_died_as_interrupted(tmp_path):
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, batch = VARIANTS["plain"]
+    session = Session(config_from_dict(raw), SessionConfig(local=True, max_bars=300, batch_size=batch), store=where).open()
+    session.step(100)
+    run_id = session.run_id
+    with where.open() as store:  # a driver on this machine whose process is gone
+        assert store.claim_run(run_id, "x", session.driver)  # type: ignore[arg-type]
+        assert store.claim_run(run_id, f"{os.uname().nodename}:999999:dead", "x")  # type: ignore[arg-type]
+    session.lease._stop.set()  # type: ignore[union-attr]
+    listed = run_cival("runs", "--json", "--path", str(tmp_path / "runs.sqlite3"), cwd=tmp_path)
+    (row,) = json.loads(listed.stdout)
+    assert (row["id"], row["status"]) == (run_id, "interrupted")
+    result = resume_run(run_id, SessionConfig(local=True), store=where)  # type: ignore[arg-type]
+    assert result.resumed_from == 100 and result.bars == 300 and result.audit.ok
+    session._closed = True
