@@ -49,7 +49,8 @@ from cival.core.codec import (
 )
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.goals import GoalState
-from cival.runtime import Checkpoints, LocalCluster, replay_batches, session_bars
+from cival.runtime import LocalCluster
+from cival.session import Checkpoints, replay_batches, session_bars
 from cival.store import StoreError
 from cival.store.sqlite import SqliteStore
 from cival.strategies.base import SignalsState
