@@ -148,9 +148,11 @@ def _newest_run(where: StoreLocation, known: set[str]) -> Any:
         return fresh[0] if fresh else None
 
 
-def _kill_at(where: StoreLocation, driver: subprocess.Popen[str], known: set[str], events: int, jitter: float) -> str:
+def _kill_at(
+    where: StoreLocation, driver: subprocess.Popen[str], known: set[str], events: int, jitter: float, before: Any = None
+) -> str:
     """SIGKILL the driver once its run stored ``events`` events (and ``jitter`` seconds
-    more); returns the run's id."""
+    more; ``before()`` is called just before); returns the run's id."""
     store = None
     run = None
     deadline = time.monotonic() + 120
@@ -169,6 +171,8 @@ def _kill_at(where: StoreLocation, driver: subprocess.Popen[str], known: set[str
         else:
             raise AssertionError("the driver made no progress in 120 s")
         time.sleep(jitter)
+        if before is not None:
+            before()
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
     finally:
@@ -325,3 +329,65 @@ def test_cival_runs_shows_a_run_whose_driver_died_as_interrupted(tmp_path):
     result = resume_run(run_id, SessionConfig(local=True), store=where)  # type: ignore[arg-type]
     assert result.resumed_from == 100 and result.bars == 300 and result.audit.ok
     session._closed = True
+
+
+def test_a_driver_on_ray_killed_with_its_whole_process_tree_resumes_on_a_new_ray(tmp_path):
+    """Ray mode: the driver and every process under it (Ray's GCS, raylet, the actors) die
+    at once, as on a lost machine; ``cival resume`` starts a new Ray whose actors rebuild
+    themselves from the store."""
+    from helpers import session_processes, wait_until_gone
+
+    where, storage = _store_for("sqlite", tmp_path, None)
+    variant = "checkpoints"
+    run_id, total = _baseline(where, variant)
+    baseline = dump(where, run_id)
+    config = _config_file(tmp_path, variant, storage)
+    environment = {**os.environ, "PYTHONPATH": str(SRC)}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "cival", "paper", str(config), "--quiet", "--bars", str(BARS), "--batch", "24"],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    with where.open() as store:
+        known = {r.id for r in store.runs()}
+    tree: list[Any] = []
+    run_id = _kill_at(where, driver, known, total // 2, 0.0, before=lambda: tree.extend(session_processes(driver.pid)))
+    for process in tree:  # the rest of the machine goes with it
+        try:
+            process.kill()
+        except Exception:  # noqa: BLE001, S110 - gone already
+            pass
+    assert not wait_until_gone(tree)
+    done = run_cival("resume", run_id, "--quiet", "--path", storage["path"], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed = dump(where, run_id)
+    assert resumed["report"]["mode"] == "ray"
+    resumed["report"]["mode"] = baseline["report"]["mode"]  # the baseline ran the same nodes in this process
+    _equal(resumed, baseline)
+
+
+def test_a_run_stopped_early_resumes_to_the_end_of_its_bars(tmp_path):
+    import threading
+
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, batch = VARIANTS["checkpoints"]
+    run_id, _ = _baseline(where, "checkpoints")
+    baseline = dump(where, run_id)
+    stop = threading.Event()
+
+    def halfway(progress: Any) -> None:
+        if progress.bars >= BARS // 2:
+            stop.set()
+
+    first = run_paper(config_from_dict(raw), SessionConfig(local=True, max_bars=BARS, batch_size=batch), store=where,
+                      on_progress=halfway, stop=stop)
+    assert first.interrupted and first.bars < BARS
+    with where.open() as store:
+        assert store.run(first.run_id).status == "interrupted"  # type: ignore[arg-type]
+    result = resume_run(first.run_id, SessionConfig(local=True), store=where)  # type: ignore[arg-type]
+    assert result.resumed_from == first.bars and result.bars == BARS and not result.interrupted
+    resumed = dump(where, first.run_id)  # type: ignore[arg-type]
+    ends = [e for e in resumed["events"] if e[1] == "run_finished"]
+    assert [(e[0], e[5]["status"]) for e in ends] == [("run:finished", "interrupted"), ("run:finished:1", "finished")]
+    for d in (resumed, baseline):
+        d["events"] = [e for e in d["events"] if e[1] not in ("run_started", "run_finished")]
+    _equal(resumed, baseline)

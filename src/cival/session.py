@@ -1449,8 +1449,11 @@ def start_run(
 
 
 def finish_run(store: Store, run_id: str, report: dict[str, Any], status: str) -> None:
-    """Record how a run ended: its report's own figures in ``meta`` and a ``run_finished`` event."""
+    """Record how a run ended: its report's own figures in ``meta`` and a ``run_finished``
+    event (one per time it ended: a run stopped early and resumed ends twice)."""
+    closes = int(store.run(run_id).meta.get("closes", 0))
     meta = {k: report[k] for k in ("bars", "start", "end", "interrupted", "generated_at", "mode", "symbol", "data")}
+    meta["closes"] = closes + 1
     data = {
         "status": status,
         "bars": report["bars"],
@@ -1460,7 +1463,8 @@ def finish_run(store: Store, run_id: str, report: dict[str, Any], status: str) -
         "audit_ok": report["ledger"]["audit_ok"],
     }
     at = datetime.now(UTC)
-    store.commit(run_id, JournalBatch(source="run", version=2, events=[EventDraft("run:finished", "run_finished", "run", at, data)]))
+    key = "run:finished" if closes == 0 else f"run:finished:{closes}"
+    store.commit(run_id, JournalBatch(source="run", version=2 + closes, events=[EventDraft(key, "run_finished", "run", at, data)]))
     store.update_run(run_id, status=status, meta=meta, finished=True)
 
 
