@@ -11,7 +11,7 @@ from decimal import ROUND_UP, Decimal
 import pandas as pd
 import pytest
 
-from cival.actors.agent import dec, iso
+from cival.core.fmt import iso_utc as iso, plain_decimal as dec
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.allocation import split, split_equal

@@ -18,6 +18,7 @@ from typing import Any
 
 from cival import __version__
 from cival.core.errors import CivalError, Terminated
+from cival.core.fmt import ISO_SECONDS
 
 
 def demo_config_path() -> Path:
@@ -284,7 +285,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
     out = signals.copy()
     for column in strategy.bool_columns:
         out[column] = out[column].astype("int8")
-    out.index = bars.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index = bars.index.strftime(ISO_SECONDS)
     out.index.name = "timestamp"
     if args.out == "-":
         out.to_csv(sys.stdout)
@@ -361,7 +362,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         for result in results:
             trades = result.trades.copy()
             for column in ("entry_time", "exit_time"):
-                trades[column] = trades[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                trades[column] = trades[column].dt.strftime(ISO_SECONDS)
             if len(results) > 1:
                 trades.insert(0, "data", result.source)
             frames.append(trades)
@@ -512,7 +513,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     )
     windows = result.windows.copy()
     for column in ("train_start", "train_end", "test_start", "test_end"):
-        windows[column] = windows[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        windows[column] = windows[column].dt.strftime(ISO_SECONDS)
     if args.json:
         payload = {
             "strategy": result.strategy,
@@ -568,7 +569,8 @@ def cash_arg(value: Decimal | None, flag: str = "--cash") -> Decimal:
     """The starting cash given on the command line (DEFAULT_CASH if not), checked against
     the books: positive, below their capacity, at most 8 decimal places. CivalError naming
     ``flag`` otherwise."""
-    from cival.core.money import check_amount, plain_number
+    from cival.core.fmt import plain_number
+    from cival.core.money import check_amount
 
     if value is None:
         return DEFAULT_CASH

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from cival.core.errors import CivalError
+from cival.core.fmt import iso_utc, parse_time, plain_decimal, stored_time
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -162,7 +163,7 @@ class GoalTracker:
         """What the tracker has seen, as JSON values (for a journal)."""
         return {
             "status": self.status.value,
-            "completed_at": None if self.completed_at is None else self.completed_at.isoformat(),
+            "completed_at": None if self.completed_at is None else stored_time(self.completed_at),
             "completing_trade": self.completing_trade,
             "collected": str(self.collected),
             "count": str(self.count),
@@ -177,7 +178,7 @@ class GoalTracker:
         """Take up a :meth:`state` (same goal config)."""
         self.status = GoalStatus(state["status"])
         done = state["completed_at"]
-        self.completed_at = None if done is None else datetime.fromisoformat(done)
+        self.completed_at = None if done is None else parse_time(done)
         self.completing_trade = state["completing_trade"]
         self.collected = Decimal(state["collected"])
         self.count = Decimal(state["count"])
@@ -206,18 +207,16 @@ class GoalTracker:
         return float(self.wins / self.trades) if self.trades else None
 
     def as_dict(self) -> dict[str, Any]:
-        from cival.actors.agent import dec, iso
-
         return {
             "name": self.name,
             "type": self.type,
             "status": self.status.value,
-            "progress": dec(self.progress),
-            "completed_at": iso(self.completed_at) if self.completed_at is not None else None,
+            "progress": plain_decimal(self.progress),
+            "completed_at": iso_utc(self.completed_at) if self.completed_at is not None else None,
             "completing_trade": self.completing_trade,
-            "collected": dec(self.collected),
+            "collected": plain_decimal(self.collected),
             "on_complete": self.config.on_complete,
-            "assigned": {a: dec(w) for a, w in self.weights.items()},
+            "assigned": {a: plain_decimal(w) for a, w in self.weights.items()},
         }
 
     def _met(self) -> bool:

@@ -22,9 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from cival.actors.agent import dec, iso
 from cival.config import ClusterConfig, FileData, config_from_dict
 from cival.core.events import EventDraft
+from cival.core.fmt import iso_utc as iso
+from cival.core.fmt import plain_decimal as dec
 from cival.core.urls import redact
 from cival.core.wallets import MASTER, agent_ref, farm_ref
 from cival.store.base import JournalBatch, Store, StoreLocation, locate, new_run_id

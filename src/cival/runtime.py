@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from cival.actors.agent import Agent, AgentUpdate, dec, iso
+from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.books import BooksSummary, ClusterAudit, combine, summarize
 from cival.actors.journal import Journal, batch_key
 from cival.actors.nodes import (
@@ -44,6 +44,8 @@ from cival.allocation import AllocationPlan, plan_for
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError, Terminated
+from cival.core.fmt import iso_utc as iso
+from cival.core.fmt import plain_decimal as dec
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.wallets import AllocationRecord, WalletTree, agent_ref, farm_ref

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from cival.core.money import DEFAULT_SCALE, amount_problem, money_context, plain_number, quantum, within_capacity
+from cival.core.fmt import plain_number
+from cival.core.money import DEFAULT_SCALE, amount_problem, money_context, quantum, within_capacity
 
 DIGITS = 40
 """Significant digits an exact decimal may have."""

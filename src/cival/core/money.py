@@ -36,6 +36,7 @@ from decimal import (
 from typing import Union
 
 from cival.core.errors import CivalError
+from cival.core.fmt import format_amount, plain_number
 
 DEFAULT_SCALE = 8
 """Decimal places the ledger keeps for amounts (1e-8 of a currency unit)."""
@@ -159,12 +160,6 @@ def check_amount(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_S
     return value
 
 
-def plain_number(value: Decimal) -> str:
-    """A Decimal as plain text for a message, bounded in length (1e308 stays short)."""
-    text = f"{value:f}"
-    return text if len(text) <= 40 else f"{value:.6e}"
-
-
 def quantum(scale: int) -> Decimal:
     """The smallest step at ``scale`` decimal places: ``quantum(2) == Decimal('0.01')``."""
     return Decimal(1).scaleb(-scale)
@@ -247,14 +242,6 @@ class Money:
         return f"Money('{self.amount}', '{self.currency}')"
 
 
-def format_amount(amount: Decimal, places: int = 2) -> str:
-    """Human display: thousands separators, at least ``places`` decimals, no precision lost."""
-    shown = amount.normalize() if amount != 0 else Decimal(0)
-    exponent = shown.as_tuple().exponent
-    decimals = max(places, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
-    return f"{amount:,.{decimals}f}"
-
-
 def money_from_float(
     value: float, currency: str, *, scale: int = DEFAULT_SCALE, rounding: str = ROUND_HALF_EVEN
 ) -> Money:
@@ -297,7 +284,6 @@ __all__ = [
     "check_amount",
     "check_capacity",
     "exact_methods",
-    "plain_number",
     "money_context",
     "within_capacity",
     "DEFAULT_QTY_STEP",
@@ -305,7 +291,6 @@ __all__ = [
     "AmountError",
     "CurrencyMismatchError",
     "Money",
-    "format_amount",
     "is_quantized",
     "money_from_float",
     "quantity_from_float",

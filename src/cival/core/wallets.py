@@ -42,12 +42,12 @@ from cival.core.ledger import (
     TxDraft,
     TxType,
 )
+from cival.core.fmt import plain_number
 from cival.core.money import (
     DEFAULT_QTY_STEP,
     DEFAULT_SCALE,
     exact_methods,
     money_context,
-    plain_number,
     within_capacity,
     Amountlike,
     Money,
