@@ -94,7 +94,8 @@ def _variant(strategy: str, i: int) -> dict:
 
 
 def bench_replay(bars, repeat: int) -> None:
-    from cival.backtest import FillModel, backtest
+    from cival.backtest import backtest
+    from cival.execution import FillModel
     from cival.runtime import DEFAULT_BATCH, RayCluster, cluster_spec, replay_batches
 
     config = nine_agent_config(DATA)

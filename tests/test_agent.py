@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from cival.actors.agent import Agent
 from cival.data.feeds import bars_from_frame
-from cival.backtest import FillModel, backtest
+from cival.backtest import backtest
+from cival.execution import FillModel
 from cival.core.messages import Fill, OrderIntent
 from cival.data import load_bars
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cival.backtest import BacktestError, FillModel, backtest, fill_model
+from cival.backtest import BacktestError, backtest, fill_model
+from cival.execution import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import TRADE_COLUMNS, Simulation, simulate_reference, simulate_vectorbt
 from cival.data import load_bars

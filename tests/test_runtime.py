@@ -15,7 +15,8 @@ from cival.core.fmt import iso_utc as iso, plain_decimal as dec
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.allocation import split, split_equal
-from cival.backtest import FillModel, backtest
+from cival.backtest import backtest
+from cival.execution import FillModel
 from cival.config import config_from_dict, load_config, parse_yaml
 from cival.core.bar import BarBatch
 from cival.core.bar import timestamp_of

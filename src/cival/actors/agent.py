@@ -41,8 +41,6 @@ from pydantic import BaseModel
 
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
-from cival.backtest.broker import PaperBroker
-from cival.backtest.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
@@ -58,6 +56,8 @@ from cival.core.messages import (
     Transfer,
 )
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
+from cival.execution.broker import PaperBroker
+from cival.execution.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
 

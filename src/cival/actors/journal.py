@@ -35,7 +35,6 @@ import numpy as np
 
 from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
-from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, fill_event_data
@@ -43,6 +42,7 @@ from cival.core.fmt import parse_time, plain_decimal, stored_time
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
 from cival.core.wallets import MASTER, WalletTree, position_account
+from cival.execution.fills import Execution
 from cival.goals import ClosedTrade
 from cival.store.base import JournalBatch, Store, StoreError, decode_reply
 

@@ -28,7 +28,7 @@ from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.allocation import plan_for, split
-from cival.backtest.fills import FillModel
+from cival.execution.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError

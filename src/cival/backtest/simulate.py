@@ -1,9 +1,9 @@
 """Running the fill model over a series of signals, with either engine.
 
 * :func:`simulate_reference`: a plain loop over bars driving a
-  :class:`~cival.backtest.broker.PaperBroker`, the broker paper trading uses.
+  :class:`~cival.execution.broker.PaperBroker`, the broker paper trading uses.
 * :func:`simulate_vectorbt`: vectorbt's ``Portfolio.from_orders`` executing the orders the
-  fill model decides for every signal column (:func:`cival.backtest.broker.broker_orders`:
+  fill model decides for every signal column (:func:`cival.execution.broker.broker_orders`:
   the same compiled rules, one account per column), quantities in units of ``qty_step``,
   prices with slippage, the model's fees. vectorbt's own signal sizing cannot be used: it
   snaps leftover cash within a tolerance to zero, where the fill model keeps every 1e-8
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import Execution, FillModel, grid, model_params, settle, step_decimals
+from cival.execution.fills import Execution, FillModel, grid, model_params, settle, step_decimals
 
 TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
 
@@ -47,7 +47,7 @@ class Simulation:
 
 def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
     """Bar-by-bar simulation: the paper-trading broker's compiled bar step over every bar."""
-    from cival.backtest.broker import PaperBroker
+    from cival.execution.broker import PaperBroker
 
     entry = np.asarray(entry, dtype=bool)
     exit = np.asarray(exit, dtype=bool)
@@ -85,7 +85,7 @@ def simulate_vectorbt_columns(
     """
     import vectorbt as vbt
 
-    from cival.backtest.broker import broker_orders
+    from cival.execution.broker import broker_orders
 
     entry = np.ascontiguousarray(entry, dtype=bool)
     exit = np.ascontiguousarray(exit, dtype=bool)

@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cival.backtest.api import BacktestError, fill_model, resolve_bars
-from cival.backtest.fills import FillModel
+from cival.execution.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.rayconnect import RayUnavailable, connect
 from cival.backtest.simulate import simulate_vectorbt_columns

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from cival.backtest.api import fill_model, resolve_bars
-from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
@@ -37,6 +36,7 @@ from cival.backtest.sweep import (
     sweep,
 )
 from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.execution.fills import FillModel
 from cival.rayconnect import RaySession, RayUnavailable, connect
 from cival.strategies import Strategy, get_strategy
 

@@ -42,7 +42,7 @@ Every rule above is written once, as compiled (numba) functions: ``buy_nb``,
 ``sell_units_nb`` and ``stop_price_nb`` over a packed parameter array
 (:func:`model_params`), with ``grid`` and ``settle``. The Python functions :func:`buy`,
 :func:`sell`, :func:`sell_units` and :func:`stop_price` call them, and so do the broker's
-compiled per-bar step and batch loop (:mod:`cival.backtest.broker`). The vectorbt engine
+compiled per-bar step and batch loop (:mod:`cival.execution.broker`). The vectorbt engine
 executes the orders this model decides (:mod:`cival.backtest.simulate`).
 
 Amounts on the grid are floats holding the nearest double to a multiple of 1e-8; for
