@@ -30,11 +30,11 @@ import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cival.backtest.api import BacktestError, fill_model, resolve_bars
-from cival.execution.fills import FillModel
 from cival.backtest.metrics import compute_metrics
-from cival.rayconnect import RayUnavailable, connect
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.execution.fills import FillModel
+from cival.rayconnect import RayUnavailable, connect, ray_address
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import bounds_text, ohlc_arrays
 
@@ -252,6 +252,13 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def auto_backend(address: str | None, count: int, chunk_size: int) -> str:
+    """The backend ``backend="auto"`` picks: Ray when a cluster is given (``address``, from
+    :func:`cival.rayconnect.ray_address`) or when ``count`` combinations make more than one
+    chunk and there is more than one core; otherwise this process (``"local"``)."""
+    return "ray" if address or (count > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+
+
 def sweep(
     strategy: str | Strategy,
     bars: pd.DataFrame | str | os.PathLike[str],
@@ -292,10 +299,10 @@ def sweep(
     bars, source = resolve_bars(bars, drop_bad_rows, max_move)
     bars = bars[["open", "high", "low", "close", "volume"]]
 
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     auto = backend == "auto"
     if auto:
-        backend = "ray" if address or (combos.total > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+        backend = auto_backend(address, combos.total, chunk_size)
     if backend not in ("ray", "local"):
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
@@ -402,4 +409,4 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     return plain
 
 
-__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "combinations", "evaluate_chunk", "parse_grid", "sweep"]
+__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "auto_backend", "combinations", "evaluate_chunk", "parse_grid", "sweep"]

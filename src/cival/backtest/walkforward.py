@@ -31,13 +31,14 @@ from cival.backtest.sweep import (
     SweepError,
     _Combinations,
     _progress,
+    auto_backend,
     checked_values,
     parse_grid,
     sweep,
 )
 from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.execution.fills import FillModel
-from cival.rayconnect import RaySession, RayUnavailable, connect
+from cival.rayconnect import RaySession, RayUnavailable, connect, ray_address
 from cival.strategies import Strategy, get_strategy
 
 
@@ -109,10 +110,10 @@ def walkforward(
     combos = _Combinations(strat, checked_values(strat, parsed)).total
 
     starts = range(0, len(bars) - train - test + 1, test)
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     auto = backend == "auto"
     if auto:  # decide once for all windows, so Ray starts (at most) once
-        backend = "ray" if address or (combos > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+        backend = auto_backend(address, combos, chunk_size)
     try:
         session = _ensure_ray(backend, address)
     except SweepError as exc:
