@@ -752,7 +752,9 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
             first[name] = path
 
 
-def _weights(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+def weight_issues(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+    """What is wrong with allocation ``policy`` at ``path`` over ``children`` (``what``s:
+    farms or agents): weights naming no child, shares that cannot add up."""
     hints = hints or _Hints(MAX_ISSUES)
     if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
         yield ConfigIssue(
@@ -786,9 +788,9 @@ def _cross_checks(config: ClusterConfig, hints: _Hints) -> Iterable[ConfigIssue]
     )
     yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
 
-    yield from _weights("master.allocation", config.master.allocation, farm_names, "farm", hints)
+    yield from weight_issues("master.allocation", config.master.allocation, farm_names, "farm", hints)
     for i, farm in enumerate(config.farms):
-        yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
+        yield from weight_issues(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
 
     for i, goal in enumerate(config.goals):
         for j, assignment in enumerate(goal.assign):

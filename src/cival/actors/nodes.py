@@ -908,9 +908,9 @@ class FarmNode:
 
         model = TypeAdapter(AllocationPolicy).validate_python(policy)
         config = self.spec.config.model_copy(update={"allocation": model})
-        from cival.config import _weights
+        from cival.config import weight_issues
 
-        issues = list(_weights("allocation", model, self.agent_names, "agent"))
+        issues = list(weight_issues("allocation", model, self.agent_names, "agent"))
         if issues:
             raise NodeError("; ".join(str(i) for i in issues))
         self.spec = FarmSpec(config=config, agents=self.spec.agents, currency=self.spec.currency)

@@ -123,7 +123,7 @@ def checked_values(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> dic
     return checked
 
 
-class _Combinations:
+class Combinations:
     """Valid parameter sets of a grid, produced lazily (memory does not grow with the grid);
     ``skipped`` counts those that broke a cross-parameter rule so far."""
 
@@ -163,7 +163,7 @@ class _Combinations:
 def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple[list[BaseModel], int]:
     """Every valid combination as a parameter model, and how many were skipped (for small
     grids and tests; :func:`sweep` produces them lazily)."""
-    combos = _Combinations(strategy, checked_values(strategy, grid))
+    combos = Combinations(strategy, checked_values(strategy, grid))
     models = [strategy.params_model.model_validate(p) for p in combos]
     if not models:
         raise SweepError(f"no valid combination in the grid ({combos.skipped} broke a rule across parameters)")
@@ -286,11 +286,11 @@ def sweep(
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
     if isinstance(grid, Mapping):
-        combos = _Combinations(strat, checked_values(strat, grid))
+        combos = Combinations(strat, checked_values(strat, grid))
     elif grid and all(isinstance(g, Mapping) for g in grid):
-        combos = _Combinations(strat, list(grid))  # type: ignore[arg-type]
+        combos = Combinations(strat, list(grid))  # type: ignore[arg-type]
     else:
-        combos = _Combinations(strat, checked_values(strat, parse_grid([str(g) for g in grid])))
+        combos = Combinations(strat, checked_values(strat, parse_grid([str(g) for g in grid])))
     if metric not in _metric_names():
         raise SweepError(f"unknown metric {metric!r}; use one of {', '.join(_metric_names())}")
     if chunk_size < 1:
@@ -307,7 +307,7 @@ def sweep(
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
     started = time.perf_counter()
-    bar = _progress(combos.total, progress)
+    bar = progress_bar(combos.total, progress)
     rows: list[dict[str, Any]] | None = None
     if backend == "ray":
         try:
@@ -383,8 +383,8 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
         session.close()
 
 
-def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
-    """A callable advancing a progress bar on stderr (a no-op when disabled)."""
+def progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    """A callable advancing a progress bar of ``total`` steps on stderr (a no-op when disabled)."""
     if not enabled:
         return lambda n, done=False: None
     try:

@@ -28,12 +28,12 @@ from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
     PER_RUN,
+    Combinations,
     SweepError,
-    _Combinations,
-    _progress,
     auto_backend,
     checked_values,
     parse_grid,
+    progress_bar,
     sweep,
 )
 from cival.data.bars import DEFAULT_MAX_MOVE
@@ -107,7 +107,7 @@ def walkforward(
     if len(bars) < train + test:
         raise SweepError(f"{len(bars)} bars are fewer than one window (train {train} + test {test}); shorten them")
     parsed = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
-    combos = _Combinations(strat, checked_values(strat, parsed)).total
+    combos = Combinations(strat, checked_values(strat, parsed)).total
 
     starts = range(0, len(bars) - train - test + 1, test)
     address = ray_address(address)
@@ -121,7 +121,7 @@ def walkforward(
             raise
         print(f"note: {exc}", file=sys.stderr)
         backend, session = "local", None
-    advance = _progress(len(starts) * combos, progress)
+    advance = progress_bar(len(starts) * combos, progress)
     try:
         rows, equities, trades, fills, held = [], [], [], [], []
         cash = fm.cash
