@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from cival.core.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from cival.core.errors import CivalError
 from cival.core.fields import BookAmount, ExactDecimal, FiniteFloat, QuantityStep, WholeNumber
 from cival.core.money import DEFAULT_QTY_STEP
@@ -341,8 +342,8 @@ class CostsConfig(StrictModel):
     """Trading costs of paper fills, as in ``cival backtest``: fees and adverse slippage in
     basis points of the notional / price."""
 
-    fee_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 10.0
-    slippage_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 5.0
+    fee_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = DEFAULT_FEE_BPS
+    slippage_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = DEFAULT_SLIPPAGE_BPS
 
 
 class RiskConfig(StrictModel):

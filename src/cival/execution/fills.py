@@ -61,6 +61,12 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
+from cival.core.costs import (
+    DEFAULT_CASH,
+    DEFAULT_FEE_BPS,
+    DEFAULT_FRACTION,
+    DEFAULT_SLIPPAGE_BPS,
+)
 from cival.core.fields import FiniteFloat
 
 QUANTUM_PLACES = 8
@@ -75,11 +81,11 @@ class FillModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cash: FiniteFloat = Field(10_000.0, gt=0)
+    cash: FiniteFloat = Field(float(DEFAULT_CASH), gt=0)
     """Starting cash of the account being simulated."""
-    fee_bps: FiniteFloat = Field(10.0, ge=0, lt=10_000)
-    slippage_bps: FiniteFloat = Field(5.0, ge=0, lt=10_000)
-    fraction: FiniteFloat = Field(1.0, gt=0, le=1)
+    fee_bps: FiniteFloat = Field(DEFAULT_FEE_BPS, ge=0, lt=10_000)
+    slippage_bps: FiniteFloat = Field(DEFAULT_SLIPPAGE_BPS, ge=0, lt=10_000)
+    fraction: FiniteFloat = Field(DEFAULT_FRACTION, gt=0, le=1)
     """Share of cash an entry invests."""
     qty_step: FiniteFloat = Field(1e-8, gt=0)
     """Smallest quantity increment; quantities are whole multiples of it."""
