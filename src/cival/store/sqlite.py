@@ -199,12 +199,6 @@ class SqliteStore(Store):
         return run_id
 
     @_mapped
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        self._db.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, stored_time(datetime.now(UTC)), run_id)
-        )
-
-    @_mapped
     def runs(self) -> list[RunRecord]:
         self.check_schema()
         rows = self._db.execute(
