@@ -96,7 +96,7 @@ def test_sweep_plots_and_renders(btc_1h):
     one = sweep("darvas", btc_1h, {"lookback": [10, 20, 30]}, backend="local")
     assert list(one.plot().data[0].x) == [10, 20, 30]
     assert "3 combinations by sharpe" in one._repr_html_()
-    with pytest.raises(ValueError, match="not a swept parameter"):
+    with pytest.raises(SweepError, match="heatmap axis 'nope' is not a swept parameter"):
         two.heatmap("lookback", "nope")
 
 

@@ -90,7 +90,12 @@ def simulate_vectorbt_columns(
     entry = np.ascontiguousarray(entry, dtype=bool)
     exit = np.ascontiguousarray(exit, dtype=bool)
     if entry.ndim != 2 or entry.shape != exit.shape or entry.shape[0] != len(bars):
-        raise ValueError(f"entry/exit must both be (bars, columns); got {entry.shape} and {exit.shape}")
+        from cival.backtest.api import BacktestError
+
+        raise BacktestError(
+            f"entry/exit signals must both be (bars, columns) for {len(bars)} bars; got {entry.shape} and {exit.shape}: "
+            "a strategy's signals need one row per bar"
+        )
     step = model.qty_step
     n, k = entry.shape
     opens, highs, lows = (bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low"))

@@ -65,6 +65,11 @@ class AmountError(CivalError):
     """An amount or quantity is not an exact, finite number of the expected precision."""
 
 
+class NotMoneyError(AmountError, TypeError):
+    """Money was combined with something that is not Money (a TypeError too, as Python's
+    own arithmetic raises)."""
+
+
 def to_decimal(value: Amountlike, *, what: str = "amount") -> Decimal:
     """Convert an exact value (Decimal, int or numeric string) to a finite Decimal.
 
@@ -193,7 +198,9 @@ class Money:
 
     def _check(self, other: object) -> Money:
         if not isinstance(other, Money):
-            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+            raise NotMoneyError(
+                f"cannot combine Money with {type(other).__name__}; make it Money(amount, currency) first"
+            )
         if other.currency != self.currency:
             raise CurrencyMismatchError(
                 f"cannot combine {self.currency} with {other.currency}; convert one of them first"
@@ -291,6 +298,7 @@ __all__ = [
     "AmountError",
     "CurrencyMismatchError",
     "Money",
+    "NotMoneyError",
     "is_quantized",
     "money_from_float",
     "quantity_from_float",
