@@ -37,7 +37,7 @@ from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
 from cival.core.bar import timestamp_of
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, fill_event_data
+from cival.core.events import EventDraft
 from cival.core.fmt import parse_time, plain_decimal, stored_time
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
@@ -456,9 +456,4 @@ def fill_from_row(row: dict[str, Any]) -> tuple[Fill, int, Execution]:
     return fill, int(row["bar_ns"]), ex
 
 
-def fill_data(fill: Fill) -> dict[str, Any]:
-    """An ``order_filled`` event's data, written out (see :func:`cival.core.events.fill_event_data`)."""
-    return fill_event_data(fill)
-
-
-__all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_data", "fill_from_row", "fill_row"]
+__all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_from_row", "fill_row"]

@@ -128,13 +128,6 @@ def within_capacity(value: Decimal, scale: int = DEFAULT_SCALE) -> bool:
     return abs(value) < CAPACITY
 
 
-def check_capacity(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_SCALE) -> Decimal:
-    """``value`` if the books can hold it; AmountError naming ``what`` otherwise."""
-    if not within_capacity(value, scale):
-        raise AmountError(f"{what}: {_beyond(value, scale)}")
-    return value
-
-
 def _beyond(value: Decimal, scale: int) -> str:
     return (
         f"{plain_number(value)} is beyond what the books hold (less than 10**{INTEGER_DIGITS} in absolute value, "
@@ -168,11 +161,6 @@ def check_amount(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_S
 def quantum(scale: int) -> Decimal:
     """The smallest step at ``scale`` decimal places: ``quantum(2) == Decimal('0.01')``."""
     return Decimal(1).scaleb(-scale)
-
-
-def is_quantized(value: Decimal, step: Decimal) -> bool:
-    """True when ``value`` is a whole multiple of ``step``."""
-    return (value % step) == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +277,6 @@ __all__ = [
     "MONEY_CONTEXT",
     "amount_problem",
     "check_amount",
-    "check_capacity",
     "exact_methods",
     "money_context",
     "within_capacity",
@@ -299,7 +286,6 @@ __all__ = [
     "CurrencyMismatchError",
     "Money",
     "NotMoneyError",
-    "is_quantized",
     "money_from_float",
     "quantity_from_float",
     "quantize_quantity",

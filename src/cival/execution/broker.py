@@ -169,15 +169,6 @@ class PaperBroker:
         return int(self.state[S_PENDING])
 
     @property
-    def bars_seen(self) -> int:
-        return int(self.state[S_BARS])
-
-    @property
-    def last_fill_reason(self) -> str:
-        """Why the latest fill happened: "stop" or "signal"."""
-        return REASONS[int(self.state[S_REASON])]
-
-    @property
     def in_position(self) -> bool:
         return self.state[S_UNITS] > 0.0
 
