@@ -28,6 +28,7 @@ failed audit instead.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -341,8 +342,8 @@ def _report_json(report: PerformanceReport) -> dict[str, Any]:
     for k, v in out.items():
         if isinstance(v, Decimal):
             out[k] = str(v)
-        elif hasattr(v, "isoformat"):
-            out[k] = v.isoformat()
+        elif isinstance(v, datetime):
+            out[k] = stored_time(v)  # `at`, UTC already: the text is what isoformat() gave
     return out
 
 
