@@ -224,7 +224,7 @@ __all__ = [
     "grid_decimal",
     "model_params",
     "sell_units_nb",
-    "stop_price_nb",
     "settle",
     "step_decimals",
+    "stop_price_nb",
 ]
