@@ -95,7 +95,8 @@ def _variant(strategy: str, i: int) -> dict:
 
 def bench_replay(bars, repeat: int) -> None:
     from cival.actors.nodes import cluster_spec
-    from cival.backtest import FillModel, backtest
+    from cival.backtest import backtest
+    from cival.execution import FillModel
     from cival.runtime import DEFAULT_BATCH, RayCluster
     from cival.session import replay_batches
 

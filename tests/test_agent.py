@@ -9,10 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from cival.actors.agent import Agent
-from cival.backtest import FillModel, backtest
+from cival.backtest import backtest
 from cival.core.messages import Fill, OrderIntent
 from cival.data import load_bars
 from cival.data.feeds import bars_from_frame
+from cival.execution import FillModel
 
 CASES = [
     ("intraday_crypto/binance_BTCUSDT_1h.csv", "alligator", {}, {}),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cival.backtest import BacktestError, FillModel, backtest, fill_model
+from cival.backtest import BacktestError, backtest, fill_model
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import (
     TRADE_COLUMNS,
@@ -22,6 +22,7 @@ from cival.backtest.simulate import (
     simulate_vectorbt,
 )
 from cival.data import load_bars
+from cival.execution import FillModel
 
 ENGINES = {"reference": simulate_reference, "vectorbt": simulate_vectorbt}
 
@@ -371,3 +372,9 @@ def test_cli_stop_flags(shared_data, tmp_path):
     assert out["trades"] == backtest("darvas", data, stop_loss_pct=2, take_profit_pct=5).metrics["trades"]
     bad = cival("backtest", "darvas", "--data", str(data), "--stop-loss-pct", "120", cwd=tmp_path)
     assert bad.returncode == 1 and "stop_loss_pct" in bad.stderr and "< 100" in bad.stderr
+
+
+def test_signals_of_the_wrong_length_are_a_backtest_error():
+    bars = bars_of([(10, 11, 9, 10)] * 5)
+    with pytest.raises(BacktestError, match="one row per bar"):
+        simulate_vectorbt(bars, np.zeros(4, dtype=bool), np.zeros(4, dtype=bool), FillModel())

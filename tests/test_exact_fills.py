@@ -17,8 +17,8 @@ from decimal import ROUND_FLOOR, Decimal
 import pytest
 
 from cival.backtest import backtest
-from cival.backtest.fills import FillModel
 from cival.data import load_bars
+from cival.execution.fills import FillModel
 
 Q = Decimal("1e-8")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from cival.actors.agent import Agent
-from cival.backtest import FillModel
 from cival.data import DataError, load_bars, synthetic_bars
 from cival.data.feeds import ReplayFeed, SyntheticFeed, bars_from_frame, parse_speed
+from cival.execution import FillModel
 
 
 class FakeClock:

@@ -2,11 +2,12 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
+from cival.core.fmt import format_amount
 from cival.core.money import (
     AmountError,
     CurrencyMismatchError,
     Money,
-    format_amount,
+    NotMoneyError,
     money_from_float,
     quantity_from_float,
     quantize_quantity,
@@ -106,3 +107,9 @@ def test_amount_problem_says_why_the_books_cannot_hold_a_value(value, problem):
         assert found is not None and found.startswith(problem), found
         with pytest.raises(AmountError, match=r"^--cash: " + problem.split(" ")[0].replace(".", r"\.").replace("+", r"\+")):
             check_amount(Decimal(value), what="--cash")
+
+
+def test_money_combined_with_a_plain_number_is_refused_as_cival_and_type_error():
+    with pytest.raises(NotMoneyError, match="Money with int; make it Money") as info:
+        Money("1", "USD") + 1  # type: ignore[operator]
+    assert isinstance(info.value, AmountError) and isinstance(info.value, TypeError)

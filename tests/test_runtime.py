@@ -11,15 +11,17 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from cival.actors.agent import dec, iso
 from cival.actors.books import combine, summarize
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.allocation import split, split_equal
-from cival.backtest import FillModel, backtest
+from cival.backtest import backtest
 from cival.config import config_from_dict, load_config, parse_yaml
 from cival.core.bar import BarBatch, timestamp_of
+from cival.core.fmt import iso_utc as iso
+from cival.core.fmt import plain_decimal as dec
 from cival.core.messages import Allocate, Collect
 from cival.data import load_bars
+from cival.execution import FillModel
 from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, single_agent_config
 from cival.session import replay_batches, run_paper, session_bars
 from tests.conftest import ROOT

@@ -11,14 +11,15 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cival.actors.agent import iso  # noqa: E402
 from cival.actors.books import combine  # noqa: E402
 from cival.actors.nodes import cluster_spec  # noqa: E402
-from cival.backtest import FillModel, backtest  # noqa: E402
+from cival.backtest import backtest  # noqa: E402
 from cival.cli import main  # noqa: E402
 from cival.config import load_config  # noqa: E402
+from cival.core.fmt import iso_utc as iso  # noqa: E402
 from cival.core.messages import Allocate  # noqa: E402
 from cival.data import load_bars  # noqa: E402
+from cival.execution import FillModel  # noqa: E402
 from cival.runtime import RayCluster, single_agent_config  # noqa: E402
 from cival.session import run_paper, session_bars  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402

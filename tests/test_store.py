@@ -49,7 +49,7 @@ def test_migrations_are_recorded_and_applied_once(store):
 def test_runs_are_listed_newest_first_with_their_config(store):
     first = store.create_run("demo", "ray", {"deposit": "100000.00", "farms": ["trend"]})
     second = store.create_run("other", "local", {})
-    store.finish_run(first, "interrupted")
+    store.update_run(first, status="interrupted", finished=True)
     runs = store.runs()
     assert [r.id for r in runs] == [second, first]
     assert runs[1].status == "interrupted" and runs[1].finished_at is not None and runs[0].finished_at is None

@@ -52,11 +52,11 @@ def test_grid_values_are_checked_against_the_parameter_bounds():
 
 
 def test_combinations_are_made_lazily_chunk_by_chunk():
-    from cival.backtest.sweep import _Combinations, checked_values
+    from cival.backtest.sweep import Combinations, checked_values
 
     alligator = get_strategy("alligator")
     huge = {name: list(range(1, 33)) for name in ("jaw_period", "teeth_period", "lips_period", "jaw_shift", "teeth_shift", "lips_shift")}
-    combos = _Combinations(alligator, checked_values(alligator, huge))
+    combos = Combinations(alligator, checked_values(alligator, huge))
     assert combos.total == 32**6  # about a billion: building them all would not fit in memory
     first = next(combos.chunks(10))
     assert len(first) == 10 and first[0]["jaw_period"] == 1 and first[-1]["lips_shift"] == 10
@@ -96,7 +96,7 @@ def test_sweep_plots_and_renders(btc_1h):
     one = sweep("darvas", btc_1h, {"lookback": [10, 20, 30]}, backend="local")
     assert list(one.plot().data[0].x) == [10, 20, 30]
     assert "3 combinations by sharpe" in one._repr_html_()
-    with pytest.raises(ValueError, match="not a swept parameter"):
+    with pytest.raises(SweepError, match="heatmap axis 'nope' is not a swept parameter"):
         two.heatmap("lookback", "nope")
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cival.backtest import FillModel, SweepError, sweep, walkforward
+from cival.backtest import SweepError, sweep, walkforward
 from cival.backtest.simulate import simulate_reference
 from cival.data import load_bars
+from cival.execution import FillModel
 from cival.strategies import get_strategy
 
 GRID = {"lookback": [10, 20, 40], "confirm": [2, 4]}

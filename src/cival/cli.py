@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cival import __version__
+from cival.core.costs import (
+    DEFAULT_CASH,
+    DEFAULT_FEE_BPS,
+    DEFAULT_FRACTION,
+    DEFAULT_SLIPPAGE_BPS,
+)
 from cival.core.errors import CivalError, Terminated
+from cival.core.fmt import ISO_SECONDS
 
 
 def demo_config_path() -> Path:
@@ -91,9 +98,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
             parse_param_args(args.param),
             data=args.data,
             cash=cash_arg(args.cash),
-            fee_bps=args.fee_bps if args.fee_bps is not None else 10.0,
-            slippage_bps=args.slippage_bps if args.slippage_bps is not None else 5.0,
-            fraction=args.fraction if args.fraction is not None else 1.0,
+            fee_bps=args.fee_bps if args.fee_bps is not None else DEFAULT_FEE_BPS,
+            slippage_bps=args.slippage_bps if args.slippage_bps is not None else DEFAULT_SLIPPAGE_BPS,
+            fraction=args.fraction if args.fraction is not None else DEFAULT_FRACTION,
         )
         data = None  # the config's own data is the file
     elif args.config_path:
@@ -316,7 +323,7 @@ def cmd_signals(args: argparse.Namespace) -> int:
     out = signals.copy()
     for column in strategy.bool_columns:
         out[column] = out[column].astype("int8")
-    out.index = bars.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index = bars.index.strftime(ISO_SECONDS)
     out.index.name = "timestamp"
     if args.out == "-":
         out.to_csv(sys.stdout)
@@ -393,7 +400,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         for result in results:
             trades = result.trades.copy()
             for column in ("entry_time", "exit_time"):
-                trades[column] = trades[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                trades[column] = trades[column].dt.strftime(ISO_SECONDS)
             if len(results) > 1:
                 trades.insert(0, "data", result.source)
             frames.append(trades)
@@ -544,7 +551,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     )
     windows = result.windows.copy()
     for column in ("train_start", "train_end", "test_start", "test_end"):
-        windows[column] = windows[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        windows[column] = windows[column].dt.strftime(ISO_SECONDS)
     if args.json:
         payload = {
             "strategy": result.strategy,
@@ -593,14 +600,14 @@ def _cell(value: Any, fmt: str) -> str:
 
 # -- parser -----------------------------------------------------------------------------
 
-DEFAULT_CASH = Decimal(10_000)
 
 
 def cash_arg(value: Decimal | None, flag: str = "--cash") -> Decimal:
     """The starting cash given on the command line (DEFAULT_CASH if not), checked against
     the books: positive, below their capacity, at most 8 decimal places. CivalError naming
     ``flag`` otherwise."""
-    from cival.core.money import check_amount, plain_number
+    from cival.core.fmt import plain_number
+    from cival.core.money import check_amount
 
     if value is None:
         return DEFAULT_CASH
@@ -665,10 +672,10 @@ def _positive_int(text: str) -> int:
 
 def _add_cost_arguments(p: argparse.ArgumentParser) -> None:
     """The fill model's costs, shared by backtest, sweep and walkforward."""
-    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="starting cash, exact (default 10000)")
-    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="fee per side, basis points (default 10)")
-    p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help="adverse slippage, basis points (default 5)")
-    p.add_argument("--fraction", type=float, default=None, metavar="F", help="share of cash per entry (default 1.0)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help=f"starting cash, exact (default {DEFAULT_CASH})")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help=f"fee per side, basis points (default {DEFAULT_FEE_BPS:g})")
+    p.add_argument("--slippage-bps", type=float, default=None, metavar="N", help=f"adverse slippage, basis points (default {DEFAULT_SLIPPAGE_BPS:g})")
+    p.add_argument("--fraction", type=float, default=None, metavar="F", help=f"share of cash per entry (default {DEFAULT_FRACTION})")
     p.add_argument("--stop-loss-pct", type=float, default=None, metavar="P", help="stop-loss below the entry price, percent (off by default)")
     p.add_argument("--take-profit-pct", type=float, default=None, metavar="P", help="take-profit above the entry price, percent (off by default)")
 
@@ -747,12 +754,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config_path", nargs="?", metavar="CONFIG", help="cluster config (YAML)")
     p.add_argument("--strategy", metavar="NAME", help="instead of a config: alligator, darvas or elliott")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable; with --strategy)")
-    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help="with --strategy: starting cash, exact (default 10000)")
-    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help="with --strategy: fee per side, basis points (default 10)")
+    p.add_argument("--cash", type=_decimal, default=None, metavar="N", help=f"with --strategy: starting cash, exact (default {DEFAULT_CASH})")
+    p.add_argument("--fee-bps", type=float, default=None, metavar="N", help=f"with --strategy: fee per side, basis points (default {DEFAULT_FEE_BPS:g})")
     p.add_argument(
-        "--slippage-bps", type=float, default=None, metavar="N", help="with --strategy: adverse slippage, basis points (default 5)"
+        "--slippage-bps", type=float, default=None, metavar="N", help=f"with --strategy: adverse slippage, basis points (default {DEFAULT_SLIPPAGE_BPS:g})"
     )
-    p.add_argument("--fraction", type=float, default=None, metavar="F", help="with --strategy: share of cash per entry (default 1.0)")
+    p.add_argument("--fraction", type=float, default=None, metavar="F", help=f"with --strategy: share of cash per entry (default {DEFAULT_FRACTION})")
     _add_session_arguments(p, batch=10_000)
     p.set_defaults(func=cmd_paper)
 

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from cival.core.costs import DEFAULT_FEE_BPS, DEFAULT_SLIPPAGE_BPS
 from cival.core.errors import CivalError
 from cival.core.fields import (
     BookAmount,
@@ -347,8 +348,8 @@ class CostsConfig(StrictModel):
     """Trading costs of paper fills, as in ``cival backtest``: fees and adverse slippage in
     basis points of the notional / price."""
 
-    fee_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 10.0
-    slippage_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = 5.0
+    fee_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = DEFAULT_FEE_BPS
+    slippage_bps: Annotated[FiniteFloat, Field(ge=0, lt=10_000)] = DEFAULT_SLIPPAGE_BPS
 
 
 class RiskConfig(StrictModel):
@@ -758,7 +759,9 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
             first[name] = path
 
 
-def _weights(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+def weight_issues(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+    """What is wrong with allocation ``policy`` at ``path`` over ``children`` (``what``s:
+    farms or agents): weights naming no child, shares that cannot add up."""
     hints = hints or _Hints(MAX_ISSUES)
     if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
         yield ConfigIssue(
@@ -792,9 +795,9 @@ def _cross_checks(config: ClusterConfig, hints: _Hints) -> Iterable[ConfigIssue]
     )
     yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
 
-    yield from _weights("master.allocation", config.master.allocation, farm_names, "farm", hints)
+    yield from weight_issues("master.allocation", config.master.allocation, farm_names, "farm", hints)
     for i, farm in enumerate(config.farms):
-        yield from _weights(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
+        yield from weight_issues(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
 
     for i, goal in enumerate(config.goals):
         for j, assignment in enumerate(goal.assign):

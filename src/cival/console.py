@@ -14,6 +14,7 @@ import time
 from decimal import Decimal
 from typing import Any, TextIO
 
+from cival.core.fmt import short_time
 from cival.session import Progress
 
 ZERO = Decimal(0)
@@ -66,7 +67,7 @@ class LiveTree:
     def status(self, p: Progress) -> str:
         total = f"/{p.total:,}" if p.total else ""
         pct = f" ({100 * p.bars / p.total:.0f} %)" if p.total else ""
-        when = p.last_time.strftime("%Y-%m-%d %H:%M") + "Z" if p.last_time is not None else ""
+        when = short_time(p.last_time) if p.last_time is not None else ""
         equity = p.master_cash + sum((Decimal(f.report.equity) for f in p.farms), ZERO)
         fills = sum(f.fills for f in p.farms)
         return (

@@ -33,6 +33,7 @@ from typing import Any
 
 from cival.core.codec import StateModel, apply, capture
 from cival.core.errors import CivalError
+from cival.core.fmt import iso_utc, plain_decimal
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -202,18 +203,16 @@ class GoalTracker:
         return float(self.wins / self.trades) if self.trades else None
 
     def as_dict(self) -> dict[str, Any]:
-        from cival.actors.agent import dec, iso
-
         return {
             "name": self.name,
             "type": self.type,
             "status": self.status.value,
-            "progress": dec(self.progress),
-            "completed_at": iso(self.completed_at) if self.completed_at is not None else None,
+            "progress": plain_decimal(self.progress),
+            "completed_at": iso_utc(self.completed_at) if self.completed_at is not None else None,
             "completing_trade": self.completing_trade,
-            "collected": dec(self.collected),
+            "collected": plain_decimal(self.collected),
             "on_complete": self.config.on_complete,
-            "assigned": {a: dec(w) for a, w in self.weights.items()},
+            "assigned": {a: plain_decimal(w) for a, w in self.weights.items()},
         }
 
     def _met(self) -> bool:

@@ -89,6 +89,11 @@ class RaySession:
                 self._saved = None
 
 
+def ray_address(address: str | None = None) -> str | None:
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``; None for a local Ray."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None, **init: Any) -> RaySession:
     """Start a local Ray (no ``address`` and no ``RAY_ADDRESS``) or join the cluster at
     ``address`` (or ``RAY_ADDRESS``); ``init`` (e.g. ``logging_level``) goes to ``ray.init``.
@@ -104,7 +109,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, **init: 
 
     if ray.is_initialized():
         return RaySession(False, None)
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     if address:
         check_reachable(address)
         _reload_auth()  # the environment as it is now, not as it was when ray was imported
@@ -262,4 +267,4 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback or bool(mapped is not None and mapped.is_loopback)
 
 
-__all__ = ["RaySession", "RayUnavailable", "check_reachable", "connect", "local_processes_alive"]
+__all__ = ["RaySession", "RayUnavailable", "check_reachable", "connect", "local_processes_alive", "ray_address"]

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from cival.actors.agent import dec, iso
+from cival.core.fmt import iso_utc as iso
+from cival.core.fmt import plain_decimal as dec
 from cival.store.base import Store, new_run_id
 
 

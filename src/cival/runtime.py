@@ -32,6 +32,12 @@ from cival.actors.nodes import (
 )
 from cival.config import ClusterConfig, config_from_dict
 from cival.core.bar import BarBatch
+from cival.core.costs import (
+    DEFAULT_CASH,
+    DEFAULT_FEE_BPS,
+    DEFAULT_FRACTION,
+    DEFAULT_SLIPPAGE_BPS,
+)
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
@@ -486,10 +492,10 @@ def single_agent_config(
     params: dict[str, Any] | None = None,
     *,
     data: str | Path,
-    cash: Decimal | str | int = Decimal(10_000),
-    fee_bps: float = 10.0,
-    slippage_bps: float = 5.0,
-    fraction: float = 1.0,
+    cash: Decimal | str | int = DEFAULT_CASH,
+    fee_bps: float = DEFAULT_FEE_BPS,
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS,
+    fraction: float = DEFAULT_FRACTION,
     qty_step: Decimal | str = DEFAULT_QTY_STEP,
     symbol: str | None = None,
 ) -> ClusterConfig:

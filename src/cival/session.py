@@ -52,13 +52,14 @@ from typing import Any, Literal, Self
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cival.actors.agent import dec, iso
 from cival.actors.books import ClusterAudit, combine
 from cival.actors.nodes import ClusterSpec, FarmUpdate, cluster_spec
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError, Terminated
 from cival.core.events import EventDraft
+from cival.core.fmt import iso_utc as iso
+from cival.core.fmt import plain_decimal as dec
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.urls import redact
 from cival.core.wallets import MASTER, agent_ref, farm_ref

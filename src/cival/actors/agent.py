@@ -33,23 +33,20 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.actors.state import AgentState
-from cival.backtest.broker import PaperBroker
-from cival.backtest.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.codec import StateError, apply, capture
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
+from cival.core.fmt import iso_utc, plain_decimal
 from cival.core.ledger import TxType
 from cival.core.messages import (
     Allocate,
@@ -61,6 +58,8 @@ from cival.core.messages import (
     Transfer,
 )
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
+from cival.execution.broker import PaperBroker
+from cival.execution.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
 
@@ -88,17 +87,6 @@ class AgentUpdate:
     """``time.monotonic_ns()`` when each fill was booked (latency measurement)."""
     trades: list[ClosedTrade] = field(default_factory=list)
     """Trades closed in the batch (for goals)."""
-
-
-def iso(when: datetime | pd.Timestamp) -> str:
-    """ISO 8601 UTC with a ``Z``."""
-    return pd.Timestamp(when).tz_convert("UTC").isoformat().replace("+00:00", "Z")
-
-
-def dec(value: float | Decimal) -> str:
-    """A float or Decimal as a plain decimal string (no exponent)."""
-    d = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
-    return f"{d.normalize():f}" if d != 0 else "0"
 
 
 class Agent:
@@ -250,12 +238,12 @@ class Agent:
         if msg.resume:
             if self.halted is not None and (msg.only is None or msg.only == self.halted):
                 self.halted = None
-                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+                self.halts.append({"reason": msg.reason, "at": iso_utc(msg.at), "resumed": True})
                 self._halt_event(msg)
             return
         if self.halted is None:
             self.halted = msg.reason
-            self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+            self.halts.append({"reason": msg.reason, "at": iso_utc(msg.at), "resumed": False})
             self.broker.submit(False, self.broker.in_position)
             self._halt_event(msg)
 
@@ -344,7 +332,7 @@ class Agent:
                         self._rejected = why
                         self.events.record(EventDraft(
                             f"rejected:{self.name}:{first + i}", "order_rejected", self.ref, at,
-                            {"agent": self.name, "symbol": self.symbol, "side": side, "reason": why, "signal_at": iso(at)},
+                            {"agent": self.name, "symbol": self.symbol, "side": side, "reason": why, "signal_at": iso_utc(at)},
                         ))
                     continue
                 self._rejected = None
@@ -394,8 +382,8 @@ class Agent:
         if cash > 0 and unit > 0 and cash * m.fraction / (1 + m.fee_rate) >= unit:
             return None
         return (
-            f"not enough cash to buy one unit ({dec(m.qty_step)} {self.symbol}): {dec(grid_decimal(max(cash, 0.0)))} available, "
-            f"about {unit * (1 + m.fee_rate) / m.fraction:.2f} needed at {dec(close)}"
+            f"not enough cash to buy one unit ({plain_decimal(m.qty_step)} {self.symbol}): {plain_decimal(grid_decimal(max(cash, 0.0)))} available, "
+            f"about {unit * (1 + m.fee_rate) / m.fraction:.2f} needed at {plain_decimal(close)}"
         )
 
     def on_bar(self, bar: Bar) -> list[Fill | OrderIntent]:
@@ -475,14 +463,14 @@ class Agent:
             pnl = (n_out - n_in) - buy.fee - sell.fee
             out.append(
                 {
-                    "entry_time": iso(timestamp_of(t_in)),
-                    "entry_price": dec(buy.unit_price / step),
-                    "exit_time": iso(timestamp_of(t_out)),
-                    "exit_price": dec(sell.unit_price / step),
-                    "qty": dec(float(np.round(buy.units * step, self._decimals))),
-                    "fees": dec(buy.fee + sell.fee),
-                    "pnl": dec(pnl),
-                    "return": dec(pnl / (n_in + buy.fee)),
+                    "entry_time": iso_utc(timestamp_of(t_in)),
+                    "entry_price": plain_decimal(buy.unit_price / step),
+                    "exit_time": iso_utc(timestamp_of(t_out)),
+                    "exit_price": plain_decimal(sell.unit_price / step),
+                    "qty": plain_decimal(float(np.round(buy.units * step, self._decimals))),
+                    "fees": plain_decimal(buy.fee + sell.fee),
+                    "pnl": plain_decimal(pnl),
+                    "return": plain_decimal(pnl / (n_in + buy.fee)),
                 }
             )
         return out
@@ -563,10 +551,10 @@ class Agent:
         positions = [
             {
                 "symbol": p.symbol,
-                "qty": dec(p.quantity),
-                "cost": dec(p.cost),
-                "mark": dec(mark) if mark is not None else None,
-                "value": dec(self._value(p.quantity, mark))
+                "qty": plain_decimal(p.quantity),
+                "cost": plain_decimal(p.cost),
+                "mark": plain_decimal(mark) if mark is not None else None,
+                "value": plain_decimal(self._value(p.quantity, mark))
                 if mark is not None
                 else None,
             }
@@ -577,7 +565,7 @@ class Agent:
             "strategy": self.strategy.name,
             "params": self.params.model_dump(),
             "symbol": self.symbol,
-            **{k: dec(v) for k, v in fig.items()},
+            **{k: plain_decimal(v) for k, v in fig.items()},
             "positions": positions,
             "trades": self.trades(),
             "trade_count": len(self.executions) // 2,
@@ -622,4 +610,4 @@ def warm_up(strategy: str, model: FillModel) -> None:
     agent._run(batch)
 
 
-__all__ = ["Agent", "AgentError", "AgentUpdate", "dec", "iso", "warm_up"]
+__all__ = ["Agent", "AgentError", "AgentUpdate", "warm_up"]

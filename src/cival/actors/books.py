@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from cival.core.fmt import format_amount, plain_decimal
 from cival.core.ledger import ZERO, AccountKind, AuditReport, TxType
 from cival.core.messages import Collect, Transfer
 from cival.core.wallets import WalletTree
@@ -109,26 +110,22 @@ class ClusterAudit:
     problems: tuple[str, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict[str, Any]:
-        from cival.actors.agent import dec
-
         return {
             "audit_ok": self.ok,
             "ledgers": self.ledgers,
             "transactions": self.transactions,
-            "deposits": dec(self.deposits),
-            "withdrawals": dec(self.withdrawals),
-            "fees": dec(self.fees),
-            "realized_pnl": dec(self.realized_pnl),
-            "cash": dec(self.cash),
-            "positions_at_cost": dec(self.positions_at_cost),
-            "in_flight": dec(self.in_flight),
-            "residual": dec(self.residual),
+            "deposits": plain_decimal(self.deposits),
+            "withdrawals": plain_decimal(self.withdrawals),
+            "fees": plain_decimal(self.fees),
+            "realized_pnl": plain_decimal(self.realized_pnl),
+            "cash": plain_decimal(self.cash),
+            "positions_at_cost": plain_decimal(self.positions_at_cost),
+            "in_flight": plain_decimal(self.in_flight),
+            "residual": plain_decimal(self.residual),
             "problems": list(self.problems),
         }
 
     def __str__(self) -> str:
-        from cival.core.money import format_amount
-
         c = self.currency
         lines = [
             f"audit {'OK' if self.ok else 'FAILED'}: {self.ledgers} ledgers, {self.transactions} transactions",
@@ -136,7 +133,7 @@ class ClusterAudit:
             f"  + in flight               {format_amount(self.in_flight)} {c}",
             f"  deposits - withdrawals    {format_amount(self.deposits - self.withdrawals)} {c}",
             f"  + realised P&L - fees     {format_amount(self.realized_pnl - self.fees)} {c}",
-            f"  residual                  {self.residual.normalize():f} {c}",
+            f"  residual                  {plain_decimal(self.residual)} {c}",
         ]
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)

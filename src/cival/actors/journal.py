@@ -28,22 +28,24 @@ failed audit instead.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from cival.actors.agent import Agent, AgentUpdate, dec
+from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.nodes import FarmNode, FarmUpdate, MasterNode
 from cival.actors.state import AgentState, FarmState, MasterState
-from cival.backtest.fills import Execution
 from cival.core.bar import timestamp_of
 from cival.core.codec import StateError, decode, encode
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, fill_event_data
+from cival.core.events import EventDraft
+from cival.core.fmt import parse_time, plain_decimal, stored_time
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
 from cival.core.wallets import MASTER, WalletTree, position_account
+from cival.execution.fills import Execution
 from cival.goals import ClosedTrade
 from cival.store.base import JournalBatch, Store, StoreError, decode_reply
 
@@ -253,8 +255,8 @@ class Journal:
             if tx.type in _MONEY_TYPES and len(tx.postings) == 2:
                 out += self._money_event(tx, moves)
         for wallet, tx in touched.items():
-            positions = [{"symbol": p.symbol, "qty": _plain(p.quantity), "cost": _plain(p.cost)} for p in self.books.positions(wallet)]
-            data = {"wallet": wallet, "cash": _plain(self.books.cash(wallet).amount), "currency": ledger.currency, "positions": positions}
+            positions = [{"symbol": p.symbol, "qty": plain_decimal(p.quantity), "cost": plain_decimal(p.cost)} for p in self.books.positions(wallet)]
+            data = {"wallet": wallet, "cash": plain_decimal(self.books.cash(wallet).amount), "currency": ledger.currency, "positions": positions}
             out.append(EventDraft(f"balance:{wallet}:{self.source}:{tx.seq}", "wallet_balance_update", wallet, tx.at, data))
         return out
 
@@ -272,10 +274,10 @@ class Journal:
         key = tx.idempotency_key
         if tx.type is TxType.COLLECTION:
             kind = "collection"
-            event = EventDraft(f"collection:{key}", "fund_collection", source, tx.at, {"source": source, "target": target, "amount": _plain(amount), "key": key})
+            event = EventDraft(f"collection:{key}", "fund_collection", source, tx.at, {"source": source, "target": target, "amount": plain_decimal(amount), "key": key})
         else:
             kind = "rebalance" if key.startswith("rebalance:") or tx.type is TxType.REBALANCE else "allocation"
-            data = {"source": source, "target": target, "amount": _plain(amount), "key": key, "kind": kind}
+            data = {"source": source, "target": target, "amount": plain_decimal(amount), "key": key, "kind": kind}
             event = EventDraft(f"allocation:{key}", "fund_allocation", target, tx.at, data)
         moves.append({"run_id": self.run_id, "key": key, "source": source, "target": target, "amount": amount, "kind": kind, "at": tx.at})
         return [event]
@@ -360,19 +362,17 @@ def _report_json(report: PerformanceReport) -> dict[str, Any]:
     for k, v in out.items():
         if isinstance(v, Decimal):
             out[k] = str(v)
-        elif hasattr(v, "isoformat"):
-            out[k] = v.isoformat()
+        elif isinstance(v, datetime):
+            out[k] = stored_time(v)  # `at`, UTC already: the text is what isoformat() gave
     return out
 
 
 def _trade_json(t: ClosedTrade) -> list[Any]:
-    return [t.id, t.agent, t.exit_time.isoformat(), str(t.pnl)]
+    return [t.id, t.agent, stored_time(t.exit_time), str(t.pnl)]
 
 
 def _trade_back(v: list[Any]) -> ClosedTrade:
-    from datetime import datetime
-
-    return ClosedTrade(str(v[0]), str(v[1]), datetime.fromisoformat(v[2]), Decimal(v[3]))
+    return ClosedTrade(str(v[0]), str(v[1]), parse_time(v[2]), Decimal(v[3]))
 
 
 def encode_batch_reply(reply: Any) -> str | None:
@@ -433,10 +433,6 @@ def batch_key(batch: Any) -> tuple[int, int, int]:
     return (int(batch.ts[0]), int(batch.ts[-1]), len(batch)) if len(batch) else (0, 0, 0)
 
 
-def _plain(value: Decimal) -> str:
-    return dec(value)
-
-
 def fill_row(run_id: str, agent: str, n: int, fill: Fill, ts_ns: int, ex: Execution) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -481,9 +477,4 @@ def fill_from_row(row: dict[str, Any]) -> tuple[Fill, int, Execution]:
     return fill, int(row["bar_ns"]), ex
 
 
-def fill_data(fill: Fill) -> dict[str, Any]:
-    """An ``order_filled`` event's data, written out (see :func:`cival.core.events.fill_event_data`)."""
-    return fill_event_data(fill)
-
-
-__all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_data", "fill_from_row", "fill_row"]
+__all__ = ["BooksError", "Journal", "batch_key", "decode_batch_reply", "encode_batch_reply", "fill_from_row", "fill_row"]

@@ -24,20 +24,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cival.actors.agent import Agent, AgentUpdate, dec, iso
+from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.actors.state import CheckpointStep, FarmState, MasterState, RebalanceStep
 from cival.allocation import plan_for, split
-from cival.backtest.fills import FillModel
 from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.codec import apply, capture
 from cival.core.errors import CivalError
 from cival.core.events import EventDraft, EventLog
+from cival.core.fmt import iso_utc, plain_decimal
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
+from cival.execution.fills import FillModel
 from cival.goals import ClosedTrade, GoalTracker
 
 PAUSED = "paused: selling to rebalance"
@@ -174,11 +175,11 @@ def _float(value: Decimal | None) -> float | None:
 def performance_data(report: PerformanceReport) -> dict[str, Any]:
     """A report's figures as an event's data (amounts as decimal strings, no NaN)."""
     return {
-        "equity": dec(report.equity),
-        "cash": dec(report.cash if report.cash is not None else ZERO),
-        "realized_pnl": dec(report.realized_pnl),
-        "unrealized_pnl": dec(report.unrealized_pnl),
-        "fees": dec(report.fees),
+        "equity": plain_decimal(report.equity),
+        "cash": plain_decimal(report.cash if report.cash is not None else ZERO),
+        "realized_pnl": plain_decimal(report.realized_pnl),
+        "unrealized_pnl": plain_decimal(report.unrealized_pnl),
+        "fees": plain_decimal(report.fees),
         "trades": report.trades,
         "in_position": report.in_position,
         "max_drawdown": _finite(report.max_drawdown),
@@ -268,7 +269,7 @@ class MasterNode:
         """After a checkpoint: an event for each goal whose status, progress or collected
         amount changed since the last one published."""
         for goal in self.goals:
-            shown = [goal.status.value, dec(goal.progress), dec(goal.collected)]
+            shown = [goal.status.value, plain_decimal(goal.progress), plain_decimal(goal.collected)]
             if self._goal_shown.get(goal.name) == shown:
                 continue
             self._goal_shown[goal.name] = shown
@@ -386,7 +387,7 @@ class MasterNode:
                 if event is not None:
                     data = {
                         "goal": goal.name,
-                        "completed_at": iso(event.at),
+                        "completed_at": iso_utc(event.at),
                         "completing_trade": event.trade_id,
                         "on_complete": goal.config.on_complete,
                     }
@@ -421,7 +422,7 @@ class MasterNode:
             limit = float(risk.master_daily_loss_pct) / 100
             if loss >= limit and len(self.halted_farms) < len(self.farms):
                 reason = f"daily loss {loss:.1%} of the cluster reached the limit of {limit:.0%}"
-                self.halts.append({"reason": reason, "at": iso(now), "resumed": False})
+                self.halts.append({"reason": reason, "at": iso_utc(now), "resumed": False})
                 out += [self._halt_farm(f, reason, now) for f in self.farms if f not in self.halted_farms]
         return out
 
@@ -451,8 +452,8 @@ class MasterNode:
                 collects.append(Collect(id=key, at=now, source=farm_ref(farm), amount=-delta, reason="rebalance"))
             elif delta > 0:
                 allocs.append(Allocate(id=key, at=now, source=MASTER, target=farm_ref(farm), amount=delta))
-        moves = {f: dec(plan.shares[f] - free[f]) for f in names}
-        self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
+        moves = {f: plain_decimal(plan.shares[f] - free[f]) for f in names}
+        self.rebalances.append({"bars": bars, "at": iso_utc(now), "moves": moves})
         data = {"wallet": MASTER, "bars": bars, "moves": moves}
         self.events.record(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
         return collects, allocs
@@ -596,16 +597,16 @@ class MasterNode:
         cash = b.cash(MASTER).amount
         return {
             "name": self.spec.config.master.name,
-            "cash": dec(cash),
+            "cash": plain_decimal(cash),
             "positions": [],
-            "equity": dec(cash),
+            "equity": plain_decimal(cash),
             "realized_pnl": "0",
             "unrealized_pnl": "0",
             "fees": "0",
             "trades": [],
             "halts": list(self.halts),
             "rebalances": list(self.rebalances),
-            "allocated": dec(
+            "allocated": plain_decimal(
                 sum(
                     (b.link_balance(MASTER, farm_ref(f)) for f in self.farms),
                     Decimal(0),
@@ -804,12 +805,12 @@ class FarmNode:
             changed = False
             if msg.resume:
                 if self.halted is not None:
-                    self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": True})
+                    self.halts.append({"reason": msg.reason, "at": iso_utc(msg.at), "resumed": True})
                     changed = True
                 self.halted = None
             elif self.halted is None:
                 self.halted = msg.reason
-                self.halts.append({"reason": msg.reason, "at": iso(msg.at), "resumed": False})
+                self.halts.append({"reason": msg.reason, "at": iso_utc(msg.at), "resumed": False})
                 changed = True
             if changed:
                 data = {"reason": msg.reason, "resume": msg.resume}
@@ -852,9 +853,9 @@ class FarmNode:
 
         model = TypeAdapter(AllocationPolicy).validate_python(policy)
         config = self.spec.config.model_copy(update={"allocation": model})
-        from cival.config import _weights
+        from cival.config import weight_issues
 
-        issues = list(_weights("allocation", model, self.agent_names, "agent"))
+        issues = list(weight_issues("allocation", model, self.agent_names, "agent"))
         if issues:
             raise NodeError("; ".join(str(i) for i in issues))
         self.spec = FarmSpec(config=config, agents=self.spec.agents, currency=self.spec.currency)
@@ -928,7 +929,7 @@ class FarmNode:
         moves = {}
         for name in names:
             delta = plan.shares[name] - cash[name]
-            moves[name] = dec(delta)
+            moves[name] = plain_decimal(delta)
             key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
             if delta != 0 and not any(r["bars"] == bars for r in self.rebalances):
                 self._flow(name, delta)
@@ -955,7 +956,7 @@ class FarmNode:
                 else:
                     allocs.append(msg)
         if not any(r["bars"] == bars for r in self.rebalances):
-            self.rebalances.append({"bars": bars, "at": iso(now), "moves": moves})
+            self.rebalances.append({"bars": bars, "at": iso_utc(now), "moves": moves})
             data = {"wallet": self.ref, "bars": bars, "moves": moves}
             self.events.record(EventDraft(f"rebalance:{self.name}:{bars}", "farm_rebalance", self.ref, now, data))
         return collects, allocs
@@ -1178,7 +1179,7 @@ class FarmNode:
             if u.equity.shape[0] == len(batch):
                 equity += u.equity
             self.reports[u.name] = u.report
-            self.positions[u.name] = dec(u.position_qty)
+            self.positions[u.name] = plain_decimal(u.position_qty)
             self.fill_count += u.fills
             booked += u.booked_ns
             self._record_returns(u.name, u.equity)
@@ -1243,17 +1244,17 @@ class FarmNode:
             "name": self.name,
             "type": self.spec.config.type,
             "agents_mode": "inline" if self.spec.inline else "actors",
-            "cash": dec(cash),
+            "cash": plain_decimal(cash),
             "positions": [],
-            "equity": dec(cash),
-            "total_equity": dec(total),
-            "realized_pnl": dec(
+            "equity": plain_decimal(cash),
+            "total_equity": plain_decimal(total),
+            "realized_pnl": plain_decimal(
                 sum((Decimal(a["realized_pnl"]) for a in agents), Decimal(0))
             ),
-            "unrealized_pnl": dec(
+            "unrealized_pnl": plain_decimal(
                 sum((Decimal(a["unrealized_pnl"]) for a in agents), Decimal(0))
             ),
-            "fees": dec(sum((Decimal(a["fees"]) for a in agents), Decimal(0))),
+            "fees": plain_decimal(sum((Decimal(a["fees"]) for a in agents), Decimal(0))),
             "trades": [],
             "trade_count": sum(a["trade_count"] for a in agents),
             "max_drawdown": self.performance.max_drawdown

@@ -1,14 +1,12 @@
 """Vectorised backtests on the shared fill model: ``backtest()``, ``sweep()``, ``walkforward()``."""
 
 from cival.backtest.api import BacktestError, BacktestResult, backtest, fill_model
-from cival.backtest.fills import FillModel
 from cival.backtest.sweep import SweepError, SweepResult, sweep
 from cival.backtest.walkforward import WalkForwardResult, walkforward
 
 __all__ = [
     "BacktestError",
     "BacktestResult",
-    "FillModel",
     "SweepError",
     "SweepResult",
     "WalkForwardResult",

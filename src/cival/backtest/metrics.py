@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cival.backtest.simulate import Simulation
+from cival.core.fmt import iso_utc
 
 DAYS_PER_YEAR = 365.25
 
@@ -83,13 +84,13 @@ def compute_metrics(sim: Simulation, initial_cash: float) -> dict[str, Any]:
     open_position = None
     if sim.open_position is not None:
         open_position = {
-            key: (value.isoformat().replace("+00:00", "Z") if isinstance(value, pd.Timestamp) else float(value))
+            key: (iso_utc(value) if isinstance(value, pd.Timestamp) else float(value))
             for key, value in sim.open_position.items()
         }
     return {
         "bars": int(n),
-        "start": _iso(index[0]) if n else None,
-        "end": _iso(index[-1]) if n else None,
+        "start": iso_utc(index[0]) if n else None,
+        "end": iso_utc(index[-1]) if n else None,
         "trades": int(len(pnl)),
         "total_return": _finite(final / initial_cash - 1.0),
         "cagr": _finite(cagr) if cagr is not None else None,
@@ -104,10 +105,6 @@ def compute_metrics(sim: Simulation, initial_cash: float) -> dict[str, Any]:
         "final_equity": final,
         "open_position": open_position,
     }
-
-
-def _iso(ts: pd.Timestamp) -> str:
-    return ts.isoformat().replace("+00:00", "Z")
 
 
 __all__ = ["DAYS_PER_YEAR", "METRIC_NAMES", "compute_metrics"]

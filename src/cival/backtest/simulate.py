@@ -1,9 +1,9 @@
 """Running the fill model over a series of signals, with either engine.
 
 * :func:`simulate_reference`: a plain loop over bars driving a
-  :class:`~cival.backtest.broker.PaperBroker`, the broker paper trading uses.
+  :class:`~cival.execution.broker.PaperBroker`, the broker paper trading uses.
 * :func:`simulate_vectorbt`: vectorbt's ``Portfolio.from_orders`` executing the orders the
-  fill model decides for every signal column (:func:`cival.backtest.broker.broker_orders`:
+  fill model decides for every signal column (:func:`cival.execution.broker.broker_orders`:
   the same compiled rules, one account per column), quantities in units of ``qty_step``,
   prices with slippage, the model's fees. vectorbt's own signal sizing cannot be used: it
   snaps leftover cash within a tolerance to zero, where the fill model keeps every 1e-8
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from cival.backtest.fills import (
+from cival.execution.fills import (
     Execution,
     FillModel,
     grid,
@@ -54,7 +54,7 @@ class Simulation:
 
 def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, model: FillModel) -> Simulation:
     """Bar-by-bar simulation: the paper-trading broker's compiled bar step over every bar."""
-    from cival.backtest.broker import PaperBroker
+    from cival.execution.broker import PaperBroker
 
     entry = np.asarray(entry, dtype=bool)
     exit = np.asarray(exit, dtype=bool)
@@ -92,12 +92,17 @@ def simulate_vectorbt_columns(
     """
     import vectorbt as vbt
 
-    from cival.backtest.broker import broker_orders
+    from cival.execution.broker import broker_orders
 
     entry = np.ascontiguousarray(entry, dtype=bool)
     exit = np.ascontiguousarray(exit, dtype=bool)
     if entry.ndim != 2 or entry.shape != exit.shape or entry.shape[0] != len(bars):
-        raise ValueError(f"entry/exit must both be (bars, columns); got {entry.shape} and {exit.shape}")
+        from cival.backtest.api import BacktestError
+
+        raise BacktestError(
+            f"entry/exit signals must both be (bars, columns) for {len(bars)} bars; got {entry.shape} and {exit.shape}: "
+            "a strategy's signals need one row per bar"
+        )
     step = model.qty_step
     n, k = entry.shape
     opens, highs, lows = (bars[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low"))

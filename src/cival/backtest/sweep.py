@@ -30,11 +30,11 @@ import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cival.backtest.api import BacktestError, fill_model, resolve_bars
-from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.data.bars import DEFAULT_MAX_MOVE
-from cival.rayconnect import RayUnavailable, connect
+from cival.execution.fills import FillModel
+from cival.rayconnect import RayUnavailable, connect, ray_address
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import bounds_text, ohlc_arrays
 
@@ -123,7 +123,7 @@ def checked_values(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> dic
     return checked
 
 
-class _Combinations:
+class Combinations:
     """Valid parameter sets of a grid, produced lazily (memory does not grow with the grid);
     ``skipped`` counts those that broke a cross-parameter rule so far."""
 
@@ -163,7 +163,7 @@ class _Combinations:
 def combinations(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> tuple[list[BaseModel], int]:
     """Every valid combination as a parameter model, and how many were skipped (for small
     grids and tests; :func:`sweep` produces them lazily)."""
-    combos = _Combinations(strategy, checked_values(strategy, grid))
+    combos = Combinations(strategy, checked_values(strategy, grid))
     models = [strategy.params_model.model_validate(p) for p in combos]
     if not models:
         raise SweepError(f"no valid combination in the grid ({combos.skipped} broke a rule across parameters)")
@@ -252,6 +252,13 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def auto_backend(address: str | None, count: int, chunk_size: int) -> str:
+    """The backend ``backend="auto"`` picks: Ray when a cluster is given (``address``, from
+    :func:`cival.rayconnect.ray_address`) or when ``count`` combinations make more than one
+    chunk and there is more than one core; otherwise this process (``"local"``)."""
+    return "ray" if address or (count > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+
+
 def sweep(
     strategy: str | Strategy,
     bars: pd.DataFrame | str | os.PathLike[str],
@@ -279,11 +286,11 @@ def sweep(
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
     if isinstance(grid, Mapping):
-        combos = _Combinations(strat, checked_values(strat, grid))
+        combos = Combinations(strat, checked_values(strat, grid))
     elif grid and all(isinstance(g, Mapping) for g in grid):
-        combos = _Combinations(strat, list(grid))  # type: ignore[arg-type]
+        combos = Combinations(strat, list(grid))  # type: ignore[arg-type]
     else:
-        combos = _Combinations(strat, checked_values(strat, parse_grid([str(g) for g in grid])))
+        combos = Combinations(strat, checked_values(strat, parse_grid([str(g) for g in grid])))
     if metric not in _metric_names():
         raise SweepError(f"unknown metric {metric!r}; use one of {', '.join(_metric_names())}")
     if chunk_size < 1:
@@ -292,15 +299,15 @@ def sweep(
     bars, source = resolve_bars(bars, drop_bad_rows, max_move)
     bars = bars[["open", "high", "low", "close", "volume"]]
 
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     auto = backend == "auto"
     if auto:
-        backend = "ray" if address or (combos.total > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+        backend = auto_backend(address, combos.total, chunk_size)
     if backend not in ("ray", "local"):
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
     started = time.perf_counter()
-    bar = _progress(combos.total, progress)
+    bar = progress_bar(combos.total, progress)
     rows: list[dict[str, Any]] | None = None
     if backend == "ray":
         try:
@@ -376,8 +383,8 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
         session.close()
 
 
-def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
-    """A callable advancing a progress bar on stderr (a no-op when disabled)."""
+def progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    """A callable advancing a progress bar of ``total`` steps on stderr (a no-op when disabled)."""
     if not enabled:
         return lambda n, done=False: None
     try:
@@ -402,4 +409,4 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     return plain
 
 
-__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "combinations", "evaluate_chunk", "parse_grid", "sweep"]
+__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "auto_backend", "combinations", "evaluate_chunk", "parse_grid", "sweep"]

@@ -24,20 +24,21 @@ import numpy as np
 import pandas as pd
 
 from cival.backtest.api import fill_model, resolve_bars
-from cival.backtest.fills import FillModel
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
     PER_RUN,
+    Combinations,
     SweepError,
-    _Combinations,
-    _progress,
+    auto_backend,
     checked_values,
     parse_grid,
+    progress_bar,
     sweep,
 )
 from cival.data.bars import DEFAULT_MAX_MOVE
-from cival.rayconnect import RaySession, RayUnavailable, connect
+from cival.execution.fills import FillModel
+from cival.rayconnect import RaySession, RayUnavailable, connect, ray_address
 from cival.strategies import Strategy, get_strategy
 
 
@@ -106,13 +107,13 @@ def walkforward(
     if len(bars) < train + test:
         raise SweepError(f"{len(bars)} bars are fewer than one window (train {train} + test {test}); shorten them")
     parsed = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
-    combos = _Combinations(strat, checked_values(strat, parsed)).total
+    combos = Combinations(strat, checked_values(strat, parsed)).total
 
     starts = range(0, len(bars) - train - test + 1, test)
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(address)
     auto = backend == "auto"
     if auto:  # decide once for all windows, so Ray starts (at most) once
-        backend = "ray" if address or (combos > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+        backend = auto_backend(address, combos, chunk_size)
     try:
         session = _ensure_ray(backend, address)
     except SweepError as exc:
@@ -120,7 +121,7 @@ def walkforward(
             raise
         print(f"note: {exc}", file=sys.stderr)
         backend, session = "local", None
-    advance = _progress(len(starts) * combos, progress)
+    advance = progress_bar(len(starts) * combos, progress)
     try:
         rows, equities, trades, fills, held = [], [], [], [], []
         cash = fm.cash

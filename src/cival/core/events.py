@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cival.core.fmt import iso_utc, plain_decimal
+
 EVENT_TYPES: tuple[str, ...] = (
     # the seed's
     "wallet_balance_update",
@@ -85,13 +87,6 @@ class StoredEvent:
     data: dict[str, Any]
 
 
-def _plain(value: Any) -> str:
-    from decimal import Decimal
-
-    d = value if isinstance(value, Decimal) else Decimal(str(value))
-    return f"{d.normalize():f}" if d != 0 else "0"
-
-
 def tx_event_data(ledger: str, tx: Any) -> dict[str, Any]:
     """A ``wallet_transaction`` event's data: ledger transaction ``tx`` of ``ledger``."""
     return {
@@ -99,7 +94,7 @@ def tx_event_data(ledger: str, tx: Any) -> dict[str, Any]:
         "tx_seq": tx.seq,
         "tx_type": tx.type.value,
         "key": tx.idempotency_key,
-        "postings": [{"account": p.account, "amount": _plain(p.amount), "quantity": _plain(p.quantity)} for p in tx.postings],
+        "postings": [{"account": p.account, "amount": plain_decimal(p.amount), "quantity": plain_decimal(p.quantity)} for p in tx.postings],
         "memo": tx.memo,
     }
 
@@ -116,24 +111,22 @@ def fill_event_data(fill: Any) -> dict[str, Any]:
         "agent": get("agent"),
         "symbol": get("symbol"),
         "side": get("side"),
-        "qty": _plain(get("qty")),
-        "price": _plain(get("price")),
-        "fee": _plain(get("fee")),
-        "notional": None if notional is None else _plain(notional),
+        "qty": plain_decimal(get("qty")),
+        "price": plain_decimal(get("price")),
+        "fee": plain_decimal(get("fee")),
+        "notional": None if notional is None else plain_decimal(notional),
         "reason": get("reason"),
     }
 
 
 def order_event_data(order: dict[str, Any]) -> dict[str, Any]:
     """An ``order_submitted`` event's data, from an ``orders`` row."""
-    from datetime import UTC
-
     return {
         "order_id": order["id"],
         "agent": order["agent"],
         "symbol": order["symbol"],
         "side": order["side"],
-        "signal_at": order["signal_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "signal_at": iso_utc(order["signal_at"]),
     }
 
 

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from cival.core.fmt import plain_number
 from cival.core.money import (
     DEFAULT_SCALE,
     amount_problem,
     money_context,
-    plain_number,
     quantum,
     within_capacity,
 )

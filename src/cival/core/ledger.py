@@ -53,14 +53,13 @@ from decimal import Decimal
 from enum import StrEnum
 
 from cival.core.errors import CivalError
+from cival.core.fmt import format_amount, plain_decimal, plain_number
 from cival.core.money import (
     CAPACITY,
     DEFAULT_SCALE,
     INTEGER_DIGITS,
     Money,
-    format_amount,
     money_context,
-    plain_number,
     quantum,
     to_decimal,
 )
@@ -206,15 +205,10 @@ class AuditReport:
             *([f"  + sent - received (links) {format_amount(self.links)} {c}"] if self.links else []),
             f"  deposits - withdrawals    {format_amount(self.deposits - self.withdrawals)} {c}",
             f"  + realised P&L - fees     {format_amount(self.realized_pnl - self.fees)} {c}",
-            f"  residual                  {self.residual.normalize():f} {c}",
+            f"  residual                  {plain_decimal(self.residual)} {c}",
         ]
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
-
-
-def _canonical(value: Decimal) -> str:
-    """A Decimal as text that is the same for equal values (1.50 and 1.5 hash alike)."""
-    return f"{value.normalize():f}" if value else "0"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -231,9 +225,8 @@ def chain_hash(prev: str, seq: int, type: TxType | str, key: str, at: datetime, 
     """The hash of a transaction chained to ``prev`` (see the module docstring). Each field
     is length-prefixed, so no two different transactions give the same text."""
     fields = [prev, str(seq), str(type), key, str(_micros(at)), currency, memo]
-    with money_context():  # normalize() keeps every digit of any amount the books hold
-        for p in postings:
-            fields += (p.account, _canonical(p.amount), _canonical(p.quantity))
+    for p in postings:  # plain_decimal keeps every digit, and equal values (1.50, 1.5) hash alike
+        fields += (p.account, plain_decimal(p.amount), plain_decimal(p.quantity))
     text = "".join(f"{len(f)}:{f}" for f in fields)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

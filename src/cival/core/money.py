@@ -36,6 +36,7 @@ from decimal import (
 from typing import Union
 
 from cival.core.errors import CivalError
+from cival.core.fmt import format_amount, plain_number
 
 DEFAULT_SCALE = 8
 """Decimal places the ledger keeps for amounts (1e-8 of a currency unit)."""
@@ -62,6 +63,11 @@ class CurrencyMismatchError(CivalError):
 
 class AmountError(CivalError):
     """An amount or quantity is not an exact, finite number of the expected precision."""
+
+
+class NotMoneyError(AmountError, TypeError):
+    """Money was combined with something that is not Money (a TypeError too, as Python's
+    own arithmetic raises)."""
 
 
 def to_decimal(value: Amountlike, *, what: str = "amount") -> Decimal:
@@ -122,13 +128,6 @@ def within_capacity(value: Decimal, scale: int = DEFAULT_SCALE) -> bool:
     return abs(value) < CAPACITY
 
 
-def check_capacity(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_SCALE) -> Decimal:
-    """``value`` if the books can hold it; AmountError naming ``what`` otherwise."""
-    if not within_capacity(value, scale):
-        raise AmountError(f"{what}: {_beyond(value, scale)}")
-    return value
-
-
 def _beyond(value: Decimal, scale: int) -> str:
     return (
         f"{plain_number(value)} is beyond what the books hold (less than 10**{INTEGER_DIGITS} in absolute value, "
@@ -159,20 +158,9 @@ def check_amount(value: Decimal, *, what: str = "amount", scale: int = DEFAULT_S
     return value
 
 
-def plain_number(value: Decimal) -> str:
-    """A Decimal as plain text for a message, bounded in length (1e308 stays short)."""
-    text = f"{value:f}"
-    return text if len(text) <= 40 else f"{value:.6e}"
-
-
 def quantum(scale: int) -> Decimal:
     """The smallest step at ``scale`` decimal places: ``quantum(2) == Decimal('0.01')``."""
     return Decimal(1).scaleb(-scale)
-
-
-def is_quantized(value: Decimal, step: Decimal) -> bool:
-    """True when ``value`` is a whole multiple of ``step``."""
-    return (value % step) == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +186,9 @@ class Money:
 
     def _check(self, other: object) -> Money:
         if not isinstance(other, Money):
-            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+            raise NotMoneyError(
+                f"cannot combine Money with {type(other).__name__}; make it Money(amount, currency) first"
+            )
         if other.currency != self.currency:
             raise CurrencyMismatchError(
                 f"cannot combine {self.currency} with {other.currency}; convert one of them first"
@@ -247,14 +237,6 @@ class Money:
         return f"Money('{self.amount}', '{self.currency}')"
 
 
-def format_amount(amount: Decimal, places: int = 2) -> str:
-    """Human display: thousands separators, at least ``places`` decimals, no precision lost."""
-    shown = amount.normalize() if amount != 0 else Decimal(0)
-    exponent = shown.as_tuple().exponent
-    decimals = max(places, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
-    return f"{amount:,.{decimals}f}"
-
-
 def money_from_float(
     value: float, currency: str, *, scale: int = DEFAULT_SCALE, rounding: str = ROUND_HALF_EVEN
 ) -> Money:
@@ -295,9 +277,7 @@ __all__ = [
     "MONEY_CONTEXT",
     "amount_problem",
     "check_amount",
-    "check_capacity",
     "exact_methods",
-    "plain_number",
     "money_context",
     "within_capacity",
     "DEFAULT_QTY_STEP",
@@ -305,8 +285,7 @@ __all__ = [
     "AmountError",
     "CurrencyMismatchError",
     "Money",
-    "format_amount",
-    "is_quantized",
+    "NotMoneyError",
     "money_from_float",
     "quantity_from_float",
     "quantize_quantity",

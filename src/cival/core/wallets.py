@@ -31,6 +31,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 from enum import StrEnum
 
 from cival.core.errors import CivalError
+from cival.core.fmt import plain_number
 from cival.core.ledger import (
     EXTERNAL,
     ZERO,
@@ -49,7 +50,6 @@ from cival.core.money import (
     Money,
     exact_methods,
     money_context,
-    plain_number,
     to_decimal,
     within_capacity,
 )

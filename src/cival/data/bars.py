@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from cival.core.errors import CivalError
+from cival.core.fmt import iso_utc
 from cival.core.money import CAPACITY
 
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -207,9 +208,7 @@ def _short(value: object) -> str:
 
 
 def _format_stamp(stamp: int) -> str:
-    t = pd.Timestamp(stamp, unit=TIME_UNIT)
-    text = t.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{t.microsecond:06d}Z" if t.microsecond else f"{text}Z"
+    return iso_utc(pd.Timestamp(stamp, unit=TIME_UNIT, tz="UTC"))
 
 
 def _describe(source: str, found: list[_Defect], rows: _Rows, row_numbers: np.ndarray, lines: bool, advice: str) -> str:

@@ -39,6 +39,7 @@ from ag_ui.core import (
     StateSnapshotEvent,
 )
 
+from cival.core.fmt import iso_utc
 from cival.core.wallets import MASTER, agent_ref, farm_ref
 from cival.events.models import (
     AgentFarmAssignment,
@@ -81,10 +82,7 @@ class WireEvent(NamedTuple):
     body: dict[str, Any]
 
 
-@lru_cache(maxsize=4_096)  # many events share their bar's time
-def iso(when: datetime) -> str:
-    """A UTC time as ISO 8601 with a ``Z``."""
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_iso = lru_cache(maxsize=4_096)(iso_utc)  # many events share their bar's time
 
 
 @lru_cache(maxsize=4_096)
@@ -235,7 +233,7 @@ class AguiEncoder:
                              "use one encoder per run")
         ms = millis(event.at)
         value = {"id": event.id, "seq": event.seq, "entity": event.entity, "source": event.source,
-                 "at": iso(event.at), **event.fields()}
+                 "at": _iso(event.at), **event.fields()}
         custom = WireEvent("CUSTOM", {"type": "CUSTOM", "timestamp": ms, "name": event.type, "value": value})
         if isinstance(event, RunStarted):
             self._start(event)
@@ -403,4 +401,4 @@ _HANDLERS: dict[type[Event], Any] = {
 """Which domain events change the state (the rest are CUSTOM only)."""
 
 
-__all__ = ["AguiEncoder", "WireEvent", "apply_patch", "initial_state", "iso", "millis", "pointer"]
+__all__ = ["AguiEncoder", "WireEvent", "apply_patch", "initial_state", "millis", "pointer"]

@@ -38,6 +38,7 @@ from pydantic import (
 from cival.core.errors import CivalError
 from cival.core.events import EVENT_TYPES
 from cival.core.events import StoredEvent as _CoreStoredEvent
+from cival.core.fmt import parse_time
 
 # The store's row type lives in the core (the store and this package both use it); it is
 # re-exported here because readers of events meet it together with the models.
@@ -103,7 +104,7 @@ def _iso_time(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"must be an ISO 8601 time string such as '2024-10-30T16:00:00Z', not {value!r}")
     try:
-        when = datetime.fromisoformat(value)
+        when = parse_time(value)
     except ValueError:
         raise ValueError(f"must be an ISO 8601 time such as '2024-10-30T16:00:00Z', not {value!r}") from None
     if when.tzinfo is None:

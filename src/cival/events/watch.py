@@ -13,11 +13,11 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
+from cival.core.fmt import parse_time, plain_decimal, short_time
 from cival.events.bus import RESYNC_TYPE, redact, redis_client, run_stream_key
 from cival.events.models import (
     AgentFarmAssignment,
@@ -241,9 +241,7 @@ def _num(value: Decimal | None) -> str:
     """A plain decimal without exponent or trailing zeros (``71234.50`` -> ``71234.5``)."""
     if value is None:
         return "-"
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
+    return plain_decimal(value)
 
 
 def _signed(value: Decimal) -> str:
@@ -251,18 +249,11 @@ def _signed(value: Decimal) -> str:
     return text if text.startswith("-") or text == "0" else "+" + text
 
 
-def _time(when: datetime) -> str:
-    when = when.astimezone(UTC)
-    if when.second or when.microsecond:
-        return when.strftime("%Y-%m-%d %H:%M:%SZ")
-    return when.strftime("%Y-%m-%d %H:%MZ")
-
-
 def _iso_short(text: str | None) -> str:
     if text is None:
         return "-"
     try:
-        return _time(datetime.fromisoformat(text))
+        return short_time(parse_time(text))
     except ValueError:
         return text
 
@@ -351,7 +342,7 @@ def format_event(event: Event) -> str:
     """One line for a terminal: seq, time, type, entity and what happened, amounts as plain
     decimals, e.g. ``#   412 2024-10-30 16:00Z order_filled        agent:gator-13-8-5  buy 0.5
     BTCUSDT @ 71234.5 fee 35.6``."""
-    return f"#{event.seq:>6} {_time(event.at)} {event.type:<19} {event.entity:<18}  {_detail(event)}"
+    return f"#{event.seq:>6} {short_time(event.at)} {event.type:<19} {event.entity:<18}  {_detail(event)}"
 
 
 __all__ = ["StreamEntry", "format_event", "matches", "parse_entry", "read_stream", "tail_lines", "tail_store"]

@@ -160,10 +160,6 @@ class Store(ABC):
         """Record a new run; returns its id."""
 
     @abstractmethod
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        """Mark a run finished (or ``interrupted``, ``failed``)."""
-
-    @abstractmethod
     def runs(self) -> list[RunRecord]:
         """Every run, newest first."""
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from cival.core.fmt import parse_time, stored_time
 from cival.store.schema import COLUMNS, KEYS, column_kind
 
 
@@ -36,8 +37,7 @@ def encode(kind: str, value: Any, dialect: str) -> Any:
         d = _money(value)
         return d if dialect == "postgres" else str(d)
     if kind == "time":
-        t = value.astimezone(UTC)
-        return t if dialect == "postgres" else t.isoformat()
+        return value.astimezone(UTC) if dialect == "postgres" else stored_time(value)
     if kind == "json":
         return json.dumps(value, separators=(",", ":"))
     if kind == "bool":
@@ -54,7 +54,7 @@ def decode(kind: str, value: Any) -> Any:
     if kind == "money":
         return value if isinstance(value, Decimal) else Decimal(value)
     if kind == "time":
-        return value.astimezone(UTC) if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return value.astimezone(UTC) if isinstance(value, datetime) else parse_time(value)
     if kind == "json":
         return json.loads(value) if isinstance(value, str) else value
     if kind == "bool":

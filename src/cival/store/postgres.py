@@ -322,9 +322,6 @@ class PostgresStore(Store):
         )
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        self._call(lambda con: con.execute("UPDATE runs SET status = $1, finished_at = $2 WHERE id = $3", status, datetime.now(UTC), run_id))
-
     def update_run(self, run_id: str, status: str | None = None, meta: dict[str, Any] | None = None, finished: bool = False) -> None:
         async def go(con: Any) -> None:
             found = await con.execute(

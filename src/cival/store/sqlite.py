@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cival.core.events import EventDraft, StoredEvent
+from cival.core.fmt import parse_time, stored_time
 from cival.core.ledger import GENESIS, Transaction
 from cival.store.base import (
     CommitResult,
@@ -83,12 +84,8 @@ def _mapped(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
 def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    return parse_time(value) if value else None
 
 
 class SqliteStore(Store):
@@ -175,7 +172,7 @@ class SqliteStore(Store):
                     self._chain_stored_rows()
                 self._db.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.name, _time(datetime.now(UTC))),
+                    (m.version, m.name, stored_time(datetime.now(UTC))),
                 )
                 done.append(m.version)
         return done
@@ -202,15 +199,9 @@ class SqliteStore(Store):
         run_id = run_id or new_run_id()
         self._db.execute(
             "INSERT INTO runs (id, name, mode, status, started_at, config) VALUES (?, ?, ?, 'running', ?, ?)",
-            (run_id, name, mode, _time(datetime.now(UTC)), json.dumps(config)),
+            (run_id, name, mode, stored_time(datetime.now(UTC)), json.dumps(config)),
         )
         return run_id
-
-    @_mapped
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        self._db.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _time(datetime.now(UTC)), run_id)
-        )
 
     @_mapped
     def runs(self) -> list[RunRecord]:
@@ -232,7 +223,7 @@ class SqliteStore(Store):
         with self._lock, self._transaction():
             done = self._db.execute(
                 "UPDATE runs SET driver = ?, heartbeat_at = ? WHERE id = ? AND driver IS ?",
-                (driver, _time(datetime.now(UTC)), run_id, expected),
+                (driver, stored_time(datetime.now(UTC)), run_id, expected),
             )
             return done.rowcount == 1
 
@@ -240,7 +231,7 @@ class SqliteStore(Store):
     def beat(self, run_id: str, driver: str) -> bool:
         with self._lock, self._transaction():
             done = self._db.execute(
-                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND driver = ?", (_time(datetime.now(UTC)), run_id, driver)
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND driver = ?", (stored_time(datetime.now(UTC)), run_id, driver)
             )
             return done.rowcount == 1
 
@@ -272,7 +263,7 @@ class SqliteStore(Store):
             if status is not None:
                 self._db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
             if finished:
-                self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (_time(datetime.now(UTC)), run_id))
+                self._db.execute("UPDATE runs SET finished_at = ? WHERE id = ?", (stored_time(datetime.now(UTC)), run_id))
 
     # journal
 
@@ -322,7 +313,7 @@ class SqliteStore(Store):
                     "INSERT INTO node_states (run_id, source, version, state, reply_json, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (run_id, source) DO UPDATE SET version = excluded.version, state = excluded.state, "
                     "reply_json = excluded.reply_json, updated_at = excluded.updated_at WHERE node_states.version < excluded.version",
-                    (run_id, batch.source, batch.version, batch.state, batch.reply, _time(datetime.now(UTC))),
+                    (run_id, batch.source, batch.version, batch.state, batch.reply, stored_time(datetime.now(UTC))),
                 )
         return CommitResult(new_txs, new_events)
 
@@ -352,7 +343,7 @@ class SqliteStore(Store):
             args.append(limit)
         with self._lock:
             rows = list(self._db.execute(sql, args))
-        return self.expand(run_id, [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], datetime.fromisoformat(r[5]), json.loads(r[6])) for r in rows])
+        return self.expand(run_id, [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], parse_time(r[5]), json.loads(r[6])) for r in rows])
 
     @_mapped
     def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
@@ -399,7 +390,7 @@ class SqliteStore(Store):
         self._db.executemany(
             "INSERT INTO ledger_transactions (run_id, ledger, seq, type, idempotency_key, at, memo, currency, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*h[:5], _time(h[5]), *h[6:]) for h in head],
+            [(*h[:5], stored_time(h[5]), *h[6:]) for h in head],
         )
         self._db.executemany(
             "INSERT INTO ledger_postings (run_id, ledger, seq, leg, account, amount, quantity) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -17,13 +17,18 @@ from cival.strategies.base import LiveSignals, Strategy, StrategyError
 
 def _discover() -> dict[str, Strategy]:
     found: dict[str, Strategy] = {}
+    where: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
         strategy = getattr(module, "STRATEGY", None)
         if isinstance(strategy, Strategy):
             if strategy.name in found:
-                raise RuntimeError(f"two strategies are named {strategy.name!r}")
+                raise StrategyError(
+                    f"two strategies are named {strategy.name!r} (cival.strategies.{where[strategy.name]} and "
+                    f"cival.strategies.{info.name}); rename one of them"
+                )
             found[strategy.name] = strategy
+            where[strategy.name] = info.name
     return found
 
 

@@ -40,9 +40,8 @@ dust position that can never be sold; counting units avoids that.)
 
 Every rule above is written once, as compiled (numba) functions: ``buy_nb``,
 ``sell_units_nb`` and ``stop_price_nb`` over a packed parameter array
-(:func:`model_params`), with ``grid`` and ``settle``. The Python functions :func:`buy`,
-:func:`sell`, :func:`sell_units` and :func:`stop_price` call them, and so do the broker's
-compiled per-bar step and batch loop (:mod:`cival.backtest.broker`). The vectorbt engine
+(:func:`model_params`), with ``grid`` and ``settle``; the broker's compiled per-bar step
+and batch loop call them (:mod:`cival.execution.broker`). The vectorbt engine
 executes the orders this model decides (:mod:`cival.backtest.simulate`).
 
 Amounts on the grid are floats holding the nearest double to a multiple of 1e-8; for
@@ -61,6 +60,12 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field
 
+from cival.core.costs import (
+    DEFAULT_CASH,
+    DEFAULT_FEE_BPS,
+    DEFAULT_FRACTION,
+    DEFAULT_SLIPPAGE_BPS,
+)
 from cival.core.fields import FiniteFloat
 
 QUANTUM_PLACES = 8
@@ -75,11 +80,11 @@ class FillModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cash: FiniteFloat = Field(10_000.0, gt=0)
+    cash: FiniteFloat = Field(float(DEFAULT_CASH), gt=0)
     """Starting cash of the account being simulated."""
-    fee_bps: FiniteFloat = Field(10.0, ge=0, lt=10_000)
-    slippage_bps: FiniteFloat = Field(5.0, ge=0, lt=10_000)
-    fraction: FiniteFloat = Field(1.0, gt=0, le=1)
+    fee_bps: FiniteFloat = Field(DEFAULT_FEE_BPS, ge=0, lt=10_000)
+    slippage_bps: FiniteFloat = Field(DEFAULT_SLIPPAGE_BPS, ge=0, lt=10_000)
+    fraction: FiniteFloat = Field(DEFAULT_FRACTION, gt=0, le=1)
     """Share of cash an entry invests."""
     qty_step: FiniteFloat = Field(1e-8, gt=0)
     """Smallest quantity increment; quantities are whole multiples of it."""
@@ -209,57 +214,17 @@ def stop_price_nb(p, entry_unit_price, open_, high, low):  # pragma: no cover - 
     return np.nan
 
 
-def order_signals(entry: np.ndarray, exit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(buy, sell) intents per bar: an entry only where there is no exit on the same bar."""
-    entry = np.asarray(entry, dtype=bool)
-    exit = np.asarray(exit, dtype=bool)
-    return entry & ~exit, exit.copy()
-
-
-def buy(model: FillModel, cash: float, open_price: float) -> Execution | None:
-    """Size and fill an entry at ``open_price``; None when not even one unit is affordable."""
-    units, unit_price, notional, fee, cash_after = buy_nb(model_params(model), float(cash), float(open_price))
-    if units <= 0:
-        return None
-    return Execution(1, units, unit_price, notional, fee, cash_after)
-
-
-def stop_price(model: FillModel, entry_unit_price: float, open_: float, high: float, low: float) -> float:
-    """Where a stop exits this bar, per unit and before slippage (NaN when none is hit).
-
-    ``entry_unit_price`` is the entry fill's unit price; ``open_``, ``high``, ``low`` are the
-    bar's prices times ``qty_step``. See the module docstring for the rule.
-    """
-    return float(stop_price_nb(model_params(model), float(entry_unit_price), float(open_), float(high), float(low)))
-
-
-def sell(model: FillModel, cash: float, units: float, open_price: float) -> Execution:
-    """Fill an exit of all ``units`` at ``open_price``."""
-    return sell_units(model, cash, units, open_price * model.qty_step)
-
-
-def sell_units(model: FillModel, cash: float, units: float, price_per_unit: float) -> Execution:
-    """Fill an exit of all ``units`` at ``price_per_unit`` (a price times qty_step), less slippage."""
-    unit_price, notional, fee, cash_after = sell_units_nb(model_params(model), float(cash), float(units), float(price_per_unit))
-    return Execution(-1, float(units), unit_price, notional, fee, cash_after)
-
-
 __all__ = [
     "QUANTUM",
     "QUANTUM_PLACES",
     "Execution",
     "FillModel",
-    "buy",
     "buy_nb",
     "grid",
     "grid_decimal",
     "model_params",
     "sell_units_nb",
-    "stop_price_nb",
-    "order_signals",
-    "sell",
-    "sell_units",
     "settle",
     "step_decimals",
-    "stop_price",
+    "stop_price_nb",
 ]

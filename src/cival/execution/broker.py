@@ -3,7 +3,7 @@
 A :class:`PaperBroker` holds one account's cash and position. At each bar's close the
 owner submits what its signals want (:meth:`PaperBroker.submit`); when the next bar opens,
 :meth:`PaperBroker.on_bar` first checks the position's stops against that bar, then fills
-the submitted order at the open, by the rules of :mod:`cival.backtest.fills`. A live
+the submitted order at the open, by the rules of :mod:`cival.execution.fills`. A live
 exchange adapter can implement the same two methods.
 
 The bar step is one compiled function, :func:`broker_bar`. :meth:`PaperBroker.on_bar`
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from cival.backtest.fills import (
+from cival.execution.fills import (
     P_SL,
     P_STEP,
     P_TP,
@@ -167,15 +167,6 @@ class PaperBroker:
     def pending(self) -> int:
         """Order due at the next open: +1 buy, -1 sell, 0 none."""
         return int(self.state[S_PENDING])
-
-    @property
-    def bars_seen(self) -> int:
-        return int(self.state[S_BARS])
-
-    @property
-    def last_fill_reason(self) -> str:
-        """Why the latest fill happened: "stop" or "signal"."""
-        return REASONS[int(self.state[S_REASON])]
 
     @property
     def in_position(self) -> bool:
