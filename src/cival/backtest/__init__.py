@@ -1,7 +1,8 @@
 """Vectorised backtests on the shared fill model: ``backtest()``, ``sweep()``, ``walkforward()``."""
 
-from cival.backtest.api import BacktestError, BacktestResult, backtest, fill_model
-from cival.backtest.sweep import SweepError, SweepResult, sweep
+from cival.backtest.api import BacktestResult, backtest, fill_model
+from cival.backtest.errors import BacktestError, SweepError
+from cival.backtest.sweep import SweepResult, sweep
 from cival.backtest.walkforward import WalkForwardResult, walkforward
 
 __all__ = [

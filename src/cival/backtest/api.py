@@ -11,19 +11,15 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from cival.backtest.errors import BacktestError
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_reference, simulate_vectorbt
-from cival.core.errors import CivalError
 from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.execution.fills import FillModel
 from cival.strategies import Strategy, get_strategy
 from cival.strategies.base import describe_param_errors
 
 Engine = Literal["auto", "vectorbt", "reference"]
-
-
-class BacktestError(CivalError):
-    """Bad backtest arguments (costs, engine, data)."""
 
 
 @dataclass(frozen=True)

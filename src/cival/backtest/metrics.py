@@ -91,7 +91,7 @@ def compute_metrics(sim: Simulation, initial_cash: float) -> dict[str, Any]:
         "bars": int(n),
         "start": iso_utc(index[0]) if n else None,
         "end": iso_utc(index[-1]) if n else None,
-        "trades": int(len(pnl)),
+        "trades": len(pnl),
         "total_return": _finite(final / initial_cash - 1.0),
         "cagr": _finite(cagr) if cagr is not None else None,
         "sharpe": _finite(sharpe) if sharpe is not None else None,

@@ -75,7 +75,7 @@ def sweep_heatmap(result: SweepResult, x: str, y: str, metric: str | None = None
     table = result.table
     for p in (x, y):
         if p not in result.params:
-            from cival.backtest.sweep import SweepError
+            from cival.backtest.errors import SweepError
 
             raise SweepError(f"heatmap axis {p!r} is not a swept parameter; choose from {', '.join(result.params)}")
     others = {p: v for p, v in result.best().items() if p not in (x, y)}

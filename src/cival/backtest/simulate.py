@@ -97,7 +97,7 @@ def simulate_vectorbt_columns(
     entry = np.ascontiguousarray(entry, dtype=bool)
     exit = np.ascontiguousarray(exit, dtype=bool)
     if entry.ndim != 2 or entry.shape != exit.shape or entry.shape[0] != len(bars):
-        from cival.backtest.api import BacktestError
+        from cival.backtest.errors import BacktestError
 
         raise BacktestError(
             f"entry/exit signals must both be (bars, columns) for {len(bars)} bars; got {entry.shape} and {exit.shape}: "

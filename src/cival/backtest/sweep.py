@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from cival.backtest.api import BacktestError, fill_model, resolve_bars
+from cival.backtest.api import fill_model, resolve_bars
+from cival.backtest.errors import SweepError
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import simulate_vectorbt_columns
 from cival.data.bars import DEFAULT_MAX_MOVE
@@ -43,10 +44,6 @@ LOWER_IS_BETTER = {"max_drawdown", "fees_paid"}
 
 PER_RUN = ("bars", "start", "end", "open_position")
 """Metrics that are the same for every combination, or not numbers: left out of the table."""
-
-
-class SweepError(BacktestError):
-    """A bad grid (syntax, unknown parameter, value out of bounds) or metric."""
 
 
 # -- grids -------------------------------------------------------------------------------
@@ -409,4 +406,4 @@ def progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     return plain
 
 
-__all__ = ["LOWER_IS_BETTER", "SweepError", "SweepResult", "auto_backend", "combinations", "evaluate_chunk", "parse_grid", "sweep"]
+__all__ = ["LOWER_IS_BETTER", "SweepResult", "auto_backend", "combinations", "evaluate_chunk", "parse_grid", "sweep"]

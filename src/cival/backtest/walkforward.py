@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from cival.backtest.api import fill_model, resolve_bars
+from cival.backtest.errors import SweepError
 from cival.backtest.metrics import compute_metrics
 from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
     PER_RUN,
     Combinations,
-    SweepError,
     auto_backend,
     checked_values,
     parse_grid,

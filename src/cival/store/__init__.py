@@ -1,5 +1,8 @@
 """Persistence: runs and their books in PostgreSQL or an embedded SQLite file."""
 
+# The backends register themselves with cival.store.base (StoreLocation.open) as they load.
+import cival.store.postgres
+import cival.store.sqlite  # noqa: F401
 from cival.store.base import (
     MigrationStatus,
     RunRecord,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -395,15 +395,10 @@ class StoreLocation:
     def open(self, wait: bool = False) -> Store:
         """Open the store; ``wait``: retry while a PostgreSQL server is unreachable (see
         :class:`~cival.store.postgres.PostgresStore`)."""
-        if self.url:
-            from cival.store.postgres import PostgresStore
-
-            return PostgresStore(self.url, wait=wait)
-        # Exactly this file: open_store(None, path) would prefer DATABASE_URL to it.
-        from cival.store.sqlite import SqliteStore
-
-        assert self.path is not None
-        return SqliteStore(self.path)
+        opener = BACKENDS.get(self.kind)
+        if opener is None:  # the backends register themselves when cival.store is imported
+            raise StoreError(f"no {self.kind} backend is loaded")
+        return opener(self, wait)
 
     def __str__(self) -> str:
         if self.url:
@@ -429,33 +424,37 @@ def locate(url: str | None = None, path: str | os.PathLike[str] | None = None) -
 def open_store(url: str | None = None, path: str | os.PathLike[str] | None = None) -> Store:
     """PostgreSQL when ``url`` (or ``DATABASE_URL``) is set, else SQLite at ``path``
     (default: ``cival.sqlite3`` in :func:`data_dir`)."""
-    where = locate(url, path)
-    if where.url:
-        from cival.store.postgres import PostgresStore
+    return locate(url, path).open()
 
-        return PostgresStore(where.url)
-    from cival.store.sqlite import SqliteStore
 
-    assert where.path is not None
-    return SqliteStore(where.path)
+BACKENDS: dict[str, Callable[[StoreLocation, bool], Store]] = {}
+"""Store kind (``postgres``, ``sqlite``) -> how to open a location of it. Each backend
+module registers itself (:func:`register_backend`); ``cival.store`` imports them all."""
+
+
+def register_backend(kind: str, opener: Callable[[StoreLocation, bool], Store]) -> None:
+    """Make ``opener(location, wait)`` the way locations of ``kind`` are opened."""
+    BACKENDS[kind] = opener
 
 
 __all__ = [
+    "BACKENDS",
     "CommitResult",
     "JournalBatch",
     "MigrationStatus",
     "NodeState",
-    "StoreLocation",
-    "data_dir",
-    "locate",
     "RunRecord",
     "Store",
     "StoreError",
+    "StoreLocation",
     "check_batch",
+    "data_dir",
+    "decode_reply",
+    "locate",
     "new_run_id",
     "open_store",
     "rebuild",
+    "register_backend",
     "tx_rows",
-    "decode_reply",
     "with_hashes",
 ]

@@ -48,6 +48,7 @@ from cival.store.base import (
     decode_reply,
     new_run_id,
     rebuild,
+    register_backend,
     tx_rows,
     with_hashes,
 )
@@ -580,3 +581,6 @@ async def _insert(con: Any, table: str, records: list[tuple[Any, ...]]) -> None:
 
 
 __all__ = ["PostgresStore", "redact"]
+
+
+register_backend("postgres", lambda where, wait: PostgresStore(where.url, wait=wait))  # type: ignore[arg-type]

@@ -48,6 +48,7 @@ from cival.store.base import (
     decode_reply,
     new_run_id,
     rebuild,
+    register_backend,
     tx_rows,
     with_hashes,
 )
@@ -504,3 +505,6 @@ def _statements(script: str) -> list[str]:
 
 
 __all__ = ["RESERVE", "SqliteStore", "StoreFull"]
+
+
+register_backend("sqlite", lambda where, wait: SqliteStore(where.path))  # type: ignore[arg-type]
