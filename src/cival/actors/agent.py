@@ -47,13 +47,13 @@ from cival.backtest.broker import PaperBroker
 from cival.backtest.fills import Execution, FillModel, grid_decimal, step_decimals
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, EventLog
+from cival.core.events import EventDraft, EventLog, HaltPayload, OrderRejectedPayload
 from cival.core.ledger import TxType
 from cival.core.messages import (
-    Halt,
     Allocate,
     Collect,
     Fill,
+    Halt,
     OrderIntent,
     PerformanceReport,
     Transfer,
@@ -61,7 +61,6 @@ from cival.core.messages import (
 from cival.core.wallets import EntityKind, WalletTree, agent_ref, farm_ref
 from cival.goals import ClosedTrade
 from cival.strategies import get_strategy
-
 
 log = logging.getLogger("cival.agent")
 
@@ -280,7 +279,7 @@ class Agent:
 
     def _halt_event(self, msg: Halt) -> None:
         self.events.record(
-            EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, {"reason": msg.reason, "resume": msg.resume})
+            EventDraft(f"halt:{msg.id}>{self.ref}", self.ref, msg.at, HaltPayload(reason=msg.reason, resume=msg.resume))
         )
 
     def collectable_profit(self) -> Decimal:
@@ -362,8 +361,8 @@ class Agent:
                     if self._rejected is None:  # once, until a buy is placed or money moves
                         self._rejected = why
                         self.events.record(EventDraft(
-                            f"rejected:{self.name}:{first + i}", "order_rejected", self.ref, at,
-                            {"agent": self.name, "symbol": self.symbol, "side": side, "reason": why, "signal_at": iso(at)},
+                            f"rejected:{self.name}:{first + i}", self.ref, at,
+                            OrderRejectedPayload(agent=self.name, symbol=self.symbol, side=side, reason=why, signal_at=iso(at)),
                         ))
                     continue
                 self._rejected = None
