@@ -109,12 +109,17 @@ def iso_time(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+_AS_IS = (str, int, float, type(None))  # bool is an int
+
+
 def _json(value: Any) -> Any:
     """A payload's value as ``data`` holds it (see :meth:`Payload.to_data`)."""
     if isinstance(value, Decimal):
         return canonical(value)
-    if isinstance(value, _Part):
-        return {name: _json(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, _AS_IS):
+        return value
+    if isinstance(value, BaseModel):  # a part (a posting, a position...): its fields, in order
+        return {name: _json(v) for name, v in value.__dict__.items()}
     if isinstance(value, list):
         return [_json(v) for v in value]
     if isinstance(value, dict):
@@ -181,8 +186,11 @@ class Payload(BaseModel):
     def to_data(self) -> dict[str, Any]:
         """The payload as the store keeps it in ``data``: JSON values, amounts as
         :func:`canonical` strings, keys as stored."""
+        values = self.__dict__
         keys = self._data_keys
-        return {keys.get(name, name): _json(getattr(self, name)) for name in self._payload_fields}
+        if keys:
+            return {keys.get(name, name): _json(values[name]) for name in self._payload_fields}
+        return {name: _json(values[name]) for name in self._payload_fields}
 
 
 # One payload per type, in the order the documentation lists them (docs/events.md).
