@@ -61,7 +61,7 @@ def _exact_amount(value: Any) -> Any:
             raise ValueError(f"must be a finite amount, not {value!r}")
         return amount
     if isinstance(value, float):
-        raise ValueError(f"must be a decimal string such as '12.5', not the float {value!r}: "
+        raise ValueError(f"must be a decimal string such as '12.5', not the float {value!r}: "  # noqa: TRY004 - pydantic reports a ValueError as the field's error
                          "floats lose precision; write amounts as strings, e.g. str(Decimal)")
     raise ValueError(f"must be a decimal string such as '12.5', not {type(value).__name__} {value!r}")
 
@@ -76,7 +76,7 @@ Amount = Annotated[
 
 def _iso_time(value: Any) -> Any:
     if not isinstance(value, str):
-        raise ValueError(f"must be an ISO 8601 time string such as '2024-10-30T16:00:00Z', not {value!r}")
+        raise ValueError(f"must be an ISO 8601 time string such as '2024-10-30T16:00:00Z', not {value!r}")  # noqa: TRY004
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -88,7 +88,7 @@ def _iso_time(value: Any) -> Any:
 
 def _finite(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number or null, not {value!r}")
+        raise ValueError(f"must be a number or null, not {value!r}")  # noqa: TRY004
     if not math.isfinite(value):
         raise ValueError(f"must be a finite number or null, not {value!r}")
     return float(value)

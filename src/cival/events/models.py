@@ -1,5 +1,9 @@
 """Typed domain events: one frozen pydantic model per event type.
 
+Each model is its type's payload class from :data:`cival.core.events.PAYLOADS` (what a
+node builds when it records the event) with the envelope added, so the fields a node
+writes and the fields a reader gets are declared once, and the types are listed once.
+
 The store gives back rows (:class:`StoredEvent`); :func:`parse_event` checks a row's
 ``data`` against its type and returns the matching model, whose payload fields are
 top-level attributes (``event.amount``, not ``event.data["amount"]``).
