@@ -140,14 +140,14 @@ def test_cival_db_upgrade_and_status(backend, tmp_path, capsys, monkeypatch, req
 
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
-from cival.core.events import EventDraft  # noqa: E402
+from cival.core.events import EventDraft, HaltPayload  # noqa: E402
 from cival.store.base import JournalBatch  # noqa: E402
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def _event(i: int, kind: str = "halt") -> EventDraft:
-    return EventDraft(f"e{i}", kind, "agent:a", T0 + timedelta(minutes=i), {"reason": f"r{i}", "resume": False, "n": "0.1"})
+def _event(i: int) -> EventDraft:
+    return EventDraft(f"e{i}", "agent:a", T0 + timedelta(minutes=i), HaltPayload(reason=f"r{i}", resume=False))
 
 
 def _fill_row(run: str, n: int) -> dict:
@@ -178,7 +178,7 @@ def test_a_commit_writes_everything_once_and_numbers_events_without_gaps(store):
     assert store.commit(run, more).events == 2  # e2 was stored, e3 is given twice
     events = store.events(run)
     assert [(e.seq, e.id) for e in events] == [(1, "e1"), (2, "e2"), (3, "e3"), (4, "e4")]
-    assert events[0].data == {"reason": "r1", "resume": False, "n": "0.1"} and events[0].at == T0 + timedelta(minutes=1)
+    assert events[0].data == {"reason": "r1", "resume": False} and events[0].at == T0 + timedelta(minutes=1)
     assert events[0].source == "agent:a" and events[0].run_id == run
     assert [e.seq for e in store.events(run, after=2, limit=1)] == [3]
     assert store.runs()[0].events == 4

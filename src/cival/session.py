@@ -57,7 +57,15 @@ from cival.actors.nodes import ClusterSpec, FarmUpdate, cluster_spec
 from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError, Terminated
-from cival.core.events import EventDraft
+from cival.core.events import (
+    AgentFarmAssignmentPayload,
+    EventDraft,
+    FarmCreatedPayload,
+    GoalAssignmentPayload,
+    GoalCreatedPayload,
+    RunFinishedPayload,
+    RunStartedPayload,
+)
 from cival.core.fmt import iso_utc as iso
 from cival.core.fmt import plain_decimal as dec
 from cival.core.messages import Allocate, Collect, Halt, Transfer
@@ -1412,8 +1420,8 @@ def start_run(
             {"run_id": run_id, "name": farm.name, "farm_type": farm.type, "agents_mode": mode_of, "allocation": allocation, "status": "active"}
         )
         wallets.append({"ref": farm_ref(farm.name), "kind": "farm", "parent": MASTER})
-        data = {"farm": farm.name, "farm_type": farm.type, "agents_mode": mode_of, "allocation": allocation, "agents": [a.name for a in farm_spec.agents]}
-        events.append(EventDraft(f"farm:{farm.name}:created", "farm_created", farm_ref(farm.name), now, data))
+        data = FarmCreatedPayload(farm=farm.name, farm_type=farm.type, agents_mode=mode_of, allocation=allocation, agents=[a.name for a in farm_spec.agents])
+        events.append(EventDraft(f"farm:{farm.name}:created", farm_ref(farm.name), now, data))
         for agent in farm_spec.agents:
             params = json.loads(json.dumps(agent.params, default=str))
             rows["agent_configs"].append({
@@ -1423,8 +1431,8 @@ def start_run(
             })
             rows["agent_farm_assignments"].append({"run_id": run_id, "agent": agent.name, "farm": farm.name})
             wallets.append({"ref": agent_ref(agent.name), "kind": "agent", "parent": farm_ref(farm.name)})
-            data = {"agent": agent.name, "farm": farm.name, "strategy": agent.strategy, "params": params, "symbol": agent.symbol}
-            events.append(EventDraft(f"agent:{agent.name}:assigned", "agent_farm_assignment", agent_ref(agent.name), now, data))
+            data = AgentFarmAssignmentPayload(agent=agent.name, farm=farm.name, strategy=agent.strategy, params=params, symbol=agent.symbol)
+            events.append(EventDraft(f"agent:{agent.name}:assigned", agent_ref(agent.name), now, data))
     for goal in config.goals:
         raw_goal = goal.model_dump(mode="json")
         rows["goals"].append({
@@ -1432,19 +1440,19 @@ def start_run(
             "deadline": raw_goal.get("deadline"), "status": "active", "progress": Decimal(0), "collected": Decimal(0),
         })
         entity = f"goal:{goal.name}"
-        data = {"goal": goal.name, "goal_type": goal.type, "target": raw_goal["target"], "on_complete": goal.on_complete,
-                "deadline": raw_goal.get("deadline")}
-        events.append(EventDraft(f"goal:{goal.name}:created", "goal_created", entity, now, data))
+        data = GoalCreatedPayload(goal=goal.name, goal_type=goal.type, target=raw_goal["target"], on_complete=goal.on_complete,
+                                  deadline=raw_goal.get("deadline"))
+        events.append(EventDraft(f"goal:{goal.name}:created", entity, now, data))
         for i, a in enumerate(goal.assign):
             weight = Decimal(str(a.weight))
             rows["farm_goal_assignments"].append({"run_id": run_id, "goal": goal.name, "farm": a.farm, "agent": a.agent, "weight": weight})
-            data = {"goal": goal.name, "farm": a.farm, "agent": a.agent, "weight": dec(weight)}
-            events.append(EventDraft(f"goal:{goal.name}:assigned:{i}", "goal_assignment", entity, now, data))
-    started = {
-        "cluster": config.name, "mode": mode, "symbol": spec.symbol, "data": source, "store": store.kind, "streams": streams,
-        "currency": master.base_currency, "wallets": wallets, "config": raw,
-    }
-    events.insert(0, EventDraft("run:started", "run_started", "run", now, started))
+            data = GoalAssignmentPayload(goal=goal.name, farm=a.farm, agent=a.agent, weight=weight)
+            events.append(EventDraft(f"goal:{goal.name}:assigned:{i}", entity, now, data))
+    started = RunStartedPayload(
+        cluster=config.name, mode=mode, symbol=spec.symbol, data=source, store=store.kind, streams=streams,
+        currency=master.base_currency, wallets=wallets, config=raw,
+    )
+    events.insert(0, EventDraft("run:started", "run", now, started))
     store.commit(run_id, JournalBatch(source="run", version=1, rows=rows, events=events))
     return run_id
 
@@ -1455,17 +1463,17 @@ def finish_run(store: Store, run_id: str, report: dict[str, Any], status: str) -
     closes = int(store.run(run_id).meta.get("closes", 0))
     meta = {k: report[k] for k in ("bars", "start", "end", "interrupted", "generated_at", "mode", "symbol", "data")}
     meta["closes"] = closes + 1
-    data = {
-        "status": status,
-        "bars": report["bars"],
-        "start": report["start"],
-        "end": report["end"],
-        "total_equity": report["ledger"]["total_equity"],
-        "audit_ok": report["ledger"]["audit_ok"],
-    }
+    data = RunFinishedPayload(
+        status=status,
+        bars=report["bars"],
+        start=report["start"],
+        end=report["end"],
+        total_equity=report["ledger"]["total_equity"],
+        audit_ok=report["ledger"]["audit_ok"],
+    )
     at = datetime.now(UTC)
     key = "run:finished" if closes == 0 else f"run:finished:{closes}"
-    store.commit(run_id, JournalBatch(source="run", version=2 + closes, events=[EventDraft(key, "run_finished", "run", at, data)]))
+    store.commit(run_id, JournalBatch(source="run", version=2 + closes, events=[EventDraft(key, "run", at, data)]))
     store.update_run(run_id, status=status, meta=meta, finished=True)
 
 

@@ -45,7 +45,7 @@ from cival.actors.state import AgentState
 from cival.core.bar import Bar, BarBatch, timestamp_of
 from cival.core.codec import StateError, apply, capture
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, EventLog
+from cival.core.events import EventDraft, EventLog, HaltPayload, OrderRejectedPayload
 from cival.core.fmt import iso_utc, plain_decimal
 from cival.core.ledger import TxType
 from cival.core.messages import (
@@ -249,7 +249,7 @@ class Agent:
 
     def _halt_event(self, msg: Halt) -> None:
         self.events.record(
-            EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, {"reason": msg.reason, "resume": msg.resume})
+            EventDraft(f"halt:{msg.id}>{self.ref}", self.ref, msg.at, HaltPayload(reason=msg.reason, resume=msg.resume))
         )
 
     def collectable_profit(self) -> Decimal:
@@ -331,8 +331,8 @@ class Agent:
                     if self._rejected is None:  # once, until a buy is placed or money moves
                         self._rejected = why
                         self.events.record(EventDraft(
-                            f"rejected:{self.name}:{first + i}", "order_rejected", self.ref, at,
-                            {"agent": self.name, "symbol": self.symbol, "side": side, "reason": why, "signal_at": iso_utc(at)},
+                            f"rejected:{self.name}:{first + i}", self.ref, at,
+                            OrderRejectedPayload(agent=self.name, symbol=self.symbol, side=side, reason=why, signal_at=iso_utc(at)),
                         ))
                     continue
                 self._rejected = None

@@ -40,8 +40,17 @@ from cival.actors.state import AgentState, FarmState, MasterState
 from cival.core.bar import timestamp_of
 from cival.core.codec import StateError, decode, encode
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft
-from cival.core.fmt import parse_time, plain_decimal, stored_time
+from cival.core.events import (
+    EventDraft,
+    FundAllocationPayload,
+    FundCollectionPayload,
+    OrderFilledRef,
+    OrderSubmittedRef,
+    PositionLine,
+    WalletBalanceUpdatePayload,
+    WalletTransactionRef,
+)
+from cival.core.fmt import parse_time, stored_time
 from cival.core.ledger import AccountKind, LedgerError, Transaction, TxType
 from cival.core.messages import Fill, PerformanceReport
 from cival.core.wallets import MASTER, WalletTree, position_account
@@ -186,11 +195,11 @@ class Journal:
                      "signal_at": order.at, "status": "open"}
                 )
                 # By reference: the store expands it from the orders row (see BY_REFERENCE).
-                events.append(EventDraft(f"order:{order.id}", "order_submitted", agent.ref, order.at, {"order_id": order.id}))
+                events.append(EventDraft(f"order:{order.id}", agent.ref, order.at, OrderSubmittedRef(order_id=order.id)))
             start = self._fills.get(agent.name, 0)
             for n, (fill, (ts_ns, ex)) in enumerate(zip(agent.fills[start:], agent.executions[start:], strict=True), start=start + 1):
                 rows["fills"].append(fill_row(run, agent.name, n, fill, ts_ns, ex))
-                events.append(EventDraft(f"fill:{fill.id}", "order_filled", agent.ref, fill.at, {"fill_id": fill.id}))
+                events.append(EventDraft(f"fill:{fill.id}", agent.ref, fill.at, OrderFilledRef(fill_id=fill.id)))
             for order_id, status in agent.order_status:  # after the inserts: an order may open and close in one commit
                 updates.setdefault("orders", []).append({"run_id": run, "id": order_id, "status": status})
             closed[agent.name] = len(agent.order_status)
@@ -246,8 +255,8 @@ class Journal:
             owners = [ledger.account(p.account).owner for p in tx.postings]
             entity = next((o for o in owners if o), MASTER)
             # By reference: the store expands it from the ledger row (see BY_REFERENCE).
-            data = {"ledger": self.source, "tx_seq": tx.seq}
-            out.append(EventDraft(f"tx:{self.source}:{tx.seq}", "wallet_transaction", entity, tx.at, data))
+            ref = WalletTransactionRef(ledger=self.source, tx_seq=tx.seq)
+            out.append(EventDraft(f"tx:{self.source}:{tx.seq}", entity, tx.at, ref))
             for p in tx.postings:
                 account = ledger.account(p.account)
                 if account.kind is AccountKind.CASH:
@@ -255,9 +264,9 @@ class Journal:
             if tx.type in _MONEY_TYPES and len(tx.postings) == 2:
                 out += self._money_event(tx, moves)
         for wallet, tx in touched.items():
-            positions = [{"symbol": p.symbol, "qty": plain_decimal(p.quantity), "cost": plain_decimal(p.cost)} for p in self.books.positions(wallet)]
-            data = {"wallet": wallet, "cash": plain_decimal(self.books.cash(wallet).amount), "currency": ledger.currency, "positions": positions}
-            out.append(EventDraft(f"balance:{wallet}:{self.source}:{tx.seq}", "wallet_balance_update", wallet, tx.at, data))
+            positions = [PositionLine(symbol=p.symbol, qty=p.quantity, cost=p.cost) for p in self.books.positions(wallet)]
+            data = WalletBalanceUpdatePayload(wallet=wallet, cash=self.books.cash(wallet).amount, currency=ledger.currency, positions=positions)
+            out.append(EventDraft(f"balance:{wallet}:{self.source}:{tx.seq}", wallet, tx.at, data))
         return out
 
     def _money_event(self, tx: Transaction, moves: list[dict[str, Any]]) -> list[EventDraft]:
@@ -274,11 +283,11 @@ class Journal:
         key = tx.idempotency_key
         if tx.type is TxType.COLLECTION:
             kind = "collection"
-            event = EventDraft(f"collection:{key}", "fund_collection", source, tx.at, {"source": source, "target": target, "amount": plain_decimal(amount), "key": key})
+            event = EventDraft(f"collection:{key}", source, tx.at, FundCollectionPayload(source_wallet=source, target=target, amount=amount, key=key))
         else:
             kind = "rebalance" if key.startswith("rebalance:") or tx.type is TxType.REBALANCE else "allocation"
-            data = {"source": source, "target": target, "amount": plain_decimal(amount), "key": key, "kind": kind}
-            event = EventDraft(f"allocation:{key}", "fund_allocation", target, tx.at, data)
+            data = FundAllocationPayload(source_wallet=source, target=target, amount=amount, key=key, kind=kind)
+            event = EventDraft(f"allocation:{key}", target, tx.at, data)
         moves.append({"run_id": self.run_id, "key": key, "source": source, "target": target, "amount": amount, "kind": kind, "at": tx.at})
         return [event]
 

@@ -33,7 +33,15 @@ from cival.config import ClusterConfig, FarmConfig, SyntheticData
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.codec import apply, capture
 from cival.core.errors import CivalError
-from cival.core.events import EventDraft, EventLog
+from cival.core.events import (
+    EventDraft,
+    EventLog,
+    FarmPerformanceUpdatePayload,
+    FarmRebalancePayload,
+    GoalCompletedPayload,
+    GoalProgressUpdatePayload,
+    HaltPayload,
+)
 from cival.core.fmt import iso_utc, plain_decimal
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
@@ -273,8 +281,8 @@ class MasterNode:
             if self._goal_shown.get(goal.name) == shown:
                 continue
             self._goal_shown[goal.name] = shown
-            data = {"goal": goal.name, "status": shown[0], "progress": shown[1], "collected": shown[2], "bars": bars}
-            self.events.record(EventDraft(f"goal:{goal.name}:progress:{bars}", "goal_progress_update", f"goal:{goal.name}", now, data))
+            data = GoalProgressUpdatePayload(goal=goal.name, status=shown[0], progress=shown[1], collected=shown[2], bars=bars)
+            self.events.record(EventDraft(f"goal:{goal.name}:progress:{bars}", f"goal:{goal.name}", now, data))
 
     def deposit(self, amount: Decimal, key: str) -> None:
         self.books.deposit(amount, key=key)
@@ -385,13 +393,13 @@ class MasterNode:
             for goal in self.goals:
                 event = goal.on_trade(trade)
                 if event is not None:
-                    data = {
-                        "goal": goal.name,
-                        "completed_at": iso_utc(event.at),
-                        "completing_trade": event.trade_id,
-                        "on_complete": goal.config.on_complete,
-                    }
-                    self.events.record(EventDraft(f"goal:{goal.name}:completed", "goal_completed", f"goal:{goal.name}", event.at, data))
+                    data = GoalCompletedPayload(
+                        goal=goal.name,
+                        completed_at=iso_utc(event.at),
+                        completing_trade=event.trade_id,
+                        on_complete=goal.config.on_complete,
+                    )
+                    self.events.record(EventDraft(f"goal:{goal.name}:completed", f"goal:{goal.name}", event.at, data))
                     out += self._goal_collects(goal)
         for goal in self.goals:
             goal.on_bar(bars, now)  # a failure shows in the goal's next progress update
@@ -454,8 +462,8 @@ class MasterNode:
                 allocs.append(Allocate(id=key, at=now, source=MASTER, target=farm_ref(farm), amount=delta))
         moves = {f: plain_decimal(plan.shares[f] - free[f]) for f in names}
         self.rebalances.append({"bars": bars, "at": iso_utc(now), "moves": moves})
-        data = {"wallet": MASTER, "bars": bars, "moves": moves}
-        self.events.record(EventDraft(f"rebalance:master:{bars}", "farm_rebalance", MASTER, now, data))
+        data = FarmRebalancePayload(wallet=MASTER, bars=bars, moves=moves)
+        self.events.record(EventDraft(f"rebalance:master:{bars}", MASTER, now, data))
         return collects, allocs
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
@@ -813,8 +821,8 @@ class FarmNode:
                 self.halts.append({"reason": msg.reason, "at": iso_utc(msg.at), "resumed": False})
                 changed = True
             if changed:
-                data = {"reason": msg.reason, "resume": msg.resume}
-                self.events.record(EventDraft(f"halt:{msg.id}>{self.ref}", "halt", self.ref, msg.at, data))
+                data = HaltPayload(reason=msg.reason, resume=msg.resume)
+                self.events.record(EventDraft(f"halt:{msg.id}>{self.ref}", self.ref, msg.at, data))
         out = []
         for name in self.agent_names:
             child = Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
@@ -957,8 +965,8 @@ class FarmNode:
                     allocs.append(msg)
         if not any(r["bars"] == bars for r in self.rebalances):
             self.rebalances.append({"bars": bars, "at": iso_utc(now), "moves": moves})
-            data = {"wallet": self.ref, "bars": bars, "moves": moves}
-            self.events.record(EventDraft(f"rebalance:{self.name}:{bars}", "farm_rebalance", self.ref, now, data))
+            data = FarmRebalancePayload(wallet=self.ref, bars=bars, moves=moves)
+            self.events.record(EventDraft(f"rebalance:{self.name}:{bars}", self.ref, now, data))
         return collects, allocs
 
     def free_cash(self, cash: Mapping[str, Decimal]) -> Decimal:
@@ -1192,10 +1200,9 @@ class FarmNode:
             self.events.record(
                 EventDraft(
                     f"performance:{self.name}:{self.performance.bars}",
-                    "farm_performance_update",
                     self.ref,
                     timestamp_of(int(batch.ts[-1])),
-                    {"farm": self.name, **performance_data(report)},
+                    FarmPerformanceUpdatePayload(farm=self.name, **performance_data(report)),
                 )
             )
         return FarmUpdate(

@@ -245,7 +245,7 @@ class AguiEncoder:
                                              "snapshot": _copy(self._state)}),
             ]
         ops: list[dict[str, Any]] = []
-        handler = _HANDLERS.get(type(event))
+        handler = STATE_CHANGES.get(event.type)
         if handler is not None:
             handler(self, event, ops)
         out = [custom]
@@ -384,21 +384,27 @@ class AguiEncoder:
                      lambda: _wallet(event.entity))
 
 
-_HANDLERS: dict[type[Event], Any] = {
-    RunFinished: AguiEncoder._on_finished,
-    WalletBalanceUpdate: AguiEncoder._on_balance,
-    FundAllocation: AguiEncoder._on_allocation,
-    FundCollection: AguiEncoder._on_collection,
-    FarmCreated: AguiEncoder._on_farm_created,
-    FarmPerformanceUpdate: AguiEncoder._on_performance,
-    AgentFarmAssignment: AguiEncoder._on_assignment,
-    GoalCreated: AguiEncoder._on_goal_created,
-    GoalAssignment: AguiEncoder._on_goal_assignment,
-    GoalProgressUpdate: AguiEncoder._on_goal_progress,
-    GoalCompleted: AguiEncoder._on_goal_completed,
-    Halt: AguiEncoder._on_halt,
+STATE_CHANGES: dict[str, Any] = {
+    "run_finished": AguiEncoder._on_finished,
+    "wallet_balance_update": AguiEncoder._on_balance,
+    "fund_allocation": AguiEncoder._on_allocation,
+    "fund_collection": AguiEncoder._on_collection,
+    "farm_created": AguiEncoder._on_farm_created,
+    "farm_performance_update": AguiEncoder._on_performance,
+    "agent_farm_assignment": AguiEncoder._on_assignment,
+    "goal_created": AguiEncoder._on_goal_created,
+    "goal_assignment": AguiEncoder._on_goal_assignment,
+    "goal_progress_update": AguiEncoder._on_goal_progress,
+    "goal_completed": AguiEncoder._on_goal_completed,
+    "halt": AguiEncoder._on_halt,
 }
-"""Which domain events change the state (the rest are CUSTOM only)."""
+"""Event types that change the state (``run_started`` sets it whole), each with how."""
+
+CUSTOM_ONLY: frozenset[str] = frozenset(
+    {"wallet_transaction", "farm_rebalance", "order_submitted", "order_rejected", "order_filled"}
+)
+"""Event types sent as ``CUSTOM`` only. With :data:`STATE_CHANGES` and ``run_started``,
+every type of :data:`cival.core.events.EVENT_TYPES`, each once (a test holds them to it)."""
 
 
-__all__ = ["AguiEncoder", "WireEvent", "apply_patch", "initial_state", "millis", "pointer"]
+__all__ = ["CUSTOM_ONLY", "STATE_CHANGES", "AguiEncoder", "WireEvent", "apply_patch", "initial_state", "millis", "pointer"]

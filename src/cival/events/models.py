@@ -1,5 +1,9 @@
 """Typed domain events: one frozen pydantic model per event type.
 
+Each model is its type's payload class from :data:`cival.core.events.PAYLOADS` (what a
+node builds when it records the event) with the envelope added, so the fields a node
+writes and the fields a reader gets are declared once, and the types are listed once.
+
 The store gives back rows (:class:`StoredEvent`); :func:`parse_event` checks a row's
 ``data`` against its type and returns the matching model, whose payload fields are
 top-level attributes (``event.amount``, not ``event.data["amount"]``).
@@ -19,26 +23,49 @@ meaning for ``source`` and call the payload's ``source_wallet``; ``data`` and
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     TypeAdapter,
     ValidationError,
     field_validator,
 )
 
 from cival.core.errors import CivalError
-from cival.core.events import EVENT_TYPES
+from cival.core.events import (
+    ENVELOPE,
+    EVENT_TYPES,
+    PAYLOADS,
+    AgentFarmAssignmentPayload,
+    Amount,
+    FarmCreatedPayload,
+    FarmPerformanceUpdatePayload,
+    FarmRebalancePayload,
+    FundAllocationPayload,
+    FundCollectionPayload,
+    GoalAssignmentPayload,
+    GoalCompletedPayload,
+    GoalCreatedPayload,
+    GoalProgressUpdatePayload,
+    HaltPayload,
+    Name,
+    OrderFilledPayload,
+    OrderRejectedPayload,
+    OrderSubmittedPayload,
+    PositionLine,
+    PostingLine,
+    RunFinishedPayload,
+    RunStartedPayload,
+    WalletBalanceUpdatePayload,
+    WalletNode,
+    WalletTransactionPayload,
+    plain,
+)
 from cival.core.events import StoredEvent as _CoreStoredEvent
-from cival.core.fmt import parse_time
 
 # The store's row type lives in the core (the store and this package both use it); it is
 # re-exported here because readers of events meet it together with the models.
@@ -60,76 +87,6 @@ class EventError(CivalError):
         self.problems = problems
 
 
-# -- field types --------------------------------------------------------------------------
-
-
-def plain(value: Decimal) -> str:
-    """A Decimal as a plain decimal string, never with an exponent (``1E-8`` -> ``0.00000001``).
-
-    Trailing zeros are kept, so ``"100.50"`` reads back as ``"100.50"``.
-    """
-    return format(value, "f")
-
-
-def _exact_amount(value: Any) -> Any:
-    # Refuse what cannot be the exact amount the ledger booked, before pydantic's lax
-    # coercion would quietly turn a float into its binary approximation.
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"must be a finite amount, not {value}")
-        return value
-    if isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"must be a decimal string such as '12.5', not {value!r}") from None
-        if not amount.is_finite():
-            raise ValueError(f"must be a finite amount, not {value!r}")
-        return amount
-    if isinstance(value, float):
-        raise ValueError(f"must be a decimal string such as '12.5', not the float {value!r}: "
-                         "floats lose precision; write amounts as strings, e.g. str(Decimal)")
-    raise ValueError(f"must be a decimal string such as '12.5', not {type(value).__name__} {value!r}")
-
-
-Amount = Annotated[
-    Decimal,
-    BeforeValidator(_exact_amount),
-    PlainSerializer(plain, return_type=str, when_used="json"),
-]
-"""An exact amount: a decimal string or Decimal in, Decimal in Python, a plain string in JSON."""
-
-
-def _iso_time(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"must be an ISO 8601 time string such as '2024-10-30T16:00:00Z', not {value!r}")
-    try:
-        when = parse_time(value)
-    except ValueError:
-        raise ValueError(f"must be an ISO 8601 time such as '2024-10-30T16:00:00Z', not {value!r}") from None
-    if when.tzinfo is None:
-        raise ValueError(f"must carry a time zone (UTC, 'Z'), not {value!r}")
-    return value
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a number or null, not {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"must be a finite number or null, not {value!r}")
-    return float(value)
-
-
-Text = Annotated[str, Field(strict=True)]
-Name = Annotated[str, Field(strict=True, min_length=1)]
-Count = Annotated[int, Field(strict=True, ge=0)]
-Flag = Annotated[bool, Field(strict=True)]
-IsoTime = Annotated[str, BeforeValidator(_iso_time)]
-"""An ISO 8601 time with a zone, kept as the string that was written."""
-Ratio = Annotated[float, BeforeValidator(_finite)]
-JsonObject = dict[str, Any]
-
-
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is UTC:
         return value
@@ -138,43 +95,13 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WalletNode(_Part):
-    """One wallet of the tree in ``run_started``: its ref, kind and parent ref."""
-
-    ref: Name
-    kind: Literal["master", "farm", "agent"]
-    parent: Text | None
-
-
-class PostingLine(_Part):
-    """One leg of a ledger transaction: ``amount`` in the run's currency, ``quantity`` the
-    change of units held (position accounts only, else 0)."""
-
-    account: Name
-    amount: Amount
-    quantity: Amount
-
-
-class PositionLine(_Part):
-    """Units of ``symbol`` held and their cost basis."""
-
-    symbol: Name
-    qty: Amount
-    cost: Amount
-
-
 # -- the envelope -------------------------------------------------------------------------
-
-ENVELOPE: tuple[str, ...] = ("id", "run_id", "seq", "at", "type", "entity", "source")
-"""The envelope's fields, common to every event; everything else is payload."""
 
 
 class Event(BaseModel):
-    """Base of every domain event: the envelope. Subclasses add their payload fields.
+    """Base of every domain event: the envelope. Each type's model adds its payload's
+    fields by deriving from its payload class (:data:`cival.core.events.PAYLOADS`), so the
+    fields a node records and the fields readers get are defined once.
 
     ``at`` is normalised to UTC; a naive time is refused. Build events from store rows
     with :func:`parse_event`, not by hand, so that the payload is checked the same way
@@ -208,8 +135,8 @@ class Event(BaseModel):
         cls._payload_set = frozenset(cls._payload_fields)
 
     def payload(self) -> dict[str, Any]:
-        """The payload as ``data`` holds it: JSON values, amounts as plain decimal strings,
-        keys as stored (``source`` for ``source_wallet``)."""
+        """The payload as ``data`` holds it: JSON values, amounts as plain decimal strings
+        (trailing zeros as stored), keys as stored (``source`` for ``source_wallet``)."""
         out = self.model_dump(mode="json", include=self._payload_set)
         if self._data_keys:
             out = {self._data_keys.get(name, name): value for name, value in out.items()}
@@ -221,255 +148,144 @@ class Event(BaseModel):
         return self.model_dump(mode="json", include=self._payload_set)
 
 
-# -- one model per type (in the order of cival.core.events.EVENT_TYPES) -------------------
+# -- one model per type: the envelope and the type's payload ------------------------------
+# (payload first among the bases, so that its ``_data_keys`` is the one the model uses)
 
 
-class WalletBalanceUpdate(Event):
+class WalletBalanceUpdate(WalletBalanceUpdatePayload, Event):
     """A wallet's cash and positions after a change. Entity: the wallet ref."""
 
     type: Literal["wallet_balance_update"] = "wallet_balance_update"
-    wallet: Name
-    cash: Amount
-    currency: Name
-    positions: list[PositionLine]
 
 
-class FundAllocation(Event):
+class FundAllocation(FundAllocationPayload, Event):
     """Money moved down the tree, from ``source_wallet`` (data key ``source``) to ``target``.
     Entity: the wallet funded."""
 
     type: Literal["fund_allocation"] = "fund_allocation"
-    source_wallet: Name
-    target: Name
-    amount: Amount
-    key: Name
-    kind: Literal["allocation", "rebalance"]
-
-    _data_keys: ClassVar[dict[str, str]] = {"source_wallet": "source"}
 
 
-class FundCollection(Event):
+class FundCollection(FundCollectionPayload, Event):
     """Money sent back up the tree, from ``source_wallet`` (data key ``source``) to its
     parent ``target``. Entity: the wallet giving money back."""
 
     type: Literal["fund_collection"] = "fund_collection"
-    source_wallet: Name
-    target: Name
-    amount: Amount
-    key: Name
-
-    _data_keys: ClassVar[dict[str, str]] = {"source_wallet": "source"}
 
 
-class WalletTransaction(Event):
+class WalletTransaction(WalletTransactionPayload, Event):
     """One balanced ledger transaction of ``ledger`` (number ``tx_seq`` there). Entity:
     the wallet it belongs to."""
 
     type: Literal["wallet_transaction"] = "wallet_transaction"
-    ledger: Name
-    tx_seq: Count
-    tx_type: Literal["deposit", "withdrawal", "allocation", "collection", "trade_buy", "trade_sell", "fee",
-                     "rebalance"]
-    key: Name
-    postings: list[PostingLine]
-    memo: Text
 
 
-class FarmCreated(Event):
+class FarmCreated(FarmCreatedPayload, Event):
     """A farm was set up with its agents. Entity: ``farm:NAME``."""
 
     type: Literal["farm_created"] = "farm_created"
-    farm: Name
-    farm_type: Name
-    agents_mode: Literal["actors", "inline"]
-    allocation: JsonObject
-    agents: list[Name]
 
 
-class FarmPerformanceUpdate(Event):
+class FarmPerformanceUpdate(FarmPerformanceUpdatePayload, Event):
     """A farm's figures at a bar's close. Entity: ``farm:NAME``."""
 
     type: Literal["farm_performance_update"] = "farm_performance_update"
-    farm: Name
-    equity: Amount
-    cash: Amount
-    realized_pnl: Amount
-    unrealized_pnl: Amount
-    fees: Amount
-    trades: Count
-    in_position: Flag
-    max_drawdown: Ratio | None
-    """Largest fall from a peak of equity so far, as a fraction (0.05 = 5 %)."""
-    sharpe: Ratio | None
-    bars: Count
 
 
-class AgentFarmAssignment(Event):
+class AgentFarmAssignment(AgentFarmAssignmentPayload, Event):
     """An agent was placed in a farm with its strategy. Entity: ``agent:NAME``."""
 
     type: Literal["agent_farm_assignment"] = "agent_farm_assignment"
-    agent: Name
-    farm: Name
-    strategy: Name
-    params: JsonObject
-    symbol: Name
 
 
-class FarmRebalance(Event):
+class FarmRebalance(FarmRebalancePayload, Event):
     """A wallet rebalanced its children at bar ``bars``; ``moves`` maps each child's name to
     the signed change of its funds. Entity: ``farm:NAME`` or ``master``."""
 
     type: Literal["farm_rebalance"] = "farm_rebalance"
-    wallet: Name
-    bars: Count
-    moves: dict[str, Amount]
 
 
-class GoalCreated(Event):
+class GoalCreated(GoalCreatedPayload, Event):
     """A goal was set. Entity: ``goal:NAME``."""
 
     type: Literal["goal_created"] = "goal_created"
-    goal: Name
-    goal_type: Name
-    target: JsonObject
-    on_complete: Name
-    deadline: JsonObject | None
 
 
-class GoalProgressUpdate(Event):
+class GoalProgressUpdate(GoalProgressUpdatePayload, Event):
     """A goal's status, progress (percent, 0-100) or collected amount changed. Entity: ``goal:NAME``."""
 
     type: Literal["goal_progress_update"] = "goal_progress_update"
-    goal: Name
-    status: Literal["active", "completed", "failed"]
-    progress: Amount
-    collected: Amount
-    bars: Count
 
 
-class GoalCompleted(Event):
+class GoalCompleted(GoalCompletedPayload, Event):
     """A goal was reached (by ``completing_trade``, if a trade did it). Entity: ``goal:NAME``."""
 
     type: Literal["goal_completed"] = "goal_completed"
-    goal: Name
-    completed_at: IsoTime
-    completing_trade: Text | None
-    on_complete: Name
 
 
-class GoalAssignment(Event):
+class GoalAssignment(GoalAssignmentPayload, Event):
     """A goal was given to a farm or an agent with a weight. Entity: ``goal:NAME``."""
 
     type: Literal["goal_assignment"] = "goal_assignment"
-    goal: Name
-    farm: Text | None
-    agent: Text | None
-    weight: Amount
 
 
-class OrderSubmitted(Event):
+class OrderSubmitted(OrderSubmittedPayload, Event):
     """An agent's signal asked for an order at the next open. Entity: ``agent:NAME``."""
 
     type: Literal["order_submitted"] = "order_submitted"
-    order_id: Name
-    agent: Name
-    symbol: Name
-    side: Literal["buy", "sell"]
-    signal_at: IsoTime
 
 
-class OrderRejected(Event):
+class OrderRejected(OrderRejectedPayload, Event):
     """An agent's signal asked for a buy that cannot be placed (less than one unit
     affordable): none is submitted. Said once, until a buy is placed, a fill happens or
     money moves in or out. Entity: ``agent:NAME``."""
 
     type: Literal["order_rejected"] = "order_rejected"
-    agent: Name
-    symbol: Name
-    side: Literal["buy", "sell"]
-    reason: Text
-    signal_at: IsoTime
 
 
-class OrderFilled(Event):
+class OrderFilled(OrderFilledPayload, Event):
     """An order was filled (``reason`` "stop": by a stop, not a signal). Entity: ``agent:NAME``."""
 
     type: Literal["order_filled"] = "order_filled"
-    fill_id: Name
-    order_id: Text | None
-    agent: Name
-    symbol: Name
-    side: Literal["buy", "sell"]
-    qty: Amount
-    price: Amount
-    fee: Amount
-    notional: Amount | None
-    reason: Literal["signal", "stop"]
 
 
-class Halt(Event):
+class Halt(HaltPayload, Event):
     """A farm or agent was halted (``resume`` False) or allowed to trade again (``resume``
     True). Entity: ``farm:NAME`` or ``agent:NAME``."""
 
     type: Literal["halt"] = "halt"
-    reason: Name
-    resume: Flag
 
 
-class RunStarted(Event):
+class RunStarted(RunStartedPayload, Event):
     """A run began: where it runs, what it trades, its wallet tree and config. Entity: ``run``."""
 
     type: Literal["run_started"] = "run_started"
-    cluster: Name
-    mode: Literal["ray", "local"]
-    symbol: Name
-    data: Text | None
-    """Where bars come from (a file path, ``synthetic``...), None if not known."""
-    store: Literal["postgres", "sqlite"]
-    streams: Literal["redis", "in-process"]
-    currency: Name
-    wallets: list[WalletNode]
-    config: JsonObject
 
 
-class RunFinished(Event):
+class RunFinished(RunFinishedPayload, Event):
     """A run ended. ``start``/``end``: ISO times of the first and last bar (None: no bars).
     Entity: ``run``."""
 
     type: Literal["run_finished"] = "run_finished"
-    status: Literal["finished", "interrupted", "failed"]
-    bars: Count
-    start: IsoTime | None
-    end: IsoTime | None
-    total_equity: Amount
-    audit_ok: Flag
 
 
-AnyEvent = Annotated[
-    Union[
-        WalletBalanceUpdate, FundAllocation, FundCollection, WalletTransaction, FarmCreated,
-        FarmPerformanceUpdate, AgentFarmAssignment, FarmRebalance, GoalCreated, GoalProgressUpdate,
-        GoalCompleted, GoalAssignment, OrderSubmitted, OrderRejected, OrderFilled, Halt, RunStarted, RunFinished,
-    ],
-    Field(discriminator="type"),
-]
+def _models() -> dict[str, type[Event]]:
+    out: dict[str, type[Event]] = {}
+    for event_type, payload in PAYLOADS.items():
+        found = [cls for cls in Event.__subclasses__() if issubclass(cls, payload)]
+        if len(found) != 1 or found[0].model_fields["type"].default != event_type:
+            raise TypeError(f"cival.events.models needs exactly one Event model deriving from {payload.__name__} "
+                            f"with type {event_type!r}; found {[cls.__name__ for cls in found]}")
+        out[event_type] = found[0]
+    return out
+
+
+EVENT_CLASSES: dict[str, type[Event]] = _models()
+"""Event type -> its model, for every type of :data:`cival.core.events.PAYLOADS` (same order)."""
+
+AnyEvent = Annotated[Union[tuple(EVENT_CLASSES.values())], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 """Any domain event, discriminated by ``type``."""
 
 ANY_EVENT: TypeAdapter[Event] = TypeAdapter(AnyEvent)
-
-EVENT_CLASSES: dict[str, type[Event]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        WalletBalanceUpdate, FundAllocation, FundCollection, WalletTransaction, FarmCreated,
-        FarmPerformanceUpdate, AgentFarmAssignment, FarmRebalance, GoalCreated, GoalProgressUpdate,
-        GoalCompleted, GoalAssignment, OrderSubmitted, OrderRejected, OrderFilled, Halt, RunStarted, RunFinished,
-    )
-}
-"""Event type -> its model, for every type in :data:`cival.core.events.EVENT_TYPES`."""
-
-# The core's list is the one place event types are declared; a type added there without a
-# model here would only fail when the first such event is read.
-assert tuple(EVENT_CLASSES) == EVENT_TYPES, "cival.events.models is out of step with cival.core.events"
 
 
 # -- reading rows -------------------------------------------------------------------------
@@ -583,8 +399,8 @@ __all__ = [
     "GoalProgressUpdate",
     "Halt",
     "OrderFilled",
-    "OrderSubmitted",
     "OrderRejected",
+    "OrderSubmitted",
     "PositionLine",
     "PostingLine",
     "RunFinished",

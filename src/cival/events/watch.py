@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -270,72 +270,130 @@ def _compact(mapping: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in mapping.items())
 
 
-def _detail(event: Event) -> str:  # noqa: C901 - one branch per event type, on purpose
-    if isinstance(event, OrderFilled):
-        text = f"{event.side} {_num(event.qty)} {event.symbol} @ {_num(event.price)} fee {_num(event.fee)}"
-        return text + (" (stop)" if event.reason == "stop" else "")
-    if isinstance(event, OrderSubmitted):
-        return f"{event.side} {event.symbol} on the signal of {_iso_short(event.signal_at)} (order {event.order_id})"
-    if isinstance(event, OrderRejected):
-        return f"{event.side} {event.symbol} not placed: {event.reason}"
-    if isinstance(event, WalletBalanceUpdate):
-        held = "; ".join(f"{p.symbol} {_num(p.qty)} (cost {_num(p.cost)})" for p in event.positions if p.qty != 0)
-        return f"cash {_num(event.cash)} {event.currency}" + (f", {held}" if held else ", flat")
-    if isinstance(event, WalletTransaction):
-        legs = ", ".join(
-            f"{p.account} {_signed(p.amount)}" + (f" (qty {_signed(p.quantity)})" if p.quantity != 0 else "")
-            for p in event.postings
-        )
-        return f"{event.tx_type} #{event.tx_seq} [{event.key}] {legs}" + (f" - {event.memo}" if event.memo else "")
-    if isinstance(event, FundAllocation):
-        kind = "" if event.kind == "allocation" else f" ({event.kind})"
-        return f"{event.source_wallet} -> {event.target} {_num(event.amount)}{kind} [{event.key}]"
-    if isinstance(event, FundCollection):
-        return f"{event.source_wallet} -> {event.target} {_num(event.amount)} collected [{event.key}]"
-    if isinstance(event, FarmPerformanceUpdate):
-        figures = [f"equity {_num(event.equity)}", f"cash {_num(event.cash)}",
-                   f"pnl {_signed(event.realized_pnl)} realised {_signed(event.unrealized_pnl)} unrealised",
-                   f"fees {_num(event.fees)}", f"{event.trades} trades",
-                   "in position" if event.in_position else "flat"]
-        if event.max_drawdown is not None:
-            figures.append(f"dd {event.max_drawdown * 100:.2f}%")
-        if event.sharpe is not None:
-            figures.append(f"sharpe {event.sharpe:.2f}")
-        return " ".join([", ".join(figures), f"(bar {event.bars})"])
-    if isinstance(event, FarmRebalance):
-        moves = ", ".join(f"{name} {_signed(move)}" for name, move in event.moves.items())
-        return f"{event.wallet} at bar {event.bars}: {moves or 'no moves'}"
-    if isinstance(event, FarmCreated):
-        return (f"{event.farm} ({event.farm_type}, {event.agents_mode}): {len(event.agents)} agents "
-                f"{_names(event.agents)}")
-    if isinstance(event, AgentFarmAssignment):
-        params = _compact(event.params)
-        return f"{event.agent} in farm {event.farm}: {event.strategy}({params}) on {event.symbol}"
-    if isinstance(event, GoalCreated):
-        deadline = f", deadline {_compact(event.deadline)}" if event.deadline else ""
-        return f"{event.goal} ({event.goal_type}): {_compact(event.target)}, then {event.on_complete}{deadline}"
-    if isinstance(event, GoalAssignment):
-        who = f"agent:{event.agent}" if event.agent else f"farm:{event.farm}" if event.farm else "everyone"
-        return f"{event.goal} -> {who} weight {_num(event.weight)}"
-    if isinstance(event, GoalProgressUpdate):
-        return (f"{event.goal} {event.status} {_num(event.progress)}% collected {_num(event.collected)} "
-                f"(bar {event.bars})")
-    if isinstance(event, GoalCompleted):
-        by = f" by trade {event.completing_trade}" if event.completing_trade else ""
-        return f"{event.goal} completed {_iso_short(event.completed_at)}{by}, then {event.on_complete}"
-    if isinstance(event, Halt):
-        return f"resumed ({event.reason})" if event.resume else f"halted: {event.reason}"
-    if isinstance(event, RunStarted):
-        kinds = [node.kind for node in event.wallets]
-        tree = f"{kinds.count('farm')} farms, {kinds.count('agent')} agents"
-        source = f" from {event.data}" if event.data else ""
-        return (f"{event.cluster}: {event.mode}, {event.symbol}{source}, {tree}, {event.currency}; "
-                f"store {event.store}, streams {event.streams}")
-    if isinstance(event, RunFinished):
-        span = f" ({_iso_short(event.start)} .. {_iso_short(event.end)})" if event.start else ""
-        audit = "audit ok" if event.audit_ok else "AUDIT FAILED"
-        return f"{event.status} after {event.bars} bars{span}, total equity {_num(event.total_equity)}, {audit}"
-    return _compact(event.fields())
+def _order_filled(event: OrderFilled) -> str:
+    text = f"{event.side} {_num(event.qty)} {event.symbol} @ {_num(event.price)} fee {_num(event.fee)}"
+    return text + (" (stop)" if event.reason == "stop" else "")
+
+
+def _order_submitted(event: OrderSubmitted) -> str:
+    return f"{event.side} {event.symbol} on the signal of {_iso_short(event.signal_at)} (order {event.order_id})"
+
+
+def _order_rejected(event: OrderRejected) -> str:
+    return f"{event.side} {event.symbol} not placed: {event.reason}"
+
+
+def _balance(event: WalletBalanceUpdate) -> str:
+    held = "; ".join(f"{p.symbol} {_num(p.qty)} (cost {_num(p.cost)})" for p in event.positions if p.qty != 0)
+    return f"cash {_num(event.cash)} {event.currency}" + (f", {held}" if held else ", flat")
+
+
+def _transaction(event: WalletTransaction) -> str:
+    legs = ", ".join(
+        f"{p.account} {_signed(p.amount)}" + (f" (qty {_signed(p.quantity)})" if p.quantity != 0 else "")
+        for p in event.postings
+    )
+    return f"{event.tx_type} #{event.tx_seq} [{event.key}] {legs}" + (f" - {event.memo}" if event.memo else "")
+
+
+def _allocation(event: FundAllocation) -> str:
+    kind = "" if event.kind == "allocation" else f" ({event.kind})"
+    return f"{event.source_wallet} -> {event.target} {_num(event.amount)}{kind} [{event.key}]"
+
+
+def _collection(event: FundCollection) -> str:
+    return f"{event.source_wallet} -> {event.target} {_num(event.amount)} collected [{event.key}]"
+
+
+def _performance(event: FarmPerformanceUpdate) -> str:
+    figures = [f"equity {_num(event.equity)}", f"cash {_num(event.cash)}",
+               f"pnl {_signed(event.realized_pnl)} realised {_signed(event.unrealized_pnl)} unrealised",
+               f"fees {_num(event.fees)}", f"{event.trades} trades",
+               "in position" if event.in_position else "flat"]
+    if event.max_drawdown is not None:
+        figures.append(f"dd {event.max_drawdown * 100:.2f}%")
+    if event.sharpe is not None:
+        figures.append(f"sharpe {event.sharpe:.2f}")
+    return " ".join([", ".join(figures), f"(bar {event.bars})"])
+
+
+def _rebalance(event: FarmRebalance) -> str:
+    moves = ", ".join(f"{name} {_signed(move)}" for name, move in event.moves.items())
+    return f"{event.wallet} at bar {event.bars}: {moves or 'no moves'}"
+
+
+def _farm_created(event: FarmCreated) -> str:
+    return f"{event.farm} ({event.farm_type}, {event.agents_mode}): {len(event.agents)} agents {_names(event.agents)}"
+
+
+def _assignment(event: AgentFarmAssignment) -> str:
+    return f"{event.agent} in farm {event.farm}: {event.strategy}({_compact(event.params)}) on {event.symbol}"
+
+
+def _goal_created(event: GoalCreated) -> str:
+    deadline = f", deadline {_compact(event.deadline)}" if event.deadline else ""
+    return f"{event.goal} ({event.goal_type}): {_compact(event.target)}, then {event.on_complete}{deadline}"
+
+
+def _goal_assignment(event: GoalAssignment) -> str:
+    who = f"agent:{event.agent}" if event.agent else f"farm:{event.farm}" if event.farm else "everyone"
+    return f"{event.goal} -> {who} weight {_num(event.weight)}"
+
+
+def _goal_progress(event: GoalProgressUpdate) -> str:
+    return f"{event.goal} {event.status} {_num(event.progress)}% collected {_num(event.collected)} (bar {event.bars})"
+
+
+def _goal_completed(event: GoalCompleted) -> str:
+    by = f" by trade {event.completing_trade}" if event.completing_trade else ""
+    return f"{event.goal} completed {_iso_short(event.completed_at)}{by}, then {event.on_complete}"
+
+
+def _halt(event: Halt) -> str:
+    return f"resumed ({event.reason})" if event.resume else f"halted: {event.reason}"
+
+
+def _run_started(event: RunStarted) -> str:
+    kinds = [node.kind for node in event.wallets]
+    tree = f"{kinds.count('farm')} farms, {kinds.count('agent')} agents"
+    source = f" from {event.data}" if event.data else ""
+    return (f"{event.cluster}: {event.mode}, {event.symbol}{source}, {tree}, {event.currency}; "
+            f"store {event.store}, streams {event.streams}")
+
+
+def _run_finished(event: RunFinished) -> str:
+    span = f" ({_iso_short(event.start)} .. {_iso_short(event.end)})" if event.start else ""
+    audit = "audit ok" if event.audit_ok else "AUDIT FAILED"
+    return f"{event.status} after {event.bars} bars{span}, total equity {_num(event.total_equity)}, {audit}"
+
+
+DETAILS: dict[str, Callable[[Any], str]] = {
+    "wallet_balance_update": _balance,
+    "fund_allocation": _allocation,
+    "fund_collection": _collection,
+    "wallet_transaction": _transaction,
+    "farm_created": _farm_created,
+    "farm_performance_update": _performance,
+    "agent_farm_assignment": _assignment,
+    "farm_rebalance": _rebalance,
+    "goal_created": _goal_created,
+    "goal_progress_update": _goal_progress,
+    "goal_completed": _goal_completed,
+    "goal_assignment": _goal_assignment,
+    "order_submitted": _order_submitted,
+    "order_rejected": _order_rejected,
+    "order_filled": _order_filled,
+    "halt": _halt,
+    "run_started": _run_started,
+    "run_finished": _run_finished,
+}
+"""Event type (each of :data:`cival.core.events.EVENT_TYPES`) -> what its line says after
+the envelope."""
+
+
+def _detail(event: Event) -> str:
+    detail = DETAILS.get(event.type)
+    return detail(event) if detail is not None else _compact(event.fields())
 
 
 def format_event(event: Event) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 from cival.core.errors import CivalError
 from cival.core.events import (
     BY_REFERENCE,
+    REFERENCES,
     EventDraft,
     StoredEvent,
     fill_event_data,
@@ -300,7 +301,8 @@ _TABLE = {"order_filled": "fills", "order_submitted": "orders"}
 def _by_reference(e: StoredEvent) -> bool:
     """Whether ``e`` is stored by reference (its data is only the reference), rather than
     written out in full as events of these types were before."""
-    return e.type in BY_REFERENCE and set(e.data) <= {"ledger", "tx_seq", "fill_id", "order_id"} and len(e.data) <= 2
+    ref = REFERENCES.get(e.type)
+    return ref is not None and e.data.keys() == ref.model_fields.keys()
 
 
 def tx_rows(run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> tuple[list[tuple], list[tuple]]:
