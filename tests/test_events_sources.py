@@ -151,7 +151,7 @@ def _payload_of(event_type: str, data: dict[str, Any]):
 
 @pytest.mark.slow
 def test_a_session_through_every_producer_stores_only_events_that_read_back_strictly(tmp_path):
-    from cival.runtime import run_paper, session_bars
+    from cival.session import run_paper, session_bars
     from cival.store.sqlite import SqliteStore
 
     config = _session_config()
