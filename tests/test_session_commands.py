@@ -63,8 +63,11 @@ def test_commands_from_another_thread_equal_the_same_commands_given_in_one_threa
     config = recovery_config()
     options = SessionConfig(local=True, max_bars=BARS)
 
+    given = threading.Event()
+
     def slowly(progress: Any) -> None:
-        time.sleep(0.01)  # bars arrive at a human pace, so commands land in the middle of the run
+        if not given.is_set():
+            time.sleep(0.05)  # bars arrive at a human pace while the operator works, so commands land mid-run
 
     session = Session(config, options, store=where, on_progress=slowly).open()
     answers: list[Any] = []
@@ -80,7 +83,7 @@ def test_commands_from_another_thread_equal_the_same_commands_given_in_one_threa
             time.sleep(rng.uniform(0.01, 0.06))
             if i == 4:  # hold the feed: it stops at a boundary, and commands still apply
                 session.pause()
-                time.sleep(0.2)
+                assert session.holding.wait(30), "the feed did not hold at a batch boundary"
                 before = session.seen
                 time.sleep(0.2)
                 paused_at.append((before, session.seen))
@@ -90,6 +93,7 @@ def test_commands_from_another_thread_equal_the_same_commands_given_in_one_threa
                 answers.append(exc)
             if i == 4:
                 session.unpause()
+        given.set()
 
     thread = threading.Thread(target=operator)
     thread.start()

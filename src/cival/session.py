@@ -566,6 +566,8 @@ class Session:
         self._command_n = 0
         self._unpaused = threading.Event()
         self._unpaused.set()
+        self.holding = threading.Event()
+        """Set while a paused feed holds at a batch boundary (nothing in flight)."""
         self._stopping = threading.Event()
         self._inflight: deque[tuple[BarBatch, Any, int]] = deque()
 
@@ -898,11 +900,15 @@ class Session:
         return False
 
     def _wait_unpaused(self, stop: threading.Event | None) -> None:
-        while not self._unpaused.wait(0.05):
-            if not self._commands.empty():
-                self._apply_commands()
-            if (stop is not None and stop.is_set()) or self._stopping.is_set():
-                return
+        self.holding.set()
+        try:
+            while not self._unpaused.wait(0.05):
+                if not self._commands.empty():
+                    self._apply_commands()
+                if (stop is not None and stop.is_set()) or self._stopping.is_set():
+                    return
+        finally:
+            self.holding.clear()
 
     def _finish(self, item: tuple[BarBatch, Any, int]) -> None:
         assert self.cluster is not None
