@@ -1,11 +1,13 @@
 """Helpers shared by several test modules (fixtures live in conftest.py; no test module
-imports another): running the CLI bounded, the configs several modules
+imports another): running the CLI bounded or in process, the configs several modules
 run (recovery, rebalancing), comparing reports, and the processes, sockets and
 environment of a session running in a subprocess (read with psutil)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import ipaddress
 import json
 import os
@@ -57,6 +59,30 @@ def run_cival(
         timeout=timeout,
         preexec_fn=limit,  # noqa: PLW1509 - only sets a resource limit
     )
+
+
+def cival_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``cival ARGS`` as :func:`run_cival` runs it, but in this process (``cival.cli.main``
+    in ``cwd``), for the tests of what a command prints and returns: the same entry point
+    without a new interpreter's imports. Its exit code is what ``main`` returns, or the
+    code of the ``SystemExit`` that argparse raises for usage errors and ``--help``; any
+    other exception propagates (a traceback fails the test)."""
+    from cival.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # as the interpreter ends on it
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+                if not isinstance(exit_.code, int | None):
+                    print(exit_.code, file=err)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["cival", *args], code, out.getvalue(), err.getvalue())
 
 
 def recovery_config():
