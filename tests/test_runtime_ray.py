@@ -23,14 +23,9 @@ from cival.runtime import RayCluster, run_paper, session_bars, single_agent_conf
 from tests.conftest import ROOT  # noqa: E402
 from tests.helpers import comparable, master_rebalance_config, rebalance_config  # noqa: E402
 
-pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]  # sessions on the module's Ray
 
 DEMO = ROOT / "configs" / "demo.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster(local_ray):
-    return local_ray
 
 
 PARITY = [
