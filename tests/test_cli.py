@@ -382,7 +382,7 @@ def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
     exit code, the output and the report."""
     import signal
 
-    from tests.helpers import gcs_server, processes_holding, session_processes, wait_until_gone
+    from tests.helpers import cival_in_process, gcs_server, processes_holding, session_processes, wait_until_gone
 
     report = tmp_path / "report.json"
     env = dict(os.environ, PYTHONPATH=str(SRC))
@@ -414,10 +414,10 @@ def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
     assert saved["interrupted"] is True and 0 < saved["bars"] < 119_784 and saved["ledger"]["audit_ok"] is True
     # The store has the run as interrupted, and rebuilds the very report the session wrote.
     run_id = announced.split()[1]
-    rebuilt = subprocess.run([sys.executable, "-m", "cival", "report", run_id, "--json"], env=env, capture_output=True, text=True)
+    rebuilt = cival_in_process("report", run_id, "--json", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout) == saved
-    listed = subprocess.run([sys.executable, "-m", "cival", "runs", "--json"], env=env, capture_output=True, text=True)
+    listed = cival_in_process("runs", "--json", cwd=tmp_path)
     assert {r["id"]: r["status"] for r in json.loads(listed.stdout)}[run_id] == "interrupted"
     assert wait_until_gone(processes) == [], "Ray processes left running"
     if token is not None:  # also those Ray reparented, wherever they are
