@@ -1,4 +1,6 @@
-"""The ``cival`` command, run as ``python -m cival`` in a subprocess from a foreign cwd."""
+"""The ``cival`` command from a foreign cwd: through ``cival.cli.main`` in the test's process
+(``cival_cli``), and as ``python -m cival`` in a subprocess (``cival_subprocess``) for each
+family of commands, and wherever signals, exit codes or Ray processes are the point."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`cival signals` end to end, in a subprocess, on real and written files."""
+"""`cival signals` end to end on real and written files: through ``cival.cli.main`` in the
+test's process, and as a real subprocess for what a shell sees (output to stdout, exit code)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import pytest
 
 from cival.data import load_bars
 from cival.strategies import get_strategy
-
 from tests.helpers import cival_in_process
 
 SRC = Path(__file__).resolve().parents[1] / "src"
