@@ -53,10 +53,10 @@ def test_a_one_agent_cluster_on_ray_trades_exactly_as_the_backtest(shared_data, 
 
 def test_actor_and_inline_farms_on_ray_and_in_process_give_identical_results():
     config = load_config(DEMO)
-    bars = session_bars(config, max_bars=1500)  # 62 checkpoints, dozens of trades
+    bars = session_bars(config, max_bars=3000)
     actors = run_paper(config, bars=bars, batch_size=500)
     inline = run_paper(config, bars=bars, batch_size=500, inline=True)
-    local = run_paper(config, bars=bars, local=True, batch_size=1500)
+    local = run_paper(config, bars=bars, local=True, batch_size=3000)
     assert actors.report["ledger"]["ledgers"] == 7 and inline.report["ledger"]["ledgers"] == 4
     assert comparable(actors.report) == comparable(inline.report) == comparable(local.report)
     assert sum(a["trade_count"] for f in actors.report["farms"] for a in f["agents"]) > 10
@@ -64,13 +64,13 @@ def test_actor_and_inline_farms_on_ray_and_in_process_give_identical_results():
 
 def test_the_demo_runs_end_to_end_and_its_report_passes_the_audit(tmp_path, capsys):
     report_path = tmp_path / "demo.json"
-    code = main(["demo", "--bars", "1200", "--report", str(report_path)])
+    code = main(["demo", "--bars", "2500", "--report", str(report_path)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "Session finished: 1,200 bars of BTCUSDT" in out
+    assert "Session finished: 2,500 bars of BTCUSDT" in out
     assert "audit OK: 7 ledgers" in out
     report = json.loads(report_path.read_text())
-    assert report["mode"] == "ray" and report["bars"] == 1200
+    assert report["mode"] == "ray" and report["bars"] == 2500
     assert [f["name"] for f in report["farms"]] == ["trend", "breakout", "price-action"]
     ledger = report["ledger"]
     assert ledger["audit_ok"] is True and Decimal(ledger["residual"]) == 0 and Decimal(ledger["in_flight"]) == 0
