@@ -37,6 +37,28 @@ def shared_data() -> Path:
     return path
 
 
+SERVICE_FIXTURES = {"postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
+"""Fixtures that need the real PostgreSQL or Redis (the private servers need their programs)."""
+
+SLOW_FIXTURES = {"local_ray", "private_postgres", "private_postgres_module", "private_redis"}
+"""Fixtures that start a Ray cluster or a server of the test's own: seconds each."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The markers follow from what a test uses, so that none is forgotten: ``services`` on
+    every test that needs PostgreSQL or Redis (by fixture, or a ``postgres`` parameter that
+    asks for the database at run time), ``slow`` on every test that starts a Ray cluster
+    or a server of its own (tests that run sessions or the command line are marked where
+    they are written)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & SERVICE_FIXTURES or "postgres" in params.values():
+            item.add_marker(pytest.mark.services)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 POSTGRES_ADMIN_URL = os.environ.get("CIVAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -1,20 +1,29 @@
-"""Helpers shared by several test modules (fixtures live in conftest.py): running the CLI
-bounded, the recovery config, and the processes, sockets and environment of a session
-running in a subprocess (read with psutil)."""
+"""Helpers shared by several test modules (fixtures live in conftest.py; no test module
+imports another): running the CLI bounded or in process, the configs several modules
+run (recovery, rebalancing), comparing reports, and the processes, sockets and
+environment of a session running in a subprocess (read with psutil)."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import ipaddress
+import json
 import os
 import resource
 import subprocess
 import sys
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from cival.config import config_from_dict
+from cival.config import config_from_dict, parse_yaml
+from cival.events import RedisBus, StoredEvent, parse_event, run_stream_key
 from tests.conftest import ROOT
 
 SRC = ROOT / "src"
@@ -50,6 +59,30 @@ def run_cival(
         timeout=timeout,
         preexec_fn=limit,  # noqa: PLW1509 - only sets a resource limit
     )
+
+
+def cival_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``cival ARGS`` as :func:`run_cival` runs it, but in this process (``cival.cli.main``
+    in ``cwd``), for the tests of what a command prints and returns: the same entry point
+    without a new interpreter's imports. Its exit code is what ``main`` returns, or the
+    code of the ``SystemExit`` that argparse raises for usage errors and ``--help``; any
+    other exception propagates (a traceback fails the test)."""
+    from cival.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # as the interpreter ends on it
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+                if not isinstance(exit_.code, int | None):
+                    print(exit_.code, file=err)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["cival", *args], code, out.getvalue(), err.getvalue())
 
 
 def recovery_config():
@@ -109,6 +142,57 @@ def recovery_raw():
             "data": {"source": "file", "path": str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")},
         }
     )
+
+
+def comparable(report):
+    """The figures that must not depend on where agents run."""
+    out = copy.deepcopy(report)
+    for key in ("generated_at", "mode"):
+        out.pop(key)
+    for farm in out["farms"]:
+        farm.pop("agents_mode")
+    for key in ("ledgers", "transactions"):
+        out["ledger"].pop(key)
+    return out
+
+def rebalance_config(policy, inline=False, every=200):
+    """One farm of three alligator agents rebalanced by ``policy`` every ``every`` bars."""
+    raw = {
+        "name": "rebal",
+        "master": {"initial_deposit": "30000"},
+        "farms": [
+            {
+                "name": "trend",
+                "type": "trend_following",
+                "allocation": policy,
+                "rebalance": {"every_bars": every},
+                "runtime": {"agents": "inline" if inline else "actors"},
+                "agents": [
+                    {"name": "fast", "strategy": "alligator", "params": {"jaw_period": 8, "jaw_shift": 5, "teeth_period": 5, "teeth_shift": 3, "lips_period": 3, "lips_shift": 2}},
+                    {"name": "mid", "strategy": "alligator"},
+                    {"name": "slow", "strategy": "alligator", "params": {"jaw_period": 34, "teeth_period": 21, "lips_period": 13}},
+                ],
+            }
+        ],
+        "checkpoint": {"every_bars": 100},
+        "data": {"source": "file", "path": str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz"), "symbol": "BTCUSDT"},
+    }
+    return config_from_dict(raw)
+
+def master_rebalance_config(policy=None, inline=False):
+    """The demo without goals or risk limits, its master rebalancing the farms every 240 bars."""
+    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
+    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
+    raw["risk"] = {}
+    raw["goals"] = []
+    raw["checkpoint"] = {"every_bars": 120}
+    raw["master"]["rebalance"] = {"every_bars": 240}
+    if policy is not None:
+        raw["master"]["allocation"] = policy
+    if inline:
+        for farm in raw["farms"]:
+            farm["runtime"] = {"agents": "inline"}
+    return config_from_dict(raw)
 
 
 def session_processes(pid: int) -> list[psutil.Process]:
@@ -185,3 +269,211 @@ def processes_holding(name: str, value: str) -> list[int]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
     return found
+
+
+# -- sample events (test_events_*.py) ----------------------------------------------------
+
+RUN = "run-7f3a"
+T0 = datetime(2024, 10, 30, 16, 0, tzinfo=UTC)
+
+# (entity, source, data) per type: what the runtime's nodes record (cival.actors.nodes).
+SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "run_started": ("run", "run", {
+        "cluster": "demo", "mode": "local", "symbol": "BTCUSDT", "data": "data/btcusdt_1h.parquet",
+        "store": "sqlite", "streams": "redis", "currency": "USD",
+        "wallets": [
+            {"ref": "master", "kind": "master", "parent": None},
+            {"ref": "farm:trend", "kind": "farm", "parent": "master"},
+            {"ref": "agent:gator-13-8-5", "kind": "agent", "parent": "farm:trend"},
+        ],
+        "config": {"name": "demo", "master": {"capital": "100000"}, "checkpoint": {"every_bars": 100}},
+    }),
+    "farm_created": ("farm:trend", "master", {
+        "farm": "trend", "farm_type": "trend_following", "agents_mode": "inline",
+        "allocation": {"policy": "equal"}, "agents": ["gator-13-8-5"],
+    }),
+    "agent_farm_assignment": ("agent:gator-13-8-5", "farm:trend", {
+        "agent": "gator-13-8-5", "farm": "trend", "strategy": "alligator",
+        "params": {"jaw_period": 13, "teeth_period": 8, "lips_period": 5}, "symbol": "BTCUSDT",
+    }),
+    "goal_created": ("goal:first-profit", "master", {
+        "goal": "first-profit", "goal_type": "profit_target", "target": {"amount": "500"},
+        "on_complete": "collect_profit", "deadline": {"bars": 2000},
+    }),
+    "goal_assignment": ("goal:first-profit", "master", {
+        "goal": "first-profit", "farm": "trend", "agent": None, "weight": "1",
+    }),
+    "wallet_transaction": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "ledger": "agent:gator-13-8-5", "tx_seq": 17, "tx_type": "trade_buy", "key": "fill:gator:412",
+        "postings": [
+            {"account": "agent:gator-13-8-5/cash", "amount": "-35617.25", "quantity": "0"},
+            {"account": "agent:gator-13-8-5/position/BTCUSDT", "amount": "35617.25", "quantity": "0.5"},
+        ],
+        "memo": "buy 0.5 BTCUSDT @ 71234.5",
+    }),
+    "wallet_balance_update": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "wallet": "agent:gator-13-8-5", "cash": "14347.15000000", "currency": "USD",
+        "positions": [{"symbol": "BTCUSDT", "qty": "0.5", "cost": "35617.25"}],
+    }),
+    "fund_allocation": ("farm:trend", "master", {
+        "source": "master", "target": "farm:trend", "amount": "60000.00", "key": "fund:master>farm:trend",
+        "kind": "allocation",
+    }),
+    "fund_collection": ("farm:trend", "farm:trend", {
+        "source": "farm:trend", "target": "master", "amount": "512.34", "key": "goal:first-profit:collect",
+    }),
+    "farm_performance_update": ("farm:trend", "farm:trend", {
+        "farm": "trend", "equity": "60512.34", "cash": "24895.09", "realized_pnl": "498.7",
+        "unrealized_pnl": "13.64", "fees": "71.2", "trades": 4, "in_position": True, "max_drawdown": 0.0213,
+        "sharpe": 1.37, "bars": 412,
+    }),
+    "farm_rebalance": ("master", "master", {
+        "wallet": "master", "bars": 400, "moves": {"trend": "250.5", "breakout": "-250.5"},
+    }),
+    "goal_progress_update": ("goal:first-profit", "master", {
+        "goal": "first-profit", "status": "active", "progress": "45.5", "collected": "0", "bars": 400,
+    }),
+    "goal_completed": ("goal:first-profit", "master", {
+        "goal": "first-profit", "completed_at": "2024-10-30T16:00:00Z", "completing_trade": "gator-13-8-5:3",
+        "on_complete": "collect_profit",
+    }),
+    "order_submitted": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy",
+        "signal_at": "2024-10-30T15:00:00Z",
+    }),
+    "order_rejected": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy", "signal_at": "2024-10-30T15:00:00Z",
+        "reason": "not enough cash to buy one unit (0.00000001 BTCUSDT): 0 available, about 0.0007 needed at 71234.5",
+    }),
+    "order_filled": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
+        "fill_id": "gator-13-8-5:412", "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5",
+        "symbol": "BTCUSDT", "side": "buy", "qty": "0.5", "price": "71234.5", "fee": "35.6",
+        "notional": "35617.25", "reason": "signal",
+    }),
+    "halt": ("agent:gator-13-8-5", "farm:trend", {"reason": "drawdown", "resume": False}),
+    "run_finished": ("run", "run", {
+        "status": "finished", "bars": 720, "start": "2024-10-01T00:00:00Z", "end": "2024-10-30T23:00:00Z",
+        "total_equity": "100512.34", "audit_ok": True,
+    }),
+}
+
+
+def stored(event_type: str, seq: int = 1, *, data: dict[str, Any] | None = None, entity: str | None = None,
+           at: datetime | None = None, run_id: str = RUN, event_id: str | None = None) -> StoredEvent:
+    """A stored row of ``event_type`` from SAMPLES (``data``/``entity`` override the sample's)."""
+    sample_entity, source, sample_data = SAMPLES[event_type]
+    return StoredEvent(
+        run_id=run_id, seq=seq, id=event_id or f"{event_type}:{seq}", source=source, type=event_type,
+        entity=entity or sample_entity, at=at or T0 + timedelta(hours=seq),
+        data=json.loads(json.dumps(sample_data if data is None else data)),
+    )
+
+
+def with_(event_type: str, **changes: Any) -> dict[str, Any]:
+    """The sample's data with some keys changed (a value of ``...`` removes the key)."""
+    data = json.loads(json.dumps(SAMPLES[event_type][2]))
+    for key, value in changes.items():
+        if value is ...:
+            data.pop(key)
+        else:
+            data[key] = value
+    return data
+
+
+def apply(state: Any, ops: list[dict[str, Any]]) -> Any:
+    """A minimal RFC 6902 applier (add/replace/remove on objects), written independently of
+    the encoder's: the test's own reading of the standard."""
+    state = copy.deepcopy(state)
+    for op in ops:
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
+        if not tokens:
+            assert op["op"] in ("add", "replace")
+            state = copy.deepcopy(op["value"])
+            continue
+        parent = state
+        for token in tokens[:-1]:
+            parent = parent[token]  # RFC 6902: the parent must exist
+        key = tokens[-1]
+        if op["op"] == "add":
+            parent[key] = copy.deepcopy(op["value"])
+        elif op["op"] == "replace":
+            assert key in parent, f"replace of a missing member {op['path']}"
+            parent[key] = copy.deepcopy(op["value"])
+        elif op["op"] == "remove":
+            del parent[key]
+        else:
+            raise AssertionError(f"unexpected op {op}")
+    return state
+
+
+# A whole little run, in seq order: (type, data overrides, entity override).
+SEQUENCE: list[tuple[str, dict[str, Any] | None, str | None]] = [
+    ("run_started", None, None),
+    ("farm_created", None, None),
+    ("agent_farm_assignment", None, None),
+    ("goal_created", None, None),
+    ("goal_assignment", None, None),
+    ("fund_allocation", None, None),
+    ("wallet_balance_update", with_("wallet_balance_update", wallet="farm:trend", cash="60000", positions=[]),
+     "farm:trend"),
+    ("fund_allocation", with_("fund_allocation", source="farm:trend", target="agent:gator-13-8-5",
+                              amount="50000", key="fund:farm:trend>agent:gator-13-8-5"), "agent:gator-13-8-5"),
+    ("order_submitted", None, None),
+    ("order_filled", None, None),
+    ("wallet_transaction", None, None),
+    ("wallet_balance_update", None, None),
+    ("farm_performance_update", None, None),
+    ("goal_progress_update", None, None),
+    ("farm_rebalance", None, None),
+    ("goal_progress_update", with_("goal_progress_update", status="completed", progress="100",
+                                   collected="512.34", bars=412), None),
+    ("goal_completed", None, None),
+    ("fund_collection", None, None),
+    ("halt", None, None),
+    ("run_finished", None, None),
+]
+
+
+class Keys:
+    """A private run id and key prefix; every key under the prefix is deleted afterwards."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.run = f"run-{uuid.uuid4().hex[:10]}"
+        self.prefix = f"cival-test-{uuid.uuid4().hex[:10]}"
+        self.client = redis.Redis.from_url(url, socket_timeout=5)
+
+    @property
+    def stream(self) -> str:
+        return run_stream_key(self.run, self.prefix)
+
+    @property
+    def global_stream(self) -> str:
+        return f"{self.prefix}:events"
+
+    def bus(self, url: str | None = None, **kw: Any) -> RedisBus:
+        return RedisBus(url or self.url, self.run, prefix=self.prefix, **kw)
+
+    def cleanup(self) -> None:
+        keys = list(self.client.scan_iter(f"{self.prefix}:*"))
+        if keys:
+            self.client.delete(*keys)
+        self.client.close()
+
+
+def run_events(run: str, extra_orders: int = 0) -> list:
+    """The little run of SEQUENCE with ``extra_orders`` order events before its end."""
+    rows = [(t, data, entity) for t, data, entity in SEQUENCE[:-1]]
+    rows += [("order_submitted", with_("order_submitted", order_id=f"o{i}"), None) for i in range(extra_orders)]
+    rows.append(SEQUENCE[-1])
+    return [parse_event(stored(t, seq, data=data, entity=entity, run_id=run))
+            for seq, (t, data, entity) in enumerate(rows, start=1)]
+
+
+def orders(run: str, first: int, count: int) -> list:
+    """``count`` order_submitted events (one stream entry each) from seq ``first``."""
+    return [parse_event(stored("order_submitted", seq, run_id=run,
+                               data=with_("order_submitted", order_id=f"o{seq}")))
+            for seq in range(first, first + count)]

@@ -23,6 +23,7 @@ from cival.backtest.simulate import (
 )
 from cival.data import load_bars
 from cival.execution import FillModel
+from tests.helpers import cival_in_process
 
 ENGINES = {"reference": simulate_reference, "vectorbt": simulate_vectorbt}
 
@@ -234,6 +235,12 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def cival(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``cival ARGS`` through ``cival.cli.main`` in this process."""
+    return cival_in_process(*args, cwd=cwd)
+
+
+def cival_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m cival ARGS``, a real process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "cival", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
@@ -241,7 +248,7 @@ def cival(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_cli_json_and_trades_match_the_api(shared_data, tmp_path):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
-    result = cival(
+    result = cival_subprocess(
         "backtest", "darvas", "--data", str(data), "--param", "lookback=10", "--fee-bps", "7.5",
         "--json", "--trades-out", "trades.csv", cwd=tmp_path,
     )
@@ -262,7 +269,6 @@ def test_cli_json_and_trades_match_the_api(shared_data, tmp_path):
     np.testing.assert_allclose(trades["pnl"], api.trades["pnl"], rtol=1e-12)
 
 
-@pytest.mark.slow
 def test_cli_several_files_and_the_table(shared_data, tmp_path):
     a = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     b = shared_data / "daily_other" / "backtrader_2006-day-001.csv"
@@ -285,7 +291,6 @@ def test_cli_several_files_and_the_table(shared_data, tmp_path):
         (["--param", "lookback=0"], "lookback"),
     ],
 )
-@pytest.mark.slow
 def test_cli_bad_input_exits_1_without_a_traceback(shared_data, tmp_path, args, message):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     result = cival("backtest", "darvas", "--data", str(data), *args, cwd=tmp_path)
@@ -362,7 +367,6 @@ def test_engines_agree_with_stops_on_real_data(shared_data, name, params):
     np.testing.assert_allclose(vb.equity, ref.equity, rtol=1e-9, atol=0)
 
 
-@pytest.mark.slow
 def test_cli_stop_flags(shared_data, tmp_path):
     data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
     ok = cival("backtest", "darvas", "--data", str(data), "--stop-loss-pct", "2", "--take-profit-pct", "5", "--json", cwd=tmp_path)

@@ -30,6 +30,7 @@ from cival.core.wallets import WalletTree
 from cival.session import rebuild_report, run_paper
 from cival.store import StoreError
 from cival.store.sqlite import SqliteStore
+from tests.helpers import cival_in_process
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -93,6 +94,12 @@ def _report(path: Path, run_id: str):  # type: ignore[no-untyped-def]
 
 
 def _cli(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``cival ARGS --path PATH`` through ``cival.cli.main`` in this process."""
+    return cival_in_process(*args, "--path", str(path), cwd=path.parent)
+
+
+def _cli_subprocess(path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m cival ARGS --path PATH``, a real process."""
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("DATABASE_URL", None)
     return subprocess.run(
@@ -117,7 +124,6 @@ def _fee_tx(path: Path, run_id: str) -> tuple[str, int]:
     "alteration",
     ["fee zeroed", "deposit doubled", "last transaction deleted", "one leg changed", "transaction inserted"],
 )
-@pytest.mark.slow
 def test_tampering_that_keeps_the_books_balanced_fails_the_audit(stored, tmp_path, alteration):
     path, run_id = _copy(stored, tmp_path)
     if alteration == "fee zeroed":  # both legs: the transaction still sums to zero
@@ -192,7 +198,7 @@ def test_a_pickle_in_the_journal_is_refused_as_corrupt_and_never_run(stored, tmp
         with pytest.raises(StoreError, match="corrupt|does not read") as caught:
             _report(copy, run_id)
         assert source in str(caught.value)
-        shown = _cli(copy, "report", run_id)
+        shown = _cli_subprocess(copy, "report", run_id)
         assert shown.returncode == 1 and "Traceback" not in shown.stderr and source in shown.stderr, shown.stderr
         assert not marker.exists()
 

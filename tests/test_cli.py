@@ -1,4 +1,6 @@
-"""The ``cival`` command, run as ``python -m cival`` in a subprocess from a foreign cwd."""
+"""The ``cival`` command from a foreign cwd: through ``cival.cli.main`` in the test's process
+(``cival_cli``), and as ``python -m cival`` in a subprocess (``cival_subprocess``) for each
+family of commands, and wherever signals, exit codes or Ray processes are the point."""
 
 from __future__ import annotations
 
@@ -25,6 +27,16 @@ DEMO_WALLETS = ["master", "trend", "breakout", "price-action", "gator-13-8-5", "
 
 @pytest.fixture
 def cival_cli(tmp_path):
+    """Run ``cival ARGS`` in this process (``cival.cli.main``) with cwd=tmp_path: what a
+    command prints and returns, without a new interpreter per call. The tests that use
+    ``cival_subprocess`` run the real ``python -m cival`` for each family of commands."""
+    from tests.helpers import cival_in_process
+
+    return lambda *args: cival_in_process(*args, cwd=tmp_path)
+
+
+@pytest.fixture
+def cival_subprocess(tmp_path):
     """Run ``python -m cival ARGS`` with the checkout's src on PYTHONPATH and cwd=tmp_path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -58,21 +70,21 @@ def bad_config_text() -> str:
 # -- version and help ---------------------------------------------------------------------
 
 
-def test_version_command(cival_cli):
-    result = cival_cli("version")
+def test_version_command(cival_subprocess):
+    result = cival_subprocess("version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"cival {cival.__version__}"
     assert re.fullmatch(r"cival \d+\.\d+\.\d+\S*", result.stdout.strip())
 
 
-def test_version_flag(cival_cli):
-    result = cival_cli("--version")
+def test_version_flag(cival_subprocess):
+    result = cival_subprocess("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"cival {cival.__version__}"
 
 
-def test_help_lists_commands(cival_cli):
-    result = cival_cli("--help")
+def test_help_lists_commands(cival_subprocess):
+    result = cival_subprocess("--help")
     assert result.returncode == 0
     assert result.stdout.startswith("usage: cival")
     for command in ("version", "validate", "demo"):
@@ -80,8 +92,8 @@ def test_help_lists_commands(cival_cli):
 
 
 @pytest.mark.parametrize("command", ["version", "validate", "demo"])
-def test_command_help(cival_cli, command):
-    result = cival_cli(command, "--help")
+def test_command_help(cival_subprocess, command):
+    result = cival_subprocess(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: cival {command}")
 
@@ -91,16 +103,16 @@ def test_demo_help_mentions_its_options(cival_cli):
     assert "--config" in result.stdout and "--json" in result.stdout
 
 
-def test_no_command_is_a_usage_error(cival_cli):
-    result = cival_cli()
+def test_no_command_is_a_usage_error(cival_subprocess):
+    result = cival_subprocess()
     assert result.returncode == 2
     assert "usage: cival" in result.stdout + result.stderr
     assert_no_traceback(result)
 
 
 @pytest.mark.parametrize("args", [["frobnicate"], ["validate"], ["demo", "--bogus"]], ids=" ".join)
-def test_bad_usage_exits_2(cival_cli, args):
-    result = cival_cli(*args)
+def test_bad_usage_exits_2(cival_subprocess, args):
+    result = cival_subprocess(*args)
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert_no_traceback(result)
@@ -110,8 +122,8 @@ def test_bad_usage_exits_2(cival_cli, args):
 
 
 @pytest.mark.slow
-def test_validate_demo_config(cival_cli):
-    result = cival_cli("validate", str(DEMO))
+def test_validate_demo_config(cival_subprocess):
+    result = cival_subprocess("validate", str(DEMO))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
     assert str(DEMO) in result.stdout
@@ -119,7 +131,6 @@ def test_validate_demo_config(cival_cli):
     assert result.stderr == ""
 
 
-@pytest.mark.slow
 def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -134,7 +145,6 @@ def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
     # The data path is relative to the config's folder, not to the working directory.
     (tmp_path / "conf").mkdir()
@@ -150,7 +160,6 @@ def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
     assert "data.path: file not found" in result.stderr and "read from the config's folder" in result.stderr
 
 
-@pytest.mark.slow
 def test_validate_good_and_bad_reports_both(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -162,7 +171,6 @@ def test_validate_good_and_bad_reports_both(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_validate_bad_then_good_still_checks_the_good_one(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -171,7 +179,6 @@ def test_validate_bad_then_good_still_checks_the_good_one(cival_cli, tmp_path):
     assert f"{DEMO}: OK" in result.stdout
 
 
-@pytest.mark.slow
 def test_validate_missing_file(cival_cli, tmp_path):
     result = cival_cli("validate", "missing.yaml")
     assert result.returncode == 1
@@ -180,7 +187,6 @@ def test_validate_missing_file(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_validate_yaml_error(cival_cli, tmp_path):
     (tmp_path / "dup.yaml").write_text("name: a\nname: b\n", encoding="utf-8")
     result = cival_cli("validate", "dup.yaml")
@@ -194,8 +200,8 @@ def test_validate_yaml_error(cival_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_text_output(cival_cli):
-    result = cival_cli("demo", "--local", "--bars", "600")
+def test_demo_text_output(cival_subprocess):
+    result = cival_subprocess("demo", "--local", "--bars", "600")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for name in DEMO_WALLETS:
@@ -342,7 +348,6 @@ def test_paper_with_custom_config_text_output(cival_cli, tmp_path):
     assert "audit OK" in result.stdout
 
 
-@pytest.mark.slow
 def test_demo_with_invalid_config(cival_cli, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(bad_config_text(), encoding="utf-8")
@@ -355,7 +360,6 @@ def test_demo_with_invalid_config(cival_cli, tmp_path):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_demo_with_missing_config(cival_cli):
     result = cival_cli("demo", "--config", "nope.yaml", "--json")
     assert result.returncode == 1
@@ -364,7 +368,6 @@ def test_demo_with_missing_config(cival_cli):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_bug_validate_complex_yaml_key_has_no_traceback(cival_cli, tmp_path):
     (tmp_path / "complex.yaml").write_text("? [a, b]\n: 1\n", encoding="utf-8")
     result = cival_cli("validate", "complex.yaml")
@@ -382,6 +385,7 @@ def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
     import signal
 
     from tests.helpers import (
+        cival_in_process,
         gcs_server,
         processes_holding,
         session_processes,
@@ -418,10 +422,10 @@ def stop_a_paper_session(tmp_path, shared_data, stop) -> tuple[str, dict, str]:
     assert saved["interrupted"] is True and 0 < saved["bars"] < 119_784 and saved["ledger"]["audit_ok"] is True
     # The store has the run as interrupted, and rebuilds the very report the session wrote.
     run_id = announced.split()[1]
-    rebuilt = subprocess.run([sys.executable, "-m", "cival", "report", run_id, "--json"], env=env, capture_output=True, text=True)
+    rebuilt = cival_in_process("report", run_id, "--json", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout) == saved
-    listed = subprocess.run([sys.executable, "-m", "cival", "runs", "--json"], env=env, capture_output=True, text=True)
+    listed = cival_in_process("runs", "--json", cwd=tmp_path)
     assert {r["id"]: r["status"] for r in json.loads(listed.stdout)}[run_id] == "interrupted"
     assert wait_until_gone(processes) == [], "Ray processes left running"
     if token is not None:  # also those Ray reparented, wherever they are
@@ -555,7 +559,6 @@ CASH_COMMANDS = {
     [pytest.param("paper", c, m, id=f"paper-{i}") for i, c, m in CASH_CASES]
     + [pytest.param(command, *CASH_CASES[0][1:], id=f"{command}-1e20") for command in CASH_COMMANDS if command != "paper"],
 )
-@pytest.mark.slow
 def test_cash_the_books_cannot_hold_is_refused_naming_the_flag(cival_cli, command, cash, message):
     result = cival_cli(*CASH_COMMANDS[command], "--cash", cash)
     assert result.returncode == 1, result.stderr
@@ -592,7 +595,6 @@ USAGE = [
     ("args", "flag", "value", "complaint"),
     [pytest.param(*u, id=f"{u[0][0]} {u[1]} {u[2]}") for u in USAGE],
 )
-@pytest.mark.slow
 def test_counts_and_amounts_of_the_wrong_kind_are_usage_errors(cival_cli, args, flag, value, complaint):
     if args[0] == "sweep" and flag == "--train":
         args = ("walkforward", *args[1:])
@@ -602,7 +604,6 @@ def test_counts_and_amounts_of_the_wrong_kind_are_usage_errors(cival_cli, args, 
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("speed", ["fast", "0", "-2", "nan", "inf", "1e-300"])
 def test_bad_speed_is_refused_with_a_message(cival_cli, speed):
     result = cival_cli("paper", *ON_BUNDLED, "--speed", speed)
@@ -612,7 +613,6 @@ def test_bad_speed_is_refused_with_a_message(cival_cli, speed):
     assert_no_traceback(result)
 
 
-@pytest.mark.slow
 def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_cli, tmp_path):
     text = DEMO_TEXT.replace("sizing: {fraction: 1.0}", "sizing: {fraction: 1.0, qty_step: 1.0e-30}", 1)
     assert "1.0e-30" in text
@@ -640,7 +640,6 @@ def test_validate_refuses_quantity_steps_and_bar_counts_beyond_the_books(cival_c
 # -- implausible prices -----------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_price_spike_is_refused_and_the_limit_is_a_flag(cival_cli, tmp_path):
     lines = gzip.decompress(BUNDLED.read_bytes()).decode().splitlines()[:120]
     header, body = lines[0], lines[1:]

@@ -1,4 +1,5 @@
-"""`cival signals` end to end, in a subprocess, on real and written files."""
+"""`cival signals` end to end on real and written files: through ``cival.cli.main`` in the
+test's process, and as a real subprocess for what a shell sees (output to stdout, exit code)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ import pytest
 
 from cival.data import load_bars
 from cival.strategies import get_strategy
-
-pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+from tests.helpers import cival_in_process
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def cival(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``cival ARGS`` in this process (``cival.cli.main``): what the command writes and returns."""
+    return cival_in_process(*args, cwd=cwd)
+
+
+def cival_subprocess(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m cival ARGS``, a real process: its exit code and its streams as a shell sees them."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "cival", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
@@ -50,9 +56,10 @@ def test_signals_csv_matches_the_strategy(shared_data, tmp_path, name, params):
             np.testing.assert_array_equal(written[column].to_numpy(), expected[column].to_numpy())
 
 
+@pytest.mark.slow  # a subprocess
 def test_signals_to_stdout(shared_data, tmp_path):
     data = shared_data / "daily_other" / "backtrader_2006-day-001.csv"
-    result = cival("signals", "darvas", "--data", str(data), "--out", "-", cwd=tmp_path)
+    result = cival_subprocess("signals", "darvas", "--data", str(data), "--out", "-", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "timestamp,box_top,box_bottom,entry,exit"
@@ -93,7 +100,8 @@ def test_dirty_file_is_refused_then_loads_with_drop_bad_rows(shared_data, tmp_pa
     assert dropped > 0 and f"({dropped} bad rows dropped)" in kept.stdout
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_data_file(tmp_path):
-    result = cival("signals", "darvas", "--data", "nope.csv", "--out", "o.csv", cwd=tmp_path)
+    result = cival_subprocess("signals", "darvas", "--data", "nope.csv", "--out", "o.csv", cwd=tmp_path)
     assert result.returncode == 1 and "nope.csv" in result.stderr
     no_traceback(result)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import GiB, run_cival
 
 from cival.config import (
     MAX_AGENTS,
@@ -23,6 +22,7 @@ from cival.config import (
     load_config,
     parse_yaml,
 )
+from tests.helpers import GiB, run_cival
 
 HEAD = (
     "version: 1\n"

@@ -20,37 +20,11 @@ from ag_ui.core import (
     Event as AguiEvent,
 )
 from pydantic import TypeAdapter
-from test_events_models import RUN, SAMPLES, stored, with_
 
 from cival.events import AguiEncoder, EventError, apply_patch, parse_event
+from tests.helpers import RUN, SAMPLES, SEQUENCE, apply, stored, with_
 
 ANY_AGUI = TypeAdapter(AguiEvent)
-
-
-def apply(state: Any, ops: list[dict[str, Any]]) -> Any:
-    """A minimal RFC 6902 applier (add/replace/remove on objects), written independently of
-    the encoder's: the test's own reading of the standard."""
-    state = copy.deepcopy(state)
-    for op in ops:
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
-        if not tokens:
-            assert op["op"] in ("add", "replace")
-            state = copy.deepcopy(op["value"])
-            continue
-        parent = state
-        for token in tokens[:-1]:
-            parent = parent[token]  # RFC 6902: the parent must exist
-        key = tokens[-1]
-        if op["op"] == "add":
-            parent[key] = copy.deepcopy(op["value"])
-        elif op["op"] == "replace":
-            assert key in parent, f"replace of a missing member {op['path']}"
-            parent[key] = copy.deepcopy(op["value"])
-        elif op["op"] == "remove":
-            del parent[key]
-        else:
-            raise AssertionError(f"unexpected op {op}")
-    return state
 
 
 def round_trip(event: Any) -> dict[str, Any]:
@@ -60,34 +34,6 @@ def round_trip(event: Any) -> dict[str, Any]:
     assert again == event
     assert type(ANY_AGUI.validate_json(text)) is type(event)
     return json.loads(text)
-
-
-# A whole little run, in seq order: (type, data overrides, entity override).
-SEQUENCE: list[tuple[str, dict[str, Any] | None, str | None]] = [
-    ("run_started", None, None),
-    ("farm_created", None, None),
-    ("agent_farm_assignment", None, None),
-    ("goal_created", None, None),
-    ("goal_assignment", None, None),
-    ("fund_allocation", None, None),
-    ("wallet_balance_update", with_("wallet_balance_update", wallet="farm:trend", cash="60000", positions=[]),
-     "farm:trend"),
-    ("fund_allocation", with_("fund_allocation", source="farm:trend", target="agent:gator-13-8-5",
-                              amount="50000", key="fund:farm:trend>agent:gator-13-8-5"), "agent:gator-13-8-5"),
-    ("order_submitted", None, None),
-    ("order_filled", None, None),
-    ("wallet_transaction", None, None),
-    ("wallet_balance_update", None, None),
-    ("farm_performance_update", None, None),
-    ("goal_progress_update", None, None),
-    ("farm_rebalance", None, None),
-    ("goal_progress_update", with_("goal_progress_update", status="completed", progress="100",
-                                   collected="512.34", bars=412), None),
-    ("goal_completed", None, None),
-    ("fund_collection", None, None),
-    ("halt", None, None),
-    ("run_finished", None, None),
-]
 
 
 def sequence_events():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -21,9 +20,6 @@ from ag_ui.core import (
     StateDeltaEvent,
     StateSnapshotEvent,
 )
-from conftest import wait_for
-from test_events_agui import SEQUENCE, apply
-from test_events_models import stored, with_
 
 from cival.events import (
     RESYNC_ENTRY,
@@ -35,40 +31,12 @@ from cival.events import (
     open_bus,
     parse_event,
     redact,
-    run_stream_key,
 )
+from tests.conftest import wait_for
+from tests.helpers import Keys, apply, orders, run_events, stored, with_
 
 AGUI_MODELS = {"CUSTOM": CustomEvent, "RUN_STARTED": RunStartedEvent, "RUN_FINISHED": RunFinishedEvent,
                "RUN_ERROR": RunErrorEvent, "STATE_SNAPSHOT": StateSnapshotEvent, "STATE_DELTA": StateDeltaEvent}
-
-
-class Keys:
-    """A private run id and key prefix; every key under the prefix is deleted afterwards."""
-
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self.url = url
-        self.run = f"run-{uuid.uuid4().hex[:10]}"
-        self.prefix = f"cival-test-{uuid.uuid4().hex[:10]}"
-        self.client = redis.Redis.from_url(url, socket_timeout=5)
-
-    @property
-    def stream(self) -> str:
-        return run_stream_key(self.run, self.prefix)
-
-    @property
-    def global_stream(self) -> str:
-        return f"{self.prefix}:events"
-
-    def bus(self, url: str | None = None, **kw: Any) -> RedisBus:
-        return RedisBus(url or self.url, self.run, prefix=self.prefix, **kw)
-
-    def cleanup(self) -> None:
-        keys = list(self.client.scan_iter(f"{self.prefix}:*"))
-        if keys:
-            self.client.delete(*keys)
-        self.client.close()
 
 
 @pytest.fixture
@@ -76,22 +44,6 @@ def keys(redis_url):
     k = Keys(redis_url)
     yield k
     k.cleanup()
-
-
-def run_events(run: str, extra_orders: int = 0) -> list:
-    """The little run of test_events_agui with ``extra_orders`` order events before its end."""
-    rows = [(t, data, entity) for t, data, entity in SEQUENCE[:-1]]
-    rows += [("order_submitted", with_("order_submitted", order_id=f"o{i}"), None) for i in range(extra_orders)]
-    rows.append(SEQUENCE[-1])
-    return [parse_event(stored(t, seq, data=data, entity=entity, run_id=run))
-            for seq, (t, data, entity) in enumerate(rows, start=1)]
-
-
-def orders(run: str, first: int, count: int) -> list:
-    """``count`` order_submitted events (one stream entry each) from seq ``first``."""
-    return [parse_event(stored("order_submitted", seq, run_id=run,
-                               data=with_("order_submitted", order_id=f"o{seq}")))
-            for seq in range(first, first + count)]
 
 
 def balances(run: str, first: int, count: int) -> list:

@@ -1,14 +1,12 @@
 """The typed domain events: every type reads from a stored row and gives the same data
-back; malformed rows are refused with the event and the field named.
-
-``SAMPLES`` and :func:`stored` are also the sample events of the other test_events files."""
+back; malformed rows are refused with the event and the field named. (``SAMPLES`` and
+:func:`stored`, the sample events of every test_events file, are in tests/helpers.py.)"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -23,112 +21,7 @@ from cival.events import (
     event_from_fields,
     parse_event,
 )
-
-RUN = "run-7f3a"
-T0 = datetime(2024, 10, 30, 16, 0, tzinfo=UTC)
-
-# (entity, source, data) per type: what the runtime's nodes record (cival.actors.nodes).
-SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "run_started": ("run", "run", {
-        "cluster": "demo", "mode": "local", "symbol": "BTCUSDT", "data": "data/btcusdt_1h.parquet",
-        "store": "sqlite", "streams": "redis", "currency": "USD",
-        "wallets": [
-            {"ref": "master", "kind": "master", "parent": None},
-            {"ref": "farm:trend", "kind": "farm", "parent": "master"},
-            {"ref": "agent:gator-13-8-5", "kind": "agent", "parent": "farm:trend"},
-        ],
-        "config": {"name": "demo", "master": {"capital": "100000"}, "checkpoint": {"every_bars": 100}},
-    }),
-    "farm_created": ("farm:trend", "master", {
-        "farm": "trend", "farm_type": "trend_following", "agents_mode": "inline",
-        "allocation": {"policy": "equal"}, "agents": ["gator-13-8-5"],
-    }),
-    "agent_farm_assignment": ("agent:gator-13-8-5", "farm:trend", {
-        "agent": "gator-13-8-5", "farm": "trend", "strategy": "alligator",
-        "params": {"jaw_period": 13, "teeth_period": 8, "lips_period": 5}, "symbol": "BTCUSDT",
-    }),
-    "goal_created": ("goal:first-profit", "master", {
-        "goal": "first-profit", "goal_type": "profit_target", "target": {"amount": "500"},
-        "on_complete": "collect_profit", "deadline": {"bars": 2000},
-    }),
-    "goal_assignment": ("goal:first-profit", "master", {
-        "goal": "first-profit", "farm": "trend", "agent": None, "weight": "1",
-    }),
-    "wallet_transaction": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
-        "ledger": "agent:gator-13-8-5", "tx_seq": 17, "tx_type": "trade_buy", "key": "fill:gator:412",
-        "postings": [
-            {"account": "agent:gator-13-8-5/cash", "amount": "-35617.25", "quantity": "0"},
-            {"account": "agent:gator-13-8-5/position/BTCUSDT", "amount": "35617.25", "quantity": "0.5"},
-        ],
-        "memo": "buy 0.5 BTCUSDT @ 71234.5",
-    }),
-    "wallet_balance_update": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
-        "wallet": "agent:gator-13-8-5", "cash": "14347.15000000", "currency": "USD",
-        "positions": [{"symbol": "BTCUSDT", "qty": "0.5", "cost": "35617.25"}],
-    }),
-    "fund_allocation": ("farm:trend", "master", {
-        "source": "master", "target": "farm:trend", "amount": "60000.00", "key": "fund:master>farm:trend",
-        "kind": "allocation",
-    }),
-    "fund_collection": ("farm:trend", "farm:trend", {
-        "source": "farm:trend", "target": "master", "amount": "512.34", "key": "goal:first-profit:collect",
-    }),
-    "farm_performance_update": ("farm:trend", "farm:trend", {
-        "farm": "trend", "equity": "60512.34", "cash": "24895.09", "realized_pnl": "498.7",
-        "unrealized_pnl": "13.64", "fees": "71.2", "trades": 4, "in_position": True, "max_drawdown": 0.0213,
-        "sharpe": 1.37, "bars": 412,
-    }),
-    "farm_rebalance": ("master", "master", {
-        "wallet": "master", "bars": 400, "moves": {"trend": "250.5", "breakout": "-250.5"},
-    }),
-    "goal_progress_update": ("goal:first-profit", "master", {
-        "goal": "first-profit", "status": "active", "progress": "45.5", "collected": "0", "bars": 400,
-    }),
-    "goal_completed": ("goal:first-profit", "master", {
-        "goal": "first-profit", "completed_at": "2024-10-30T16:00:00Z", "completing_trade": "gator-13-8-5:3",
-        "on_complete": "collect_profit",
-    }),
-    "order_submitted": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
-        "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy",
-        "signal_at": "2024-10-30T15:00:00Z",
-    }),
-    "order_rejected": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
-        "agent": "gator-13-8-5", "symbol": "BTCUSDT", "side": "buy", "signal_at": "2024-10-30T15:00:00Z",
-        "reason": "not enough cash to buy one unit (0.00000001 BTCUSDT): 0 available, about 0.0007 needed at 71234.5",
-    }),
-    "order_filled": ("agent:gator-13-8-5", "agent:gator-13-8-5", {
-        "fill_id": "gator-13-8-5:412", "order_id": "gator-13-8-5:411", "agent": "gator-13-8-5",
-        "symbol": "BTCUSDT", "side": "buy", "qty": "0.5", "price": "71234.5", "fee": "35.6",
-        "notional": "35617.25", "reason": "signal",
-    }),
-    "halt": ("agent:gator-13-8-5", "farm:trend", {"reason": "drawdown", "resume": False}),
-    "run_finished": ("run", "run", {
-        "status": "finished", "bars": 720, "start": "2024-10-01T00:00:00Z", "end": "2024-10-30T23:00:00Z",
-        "total_equity": "100512.34", "audit_ok": True,
-    }),
-}
-
-
-def stored(event_type: str, seq: int = 1, *, data: dict[str, Any] | None = None, entity: str | None = None,
-           at: datetime | None = None, run_id: str = RUN, event_id: str | None = None) -> StoredEvent:
-    """A stored row of ``event_type`` from SAMPLES (``data``/``entity`` override the sample's)."""
-    sample_entity, source, sample_data = SAMPLES[event_type]
-    return StoredEvent(
-        run_id=run_id, seq=seq, id=event_id or f"{event_type}:{seq}", source=source, type=event_type,
-        entity=entity or sample_entity, at=at or T0 + timedelta(hours=seq),
-        data=json.loads(json.dumps(sample_data if data is None else data)),
-    )
-
-
-def with_(event_type: str, **changes: Any) -> dict[str, Any]:
-    """The sample's data with some keys changed (a value of ``...`` removes the key)."""
-    data = json.loads(json.dumps(SAMPLES[event_type][2]))
-    for key, value in changes.items():
-        if value is ...:
-            data.pop(key)
-        else:
-            data[key] = value
-    return data
+from tests.helpers import RUN, SAMPLES, T0, stored, with_
 
 
 def test_every_event_type_has_a_model_and_a_sample():

@@ -6,8 +6,6 @@ import re
 import threading
 
 import pytest
-from test_events_bus import Keys, orders, run_events
-from test_events_models import RUN, stored, with_
 
 from cival.events import (
     EventError,
@@ -18,6 +16,7 @@ from cival.events import (
     read_stream,
     tail_lines,
 )
+from tests.helpers import RUN, Keys, orders, run_events, stored, with_
 
 
 @pytest.fixture

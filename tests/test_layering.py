@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import SRC
+from tests.helpers import SRC
 
 PACKAGE = SRC / "cival"
 

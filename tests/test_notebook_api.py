@@ -9,7 +9,7 @@ from cival import Cluster
 from cival.config import load_config
 from cival.session import run_paper, session_bars
 from tests.conftest import ROOT
-from tests.test_runtime import _comparable
+from tests.helpers import comparable
 
 DEMO = ROOT / "configs" / "demo.yaml"
 
@@ -25,7 +25,7 @@ def test_stepping_by_hand_equals_a_whole_session():
         assert cluster.done and cluster.seen == 2000
         by_hand = cluster.report()
     whole = run_paper(cluster.config, bars=bars, local=True).report
-    a, b = _comparable(by_hand), _comparable(whole)
+    a, b = comparable(by_hand), comparable(whole)
     for r in (a, b):
         r.pop("data"), r.pop("interrupted")
     assert a == b

@@ -36,11 +36,6 @@ CASES = [("fast", seed) for seed in range(12)] + [("immediate", seed) for seed i
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(local_ray):
-    return local_ray
-
-
-@pytest.fixture(scope="module")
 def calm(private_postgres_module):
     """The store on the module's private server and the session every stormy one must equal."""
     store = PostgresStore(private_postgres_module.url, retry_for=60)
@@ -157,7 +152,7 @@ def test_a_postgres_outage_delays_writes_and_loses_none(calm, private_postgres_m
 
 
 @pytest.mark.slow
-def test_postgres_outages_delay_the_actors_writes_and_lose_none(calm, private_postgres_module, ray_cluster):
+def test_postgres_outages_delay_the_actors_writes_and_lose_none(calm, private_postgres_module, local_ray):
     """On Ray (one session: starting its actors is the slow part), two outages, one each way."""
     _storm(calm, private_postgres_module, ["fast", "immediate"], 200, local=False)
 

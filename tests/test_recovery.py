@@ -29,14 +29,9 @@ from cival.session import (  # noqa: E402
 from cival.store.postgres import PostgresStore  # noqa: E402
 from tests.helpers import recovery_config  # noqa: E402
 
-pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]  # sessions on the module's Ray
 
 BARS = 5000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster(local_ray):
-    return local_ray
 
 
 @pytest.fixture(scope="module")

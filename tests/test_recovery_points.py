@@ -131,21 +131,55 @@ def _ledgers(store, run_id):  # type: ignore[no-untyped-def]
     }
 
 
+AFTER = 240
+"""Bars a crash session runs past the batch of its crash (ten checkpoints: rebalances of
+every farm and of the master, goals and risk checks on the rebuilt node)."""
+
+LENGTHS = (600, 1200, BARS)
+"""The session lengths: each crash session runs the shortest one that has AFTER bars past
+its crash point, against a calm session of the same length (the first bars of a session
+do not depend on its length: batches end on checkpoints)."""
+
+
 @pytest.fixture(scope="module")
 def calm(tmp_path_factory):
+    """The calm session of BARS bars, with how many bars had run when each node made each
+    of its commits; ``calm.of(length)`` is the calm session of that many bars."""
     store = SqliteStore(tmp_path_factory.mktemp("calm") / "store.sqlite3")
     store.migrate()
     config = recovery_config()
     bars = session_bars(config, max_bars=BARS)
+    clusters: list[CrashingCluster] = []
+    reached: list[tuple[int, Counter[str]]] = []
     counting = type("Counting", (CrashingCluster,), {"victim": "", "crashed": []})
     original = runtime.LocalCluster
     runtime.LocalCluster = counting
     try:
-        result = run_paper(config, bars=bars, local=True, store=store)
+        result = run_paper(
+            config, bars=bars, local=True, store=store, on_cluster=clusters.append,
+            on_progress=lambda p: reached.append((p.bars, Counter(clusters[-1].commits))),
+        )
     finally:
         runtime.LocalCluster = original
-    yield config, bars, store, result
+    yield Calm(config, bars, store, reached, {BARS: result})
     store.close()
+
+
+class Calm:
+    """The calm sessions every crash session must equal, one per length, run once each."""
+
+    def __init__(self, config, bars, store, reached, runs) -> None:  # type: ignore[no-untyped-def]
+        self.config, self.bars, self.store, self.reached, self.runs = config, bars, store, reached, runs
+
+    def length(self, victim: str, at: int) -> int:
+        """The shortest of LENGTHS with AFTER bars past the batch of ``victim``'s commit ``at``."""
+        seen = next((bars for bars, commits in self.reached if commits[victim] >= at), BARS)
+        return next(n for n in LENGTHS if n >= min(seen + AFTER, BARS))
+
+    def of(self, length: int):  # type: ignore[no-untyped-def]
+        if length not in self.runs:
+            self.runs[length] = run_paper(self.config, bars=self.bars.iloc[:length], local=True, store=self.store)
+        return self.runs[length]
 
 
 # (node, which of its commits, what that commit is), found from a calm run's commits.
@@ -183,7 +217,8 @@ POINTS = [
 @pytest.mark.parametrize("before", [False, True], ids=["after-commit", "before-commit"])
 @pytest.mark.parametrize("victim, at, step", POINTS, ids=[f"{v}#{a}" for v, a, _ in POINTS])
 def test_a_node_dying_at_any_step_changes_nothing(calm, monkeypatch, victim, at, step, before):
-    config, bars, store, expected = calm
+    length = calm.length(victim, at)
+    config, bars, store, expected = calm.config, calm.bars.iloc[:length], calm.store, calm.of(length)
     crashed: list[str] = []
     cls = type("Crashing", (CrashingCluster,), {"victim": victim, "at": at, "before": before, "crashed": crashed})
     monkeypatch.setattr(runtime, "LocalCluster", cls)

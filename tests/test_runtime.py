@@ -3,7 +3,6 @@ farms, duplicate messages and clean errors. (The same on Ray actors: test_runtim
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from decimal import Decimal
@@ -25,6 +24,9 @@ from cival.execution import FillModel
 from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, single_agent_config
 from cival.session import replay_batches, run_paper, session_bars
 from tests.conftest import ROOT
+from tests.helpers import comparable as _comparable
+from tests.helpers import master_rebalance_config as _master_rebalance_config
+from tests.helpers import rebalance_config as _rebalance_config
 
 PARITY = [
     ("intraday_crypto/binance_BTCUSDT_1h.csv", "alligator", {}, {}),
@@ -116,18 +118,6 @@ def test_batched_and_bar_by_bar_replay_give_identical_reports(shared_data):
         r.pop("generated_at")
     assert reports[0] == reports[1] == reports[2]
     assert sum(a["trade_count"] for f in reports[0]["farms"] for a in f["agents"]) > 20
-
-
-def _comparable(report):
-    """The figures that must not depend on where agents run."""
-    out = copy.deepcopy(report)
-    for key in ("generated_at", "mode"):
-        out.pop(key)
-    for farm in out["farms"]:
-        farm.pop("agents_mode")
-    for key in ("ledgers", "transactions"):
-        out["ledger"].pop(key)
-    return out
 
 
 @pytest.mark.slow
@@ -526,30 +516,6 @@ def test_halt_and_resume_by_hand():
     assert combine(cluster.summaries()).ok
 
 
-def _rebalance_config(policy, inline=False, every=200):
-    raw = {
-        "name": "rebal",
-        "master": {"initial_deposit": "30000"},
-        "farms": [
-            {
-                "name": "trend",
-                "type": "trend_following",
-                "allocation": policy,
-                "rebalance": {"every_bars": every},
-                "runtime": {"agents": "inline" if inline else "actors"},
-                "agents": [
-                    {"name": "fast", "strategy": "alligator", "params": {"jaw_period": 8, "jaw_shift": 5, "teeth_period": 5, "teeth_shift": 3, "lips_period": 3, "lips_shift": 2}},
-                    {"name": "mid", "strategy": "alligator"},
-                    {"name": "slow", "strategy": "alligator", "params": {"jaw_period": 34, "teeth_period": 21, "lips_period": 13}},
-                ],
-            }
-        ],
-        "checkpoint": {"every_bars": 100},
-        "data": {"source": "file", "path": str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz"), "symbol": "BTCUSDT"},
-    }
-    return config_from_dict(raw)
-
-
 def test_scheduled_rebalancing_moves_free_cash_to_the_policys_shares():
     config = _rebalance_config({"policy": "equal"})
     cluster = LocalCluster(cluster_spec(config))
@@ -618,21 +584,6 @@ def test_collect_all_halts_the_agents_then_takes_all_their_cash_at_the_next_chec
         completed = pd.Timestamp(goal["completed_at"])
         assert pd.Timestamp(gator["trades"][-1]["exit_time"]) <= completed + pd.Timedelta(hours=11)
         assert result.audit.ok and result.audit.residual == 0
-
-
-def _master_rebalance_config(policy=None, inline=False):
-    raw = parse_yaml((ROOT / "configs" / "demo.yaml").read_text(), "demo")
-    raw["data"]["path"] = str(ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz")
-    raw["risk"] = {}
-    raw["goals"] = []
-    raw["checkpoint"] = {"every_bars": 120}
-    raw["master"]["rebalance"] = {"every_bars": 240}
-    if policy is not None:
-        raw["master"]["allocation"] = policy
-    if inline:
-        for farm in raw["farms"]:
-            farm["runtime"] = {"agents": "inline"}
-    return config_from_dict(raw)
 
 
 def test_master_rebalancing_moves_free_cash_between_farms_by_its_policy():

@@ -23,16 +23,11 @@ from cival.execution import FillModel  # noqa: E402
 from cival.runtime import RayCluster, single_agent_config  # noqa: E402
 from cival.session import run_paper, session_bars  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-from tests.test_runtime import _comparable  # noqa: E402
+from tests.helpers import comparable, master_rebalance_config, rebalance_config  # noqa: E402
 
-pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]  # sessions on the module's Ray
 
 DEMO = ROOT / "configs" / "demo.yaml"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster(local_ray):
-    return local_ray
 
 
 PARITY = [
@@ -65,7 +60,7 @@ def test_actor_and_inline_farms_on_ray_and_in_process_give_identical_results():
     inline = run_paper(config, bars=bars, batch_size=500, inline=True)
     local = run_paper(config, bars=bars, local=True, batch_size=3000)
     assert actors.report["ledger"]["ledgers"] == 7 and inline.report["ledger"]["ledgers"] == 4
-    assert _comparable(actors.report) == _comparable(inline.report) == _comparable(local.report)
+    assert comparable(actors.report) == comparable(inline.report) == comparable(local.report)
     assert sum(a["trade_count"] for f in actors.report["farms"] for a in f["agents"]) > 10
 
 
@@ -130,36 +125,30 @@ def test_stopping_a_ray_session_reports_positions_and_a_clean_audit():
 
 
 def test_rebalancing_goals_and_halts_on_ray_equal_the_same_in_process():
-    from tests.test_runtime import _rebalance_config
-
     policy = {"policy": "performance", "metric": "return", "lookback_bars": 200, "min_share": 0.1}
-    config = _rebalance_config(policy)
+    config = rebalance_config(policy)
     bars = session_bars(config, max_bars=1500)
     on_ray = run_paper(config, bars=bars)
     local = run_paper(config, bars=bars, local=True)
     assert on_ray.report["mode"] == "ray"
-    assert _comparable(on_ray.report) == _comparable(local.report)
+    assert comparable(on_ray.report) == comparable(local.report)
     assert any(Decimal(d) != 0 for r in on_ray.report["farms"][0]["rebalances"] for d in r["moves"].values())
     assert on_ray.audit.ok and on_ray.audit.residual == 0
 
 
 def test_master_rebalancing_on_ray_equals_the_same_in_process():
-    from tests.test_runtime import _master_rebalance_config
-
     policy = {"policy": "performance", "metric": "return", "lookback_bars": 240, "min_share": 0.1, "reserve_pct": 5}
-    config = _master_rebalance_config(policy)
+    config = master_rebalance_config(policy)
     bars = session_bars(config, max_bars=1440)
     on_ray = run_paper(config, bars=bars)
     local = run_paper(config, bars=bars, local=True)
-    assert _comparable(on_ray.report) == _comparable(local.report)
+    assert comparable(on_ray.report) == comparable(local.report)
     assert len(on_ray.report["master"]["rebalances"]) == 6
     assert on_ray.audit.ok and on_ray.audit.residual == 0
 
 
 def test_rebalancing_with_liquidate_on_ray_equals_the_same_in_process():
-    from tests.test_runtime import _rebalance_config
-
-    raw = _rebalance_config({"policy": "equal"}).model_dump(mode="json")
+    raw = rebalance_config({"policy": "equal"}).model_dump(mode="json")
     raw["farms"][0]["rebalance"] = {"every_bars": 200, "liquidate": True}
     from cival.config import config_from_dict
 
@@ -167,7 +156,7 @@ def test_rebalancing_with_liquidate_on_ray_equals_the_same_in_process():
     bars = session_bars(config, max_bars=1200)
     on_ray = run_paper(config, bars=bars)
     local = run_paper(config, bars=bars, local=True)
-    assert _comparable(on_ray.report) == _comparable(local.report)
+    assert comparable(on_ray.report) == comparable(local.report)
     halts = [h for a in on_ray.report["farms"][0]["agents"] for h in a["halts"]]
     assert any(h["reason"] == "paused: selling to rebalance" for h in halts)
     assert on_ray.audit.ok

@@ -17,11 +17,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from helpers import recovery_config
 
 from cival.core.errors import CivalError
 from cival.session import Command, CommandError, Session, SessionConfig, SessionError
 from cival.store.base import locate
+from tests.helpers import recovery_config
 
 BARS = 1500
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import SRC, recovery_raw, run_cival
 
 from cival.config import config_from_dict
 from cival.session import (
@@ -42,6 +41,7 @@ from cival.session import (
     run_status,
 )
 from cival.store.base import StoreLocation, locate
+from tests.helpers import SRC, recovery_raw, run_cival
 
 pytestmark = pytest.mark.slow
 
@@ -335,7 +335,7 @@ def test_a_driver_on_ray_killed_with_its_whole_process_tree_resumes_on_a_new_ray
     """Ray mode: the driver and every process under it (Ray's GCS, raylet, the actors) die
     at once, as on a lost machine; ``cival resume`` starts a new Ray whose actors rebuild
     themselves from the store."""
-    from helpers import session_processes, wait_until_gone
+    from tests.helpers import session_processes, wait_until_gone
 
     where, storage = _store_for("sqlite", tmp_path, None)
     variant = "checkpoints"
