@@ -398,3 +398,28 @@ def test_a_run_stopped_early_resumes_to_the_end_of_its_bars(tmp_path):
     for d in (resumed, baseline):
         d["events"] = [e for e in d["events"] if e[1] not in ("run_started", "run_finished")]
     _equal(resumed, baseline)
+
+
+def test_a_resume_that_fails_leaves_the_run_resumable(tmp_path):
+    import shutil
+    import threading
+
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, batch = VARIANTS["plain"]
+    raw = json.loads(json.dumps(raw))
+    data = tmp_path / "bars.csv.gz"
+    shutil.copy(raw["data"]["path"], data)
+    raw["data"]["path"] = str(data)
+    stop = threading.Event()
+    first = run_paper(config_from_dict(raw), SessionConfig(local=True, max_bars=300, batch_size=batch), store=where,
+                      on_progress=lambda p: stop.set(), stop=stop)
+    assert first.interrupted and first.bars == batch
+    data.rename(tmp_path / "elsewhere.csv.gz")
+    with pytest.raises(Exception, match="bars.csv.gz"):
+        Session.resume(first.run_id, store=where)  # type: ignore[arg-type]
+    with where.open() as store:
+        record = store.run(first.run_id)  # type: ignore[arg-type]
+    assert (record.status, record.driver) == ("interrupted", None), "a failed resume changed the run"
+    (tmp_path / "elsewhere.csv.gz").rename(data)
+    result = resume_run(first.run_id, SessionConfig(local=True), store=where)  # type: ignore[arg-type]
+    assert result.resumed_from == batch and result.bars == 300 and result.audit.ok

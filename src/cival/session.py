@@ -401,16 +401,19 @@ def driver_name() -> str:
 
 
 def driver_alive(record: RunRecord, heartbeat: float = HEARTBEAT, now: datetime | None = None) -> bool:
-    """Whether the run's driver may still be driving it: it holds the lease, renewed it
-    within :data:`STALE_AFTER` heartbeats, and (on this host) its process exists."""
+    """Whether the run's driver may still be driving it: it holds the lease and renewed it
+    within :data:`STALE_AFTER` heartbeats; on this machine, as long as its process exists
+    (unless silent for ten minutes)."""
     if record.driver is None or record.heartbeat_at is None:
         return False
     now = now or datetime.now(UTC)
-    if now - record.heartbeat_at > timedelta(seconds=heartbeat * STALE_AFTER):
-        return False
+    silent = now - record.heartbeat_at
     host, _, rest = record.driver.partition(":")
     pid_text = rest.partition(":")[0]
     if host == socket.gethostname() and pid_text.isdigit():
+        # On this machine the process itself says: a driver that stopped beating but still
+        # exists (stopped, swapping) could wake up and write; only a long silence (its
+        # number taken by another process since) lets the run go.
         pid = int(pid_text)
         if pid == os.getpid():
             return True
@@ -419,8 +422,9 @@ def driver_alive(record: RunRecord, heartbeat: float = HEARTBEAT, now: datetime 
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-    return True
+            pass
+        return silent <= timedelta(seconds=max(600.0, heartbeat * STALE_AFTER))
+    return silent <= timedelta(seconds=heartbeat * STALE_AFTER)
 
 
 def run_status(record: RunRecord, heartbeat: float = HEARTBEAT) -> str:
@@ -652,20 +656,21 @@ class Session:
         claim(self.store, record, self.driver, self.options.heartbeat)
         try:
             self.lease = Lease(self.where, record.id, self.driver, self.options.heartbeat)
-            self.store.update_run(record.id, status="running")
             start, pending = self._resume_point(record)
             self._load_feed(start)
             self.resumed_from = start
             self._checkpoints.pending = pending
-            self.store.update_run(record.id, meta={"resumed": [*record.meta.get("resumed", []), {"at": iso(datetime.now(UTC)), "bars": start}]})
             self._open_bus()
             if self.on_start is not None:
                 self.on_start(record.id, self.where)
             self._command_n = len(self.store.rows("operator_commands", record.id))
             self._start_cluster()
             self._redo_commands()
+            resumed = [*record.meta.get("resumed", []), {"at": iso(datetime.now(UTC)), "bars": start}]
+            self.store.update_run(record.id, status="running", meta={"resumed": resumed})
         except BaseException:
-            self._abort()
+            # Nothing was fed: the run stays as it was (resumable once what failed is fixed).
+            self._abort(failed=False)
             raise
 
     def _resume_point(self, record: RunRecord) -> tuple[int, list[Any]]:
