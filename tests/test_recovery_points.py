@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-import cival.runtime as runtime
+import cival.session as session
 from cival.runtime import LocalCluster, _LocalFarmPorts, _LocalMasterPorts
 from cival.session import run_paper, session_bars
 from cival.store.sqlite import SqliteStore
@@ -152,15 +152,15 @@ def calm(tmp_path_factory):
     clusters: list[CrashingCluster] = []
     reached: list[tuple[int, Counter[str]]] = []
     counting = type("Counting", (CrashingCluster,), {"victim": "", "crashed": []})
-    original = runtime.LocalCluster
-    runtime.LocalCluster = counting
+    original = session.LocalCluster
+    session.LocalCluster = counting
     try:
         result = run_paper(
             config, bars=bars, local=True, store=store, on_cluster=clusters.append,
             on_progress=lambda p: reached.append((p.bars, Counter(clusters[-1].commits))),
         )
     finally:
-        runtime.LocalCluster = original
+        session.LocalCluster = original
     yield Calm(config, bars, store, reached, {BARS: result})
     store.close()
 
@@ -221,7 +221,7 @@ def test_a_node_dying_at_any_step_changes_nothing(calm, monkeypatch, victim, at,
     config, bars, store, expected = calm.config, calm.bars.iloc[:length], calm.store, calm.of(length)
     crashed: list[str] = []
     cls = type("Crashing", (CrashingCluster,), {"victim": victim, "at": at, "before": before, "crashed": crashed})
-    monkeypatch.setattr(runtime, "LocalCluster", cls)
+    monkeypatch.setattr(session, "LocalCluster", cls)  # the class the Session builds
     result = run_paper(config, bars=bars, local=True, store=store)
     assert crashed, f"{victim} never reached commit {at}"
     ours, theirs = dict(result.report), dict(expected.report)
