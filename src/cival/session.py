@@ -78,6 +78,7 @@ from cival.runtime import (
     LocalCluster,
     RayCluster,
     RuntimeFailure,
+    actor_error,
 )
 from cival.store.base import (
     JournalBatch,
@@ -1069,8 +1070,6 @@ class Session:
             self._record_command(n, status, result)
             raise CommandError(f"{kind} {command.target}: {exc}") from None
         except Exception as exc:
-            from cival.runtime import actor_error
-
             failure = actor_error(exc)
             if isinstance(failure, CivalError) and not isinstance(failure, StoreError):
                 self._record_command(n, "refused", {"error": str(failure)})
@@ -1168,8 +1167,6 @@ class Session:
             result.terminated = sigterm.received
             return result
         except Exception as exc:
-            from cival.runtime import actor_error
-
             if isinstance(exc, RunBusy):
                 status = "lost"  # another driver has the run: its status is that driver's to set
                 raise
