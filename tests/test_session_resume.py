@@ -423,3 +423,40 @@ def test_a_resume_that_fails_leaves_the_run_resumable(tmp_path):
     (tmp_path / "elsewhere.csv.gz").rename(data)
     result = resume_run(first.run_id, SessionConfig(local=True), store=where)  # type: ignore[arg-type]
     assert result.resumed_from == batch and result.bars == 300 and result.audit.ok
+
+
+def test_a_paced_run_stopped_between_checkpoints_resumes_with_the_trades_its_next_checkpoint_needs(tmp_path):
+    """Bar by bar (``speed=N``), a run stops between two checkpoints: the trades closed since
+    the last one are in no journaled reply, and the resumed session rebuilds them for the
+    next checkpoint's goals. Stopped and resumed four times, it ends as an uninterrupted
+    paced run does."""
+    import threading
+
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, _ = VARIANTS["checkpoints"]
+    config = config_from_dict(raw)
+    options = SessionConfig(local=True, max_bars=600, speed=2_000_000)
+    calm = run_paper(config, options, store=where)
+    baseline = dump(where, calm.run_id)  # type: ignore[arg-type]
+    stops = [37, 157, 301, 455]  # none on a checkpoint (every 24 bars)
+    stop = threading.Event()
+
+    def at_stop(progress: Any) -> None:
+        if stops and progress.bars >= stops[0]:
+            stops.pop(0)
+            stop.set()
+
+    first = run_paper(config, options, store=where, on_progress=at_stop, stop=stop)
+    run_id, resumed_at = first.run_id, [first.bars]
+    while True:
+        stop.clear()
+        session = Session.resume(run_id, SessionConfig(local=True), store=where, on_progress=at_stop)  # type: ignore[arg-type]
+        result = session.run(stop)
+        if not result.interrupted:
+            break
+        resumed_at.append(result.bars)
+    assert resumed_at == [37, 157, 301, 455] and result.bars == 600
+    resumed = dump(where, run_id)  # type: ignore[arg-type]
+    for d in (resumed, baseline):
+        d["events"] = [e for e in d["events"] if e[1] not in ("run_started", "run_finished")]
+    _equal(resumed, baseline)
