@@ -230,3 +230,18 @@ def test_audit_detects_duplicate_keys_and_negative_cash(ledger):
     report = ledger.audit()
     assert any("used twice" in p for p in report.problems)
     assert any("m/cash goes negative (-5)" in p for p in report.problems)
+
+
+def test_the_ledger_says_whether_the_latest_post_booked_a_key_for_the_first_time(ledger):
+    assert not ledger.posted("dep")
+    deposit(ledger, "100")
+    assert ledger.posted("dep")
+    deposit(ledger, "100")  # the same message again: nothing booked, nothing to act on
+    assert not ledger.posted("dep") and ledger.balance("m/cash") == D("100")
+    move = [Posting("m/cash", D("-40")), Posting("a/cash", D("40"))]
+    ledger.post_all([TxDraft(TxType.DEPOSIT, "dep", (Posting("m/cash", D("100")), Posting(EXTERNAL, D("-100"))), T0),
+                     TxDraft(TxType.ALLOCATION, "a1", tuple(move), T0)])
+    assert ledger.posted("a1") and not ledger.posted("dep")
+    with pytest.raises(LedgerError):
+        ledger.post(TxType.ALLOCATION, [Posting("m/cash", D("-1000")), Posting("a/cash", D("1000"))], "a2", T0)
+    assert not ledger.posted("a2") and not ledger.posted("a1"), "a refused post booked nothing"

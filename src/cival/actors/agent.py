@@ -199,9 +199,6 @@ class Agent:
         books = self._books()
         if msg.target != self.ref:
             raise AgentError(f"{self.ref} received an allocation for {msg.target}")
-        if books.ledger.find(msg.id) is None:
-            self.principal += msg.amount
-            self.performance.flow(float(msg.amount))
         books.receive(
             self.ref,
             msg.source,
@@ -210,6 +207,9 @@ class Agent:
             at=msg.at,
             type=TxType.ALLOCATION,
         )
+        if books.ledger.posted(msg.id):
+            self.principal += msg.amount
+            self.performance.flow(float(msg.amount))
         self.sync_cash()
 
     def on_collect(self, msg: Collect) -> Transfer:

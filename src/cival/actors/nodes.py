@@ -496,9 +496,8 @@ class MasterNode:
 
     def on_goal_transfer(self, msg: Collect, transfer: Transfer) -> None:
         """Book what a goal's Collect brought up, and count it for the goal (once)."""
-        new = self.books.ledger.find(transfer.id) is None
         self.on_transfer(transfer)
-        if new:
+        if self.books.ledger.posted(transfer.id):
             name = msg.id.removeprefix("goal:").split(">", 1)[0]
             for goal in self.goals:
                 if goal.name == name:
@@ -712,8 +711,6 @@ class FarmNode:
         """
         if msg.target != self.ref:
             raise NodeError(f"farm {self.name} received an allocation for {msg.target}")
-        if self.books.ledger.find(msg.id) is None:
-            self._flow("farm", msg.amount)
         self.books.receive(
             self.ref,
             msg.source,
@@ -722,6 +719,8 @@ class FarmNode:
             at=msg.at,
             type=TxType.ALLOCATION,
         )
+        if self.books.ledger.posted(msg.id):
+            self._flow("farm", msg.amount)
         plan = plan_for(
             self.spec.config.allocation,
             msg.amount,
@@ -739,13 +738,8 @@ class FarmNode:
                 target=agent_ref(name),
                 amount=amount,
             )
-            if self.books.ledger.find(child.id) is None:
-                self._flow(name, amount)
             if self.spec.inline:
-                new = self.books.ledger.find(child.id) is None
                 self.books.allocate(agent_ref(name), amount, key=child.id, at=msg.at)
-                if new:
-                    self.agents[name].funded(amount)
             else:
                 self.books.send(
                     self.ref,
@@ -756,6 +750,10 @@ class FarmNode:
                     type=TxType.ALLOCATION,
                 )
                 out.append(child)
+            if self.books.ledger.posted(child.id):
+                self._flow(name, amount)
+                if self.spec.inline:
+                    self.agents[name].funded(amount)
         return out
 
     def collect_agents(self, msg: Collect) -> list[Collect]:
@@ -773,9 +771,8 @@ class FarmNode:
                 reason=msg.reason,
             )
             if self.spec.inline:
-                new = self.books.ledger.find(child.id) is None
                 tx = self.books.collect(agent_ref(name), None, key=child.id, at=msg.at)
-                if new:
+                if self.books.ledger.posted(child.id):
                     self.agents[name].collected(-tx.amount_of(f"{agent_ref(name)}/cash"), "all")
                 self.agents[name].sync_cash()
             else:
@@ -798,9 +795,8 @@ class FarmNode:
         """Send the farm's own cash up to the master (``msg.amount``, or all of it)."""
         if msg.source != self.ref:
             raise NodeError(f"farm {self.name} received a collection for {msg.source}")
-        new = self.books.ledger.find(f"{msg.id}:transfer") is None
         transfer = send_up(self.books, self.ref, MASTER, msg)
-        if new:
+        if self.books.ledger.posted(transfer.id):
             self._flow("farm", -transfer.amount)
         return transfer
 
@@ -944,9 +940,8 @@ class FarmNode:
             if delta < 0:
                 msg = Collect(id=key, at=now, source=agent_ref(name), amount=-delta, reason="rebalance")
                 if self.spec.inline:
-                    new = self.books.ledger.find(key) is None
                     self.books.collect(agent_ref(name), -delta, key=key, at=now)
-                    if new:
+                    if self.books.ledger.posted(key):
                         self.agents[name].collected(-delta, "amount")
                     self.agents[name].sync_cash()
                 else:
@@ -957,9 +952,8 @@ class FarmNode:
             if delta > 0:
                 msg = Allocate(id=key, at=now, source=self.ref, target=agent_ref(name), amount=delta)
                 if self.spec.inline:
-                    new = self.books.ledger.find(key) is None
                     self.books.allocate(agent_ref(name), delta, key=key, at=now)
-                    if new:
+                    if self.books.ledger.posted(key):
                         self.agents[name].funded(delta)
                 else:
                     allocs.append(msg)
@@ -997,9 +991,8 @@ class FarmNode:
                 self._flow(name, -amount)
                 child = Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=amount, reason=msg.reason)
                 if self.spec.inline:
-                    new = self.books.ledger.find(f"{child.id}:transfer") is None
                     self.books.collect(agent_ref(name), amount, key=f"{child.id}:transfer", at=msg.at)
-                    if new:
+                    if self.books.ledger.posted(f"{child.id}:transfer"):
                         self.agents[name].collected(amount, "amount")
                     self.agents[name].sync_cash()
                 else:
@@ -1010,9 +1003,10 @@ class FarmNode:
 
     def send_released(self, msg: Collect) -> Transfer:
         """Send what :meth:`release` gathered up to the master."""
-        if self.books.ledger.find(f"{msg.id}:transfer") is None:
+        transfer = send_up(self.books, self.ref, MASTER, msg, amount=self._taken[msg.id])
+        if self.books.ledger.posted(transfer.id):
             self._flow("farm", -self._taken[msg.id])
-        return send_up(self.books, self.ref, MASTER, msg, amount=self._taken[msg.id])
+        return transfer
 
     def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
         """Book rebalancing allocations to agent actors as sent (after their collections
@@ -1057,9 +1051,10 @@ class FarmNode:
         if msg.id not in self._taken:
             raise NodeError(f"farm {self.name}: nothing was collected under {msg.id!r} yet")
         up = msg.model_copy(update={"id": f"{msg.id}:up", "source": self.ref})
-        if self.books.ledger.find(f"{up.id}:transfer") is None:
+        transfer = send_up(self.books, self.ref, MASTER, up, amount=self._taken[msg.id])
+        if self.books.ledger.posted(transfer.id):
             self._flow("farm", -self._taken[msg.id])
-        return send_up(self.books, self.ref, MASTER, up, amount=self._taken[msg.id])
+        return transfer
 
     # -- with its agents: each step journaled before the messages that depend on it leave
 

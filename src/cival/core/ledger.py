@@ -276,6 +276,8 @@ class Ledger:
         self._quantity: dict[str, Decimal] = {}
         self._journal: list[Transaction] = []
         self._by_key: dict[str, Transaction] = {}
+        self._fresh: frozenset[str] = frozenset()
+        """The keys the latest post booked for the first time (see :meth:`posted`)."""
         self._hashes: list[str] = []
         """The chain's hashes of the first transactions (computed lazily, or as read back)."""
         self.anchor: tuple[int, str] | None = None
@@ -370,6 +372,11 @@ class Ledger:
         """The transaction posted under ``idempotency_key``, if any."""
         return self._by_key.get(idempotency_key)
 
+    def posted(self, idempotency_key: str) -> bool:
+        """Whether the latest post booked ``idempotency_key`` for the first time (False for
+        a redelivered message's key, booked before): what a node acts on only once."""
+        return idempotency_key in self._fresh
+
     def total(self, kind: AccountKind) -> Decimal:
         return sum((self._balance[a.key] for a in self._accounts.values() if a.kind == kind), ZERO)
 
@@ -434,6 +441,7 @@ class Ledger:
             return self._post_all(drafts)
 
     def _post_all(self, drafts: Sequence[TxDraft]) -> list[Transaction]:
+        self._fresh = frozenset()
         results: list[Transaction | None] = []
         fresh: list[tuple[int, TxDraft, datetime]] = []
         seen_in_batch: dict[str, TxDraft] = {}
@@ -511,6 +519,7 @@ class Ledger:
             self._journal.append(tx)
             self._by_key[tx.idempotency_key] = tx
             results[index] = tx
+        self._fresh = frozenset(d.idempotency_key for _, d, _ in fresh)
         return results  # type: ignore[return-value]
 
     def _normalized(self, draft: TxDraft) -> TxDraft:
