@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import cival
+from tests.helpers import run_cival
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -38,21 +39,7 @@ def cival_cli(tmp_path):
 @pytest.fixture
 def cival_subprocess(tmp_path):
     """Run ``python -m cival ARGS`` with the checkout's src on PYTHONPATH and cwd=tmp_path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.pop("PYTHONSTARTUP", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cival", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    return run
+    return lambda *args: run_cival(*args, cwd=tmp_path)
 
 
 def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
