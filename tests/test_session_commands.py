@@ -170,3 +170,37 @@ def test_a_wrong_session_option_is_refused_by_name():
         run_paper(recovery_config(), batchsize=10)
     with pytest.raises(CivalError, match="speed 'fast': use 'max' or a positive number"):
         run_paper(recovery_config(), speed="fast")
+
+
+def test_submit_hands_back_a_future_and_stop_interrupts_the_feed(tmp_path):
+    where = locate(path=tmp_path / "runs.sqlite3")
+    session = Session(recovery_config(), SessionConfig(local=True, max_bars=600), store=where).open()
+    try:
+        # No bars flowing: applied at once, the answer (or the refusal) in the future.
+        done = session.submit(Command("allocate", "trend", amount=Decimal("10"), by="dana"))
+        assert done.result(0) == {"command": "allocate", "n": 1, "farm": "trend", "amount": "10"}
+        refused = session.submit(Command("collect", "nowhere"))
+        with pytest.raises(CommandError, match="no farm named 'nowhere'"):
+            refused.result(0)
+        # While bars flow, from another thread: applied at a boundary; stop() ends the feed there.
+        futures = []
+
+        def operator(progress: Any) -> None:
+            if progress.bars == 120 and not futures:
+                threading.Thread(target=lambda: futures.append(session.submit(Command("halt", "waves", by="dana")))).start()
+                deadline = time.monotonic() + 30
+                while not futures and time.monotonic() < deadline:  # queued before the feed goes on
+                    time.sleep(0.001)
+            if progress.bars >= 240:
+                session.stop()
+
+        session.on_progress = operator
+        session.step(None)
+        assert session.seen == 240 and not session.done
+        assert futures and futures[0].result(10) == {"command": "halt", "n": 2, "entity": "farm:waves"}
+    finally:
+        result = session.close()
+    assert result.interrupted and result.bars == 240 and result.audit.ok
+    with where.open() as store:
+        rows = store.rows("operator_commands", result.run_id)
+    assert [(r["n"], r["kind"], r["by"], r["bars"]) for r in rows] == [(1, "allocate", "dana", 0), (2, "halt", "dana", 120)]

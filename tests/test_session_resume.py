@@ -460,3 +460,29 @@ def test_a_paced_run_stopped_between_checkpoints_resumes_with_the_trades_its_nex
     for d in (resumed, baseline):
         d["events"] = [e for e in d["events"] if e[1] not in ("run_started", "run_finished")]
     _equal(resumed, baseline)
+
+
+def test_a_run_fed_a_frame_resumes_with_the_frame_given_again(tmp_path):
+    import threading
+
+    from cival.session import session_bars
+
+    where = locate(path=tmp_path / "runs.sqlite3")
+    raw, batch = VARIANTS["plain"]
+    config = config_from_dict(raw)
+    frame = session_bars(config, max_bars=500)
+    calm = run_paper(config, SessionConfig(local=True, batch_size=batch), bars=frame, store=where)
+    stop = threading.Event()
+    first = run_paper(config, SessionConfig(local=True, batch_size=batch), bars=frame, store=where,
+                      on_progress=lambda p: stop.set() if p.bars >= 200 else None, stop=stop)
+    assert first.interrupted and first.bars == 200
+    with pytest.raises(SessionError, match=r"resume it with Session.resume\(run_id, bars=...\)"):
+        Session.resume(first.run_id, store=where)  # type: ignore[arg-type]
+    with pytest.raises(SessionError, match="are not in its data"):
+        Session.resume(first.run_id, store=where, bars=frame.iloc[250:])  # type: ignore[arg-type]
+    result = Session.resume(first.run_id, store=where, bars=frame).run()  # type: ignore[arg-type]
+    assert result.resumed_from == 200 and result.bars == 500
+    resumed, baseline = dump(where, first.run_id), dump(where, calm.run_id)  # type: ignore[arg-type]
+    for d in (resumed, baseline):
+        d["events"] = [e for e in d["events"] if e[1] not in ("run_started", "run_finished")]
+    _equal(resumed, baseline)
