@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from cival.actors.farm_ports import AgentMessages
 from cival.config import config_from_dict, parse_yaml
 from cival.events import RedisBus, StoredEvent, parse_event, run_stream_key
 from tests.conftest import ROOT
@@ -477,3 +478,18 @@ def orders(run: str, first: int, count: int) -> list:
     return [parse_event(stored("order_submitted", seq, run_id=run,
                                data=with_("order_submitted", order_id=f"o{seq}")))
             for seq in range(first, first + count)]
+
+
+class Outbox(AgentMessages):
+    """A farm's ports that book the farm's side of each movement and deliver nothing: the
+    test holds the messages and delivers them itself (to agents with books of their own)."""
+
+    def __init__(self, farm: Any) -> None:
+        self._farm = farm
+
+    @property
+    def farm(self) -> Any:
+        return self._farm
+
+    def commit(self) -> None:
+        pass

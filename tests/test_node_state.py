@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from typing_extensions import is_typeddict
 
+from cival.actors.farm_ports import InlineAgents
 from cival.actors.journal import Journal, state_model
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.actors.performance import PerformanceState
@@ -397,16 +398,12 @@ def _inline_farm():
     return config, cluster_spec(config).farms[0]
 
 
-class _InlinePorts:
-    def commit(self) -> None:
-        pass
-
-
 def _run_farm(farm: FarmNode, batches: list[Any], seen: int) -> int:
+    ports = InlineAgents(farm)
     for batch in batches:
-        farm.on_updates(batch, farm.run_inline(batch))
+        farm.run_batch(ports, batch)
         seen += len(batch)
-        farm.run_rebalance(_InlinePorts(), seen, datetime.fromtimestamp(batch.ts[-1] / 1e9, UTC))  # type: ignore[arg-type]
+        farm.run_rebalance(ports, seen, datetime.fromtimestamp(batch.ts[-1] / 1e9, UTC))
     return seen
 
 
@@ -414,14 +411,14 @@ def test_a_farm_with_inline_agents_rebuilt_from_its_state_carries_on_identically
     config, farm_spec = _inline_farm()
     batches = list(replay_batches(session_bars(config), "max", 20))
     first = FarmNode(farm_spec)
-    first.on_allocate(Allocate(id="fund", source="master", target="farm:mix", amount=Decimal(90000)))
+    first.on_allocate(Allocate(id="fund", source="master", target="farm:mix", amount=Decimal(90000)), InlineAgents(first))
     seen = _run_farm(first, batches[:9], 0)
     second = FarmNode(farm_spec)
     _carry_over(first, second)
     assert _state_without_report_ids(second) == _state_without_report_ids(first)
     for farm in (first, second):
         _run_farm(farm, batches[9:], seen)
-    assert second.snapshot() == first.snapshot()
+    assert second.snapshot(InlineAgents(second).agent_snapshots()) == first.snapshot(InlineAgents(first).agent_snapshots())
     assert _ledger(second) == _ledger(first)
     assert _state_without_report_ids(second) == _state_without_report_ids(first)
     assert len(first.rebalances) >= 2 and first.fill_count > 0  # it traded and rebalanced on both sides of the cut

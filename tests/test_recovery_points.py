@@ -49,8 +49,8 @@ class _FarmPorts(_LocalFarmPorts):
     def agent_allocate(self, msg):  # type: ignore[no-untyped-def]
         return _retry(self.cluster, {msg.target}, lambda: super(_FarmPorts, self).agent_allocate(msg))
 
-    def agent_collect(self, msg):  # type: ignore[no-untyped-def]
-        return _retry(self.cluster, {msg.source}, lambda: super(_FarmPorts, self).agent_collect(msg))
+    def collect_from(self, msg):  # type: ignore[no-untyped-def]
+        return _retry(self.cluster, {msg.source}, lambda: super(_FarmPorts, self).collect_from(msg))
 
     def agent_halt(self, msg):  # type: ignore[no-untyped-def]
         return _retry(self.cluster, {msg.entity}, lambda: super(_FarmPorts, self).agent_halt(msg))
@@ -95,9 +95,12 @@ class CrashingCluster(LocalCluster):
 
     def __init__(self, spec, store=None, run_id=None):  # type: ignore[no-untyped-def]
         super().__init__(spec, store, run_id)
-        self.farm_ports = {name: _FarmPorts(self, farm) for name, farm in self.farms.items()}
         self.ports = _MasterPorts(self)
         self.commits: Counter[str] = Counter()
+
+    def _ports(self, name):  # type: ignore[no-untyped-def]
+        ports = super()._ports(name)  # inline agents die with their farm: nothing to retry
+        return _FarmPorts(self, name) if isinstance(ports, _LocalFarmPorts) else ports
 
     def commit(self, node):  # type: ignore[no-untyped-def]
         source = self.journals[id(node)].source

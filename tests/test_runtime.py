@@ -24,6 +24,7 @@ from cival.execution import FillModel
 from cival.runtime import LocalCluster, RuntimeFailure, connect_ray, single_agent_config
 from cival.session import replay_batches, run_paper, session_bars
 from tests.conftest import ROOT
+from tests.helpers import Outbox
 from tests.helpers import comparable as _comparable
 from tests.helpers import master_rebalance_config as _master_rebalance_config
 from tests.helpers import rebalance_config as _rebalance_config
@@ -209,12 +210,12 @@ def test_duplicate_allocate_and_fill_messages_change_nothing(shared_data):
     master, farm = MasterNode(spec), FarmNode(spec.farms[0])
     agent = spec.farms[0].agents[0].build()
     (to_farm, *_) = master.fund()
-    to_agents = farm.on_allocate(to_farm)
+    to_agents = farm.on_allocate(to_farm, Outbox(farm))
     for msg in to_agents:
         agent.on_allocate(msg)
     before = [summarize(b) for b in (master.books, farm.books, agent.books)]
     # The same messages again, as a retrying transport would deliver them.
-    assert farm.on_allocate(to_farm) == to_agents
+    assert farm.on_allocate(to_farm, Outbox(farm)) == to_agents
     for msg in to_agents:
         agent.on_allocate(msg)
     key = lambda ms: [(m.id, m.target, m.amount) for m in ms]  # noqa: E731 - a new send has a new time
@@ -425,10 +426,11 @@ def test_a_checkpoint_delivered_again_collects_nothing_more():
     # And the Collect itself delivered twice books nothing.
     msg = Collect(id="goal:gator-300>agent:gator-13-8-5", source="agent:gator-13-8-5", basis="profit")
     farm = cluster.farms["trend"]
-    assert farm.goal_collect(msg) == msg
-    transfer = cluster.agents["gator-13-8-5"].on_collect(msg)
-    farm.on_goal_transfer(msg, transfer)
-    cluster.master.on_goal_transfer(msg, farm.forward_up(msg))
+    ports = cluster.farm_ports["trend"]
+    transfer = ports.agent_collect(msg)
+    assert transfer == cluster.agents["gator-13-8-5"].on_collect(msg)
+    farm.goal_taken(msg, transfer)
+    cluster.master.on_goal_transfer(msg, farm.run_goal_collect(ports, msg))
     assert combine(cluster.summaries()).transactions == before.transactions
     assert {g["name"]: g["collected"] for g in cluster.goal_states()} == {g["name"]: g["collected"] for g in goals}
 

@@ -17,12 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cival.actors.books import combine, summarize
+from cival.actors.farm_ports import InlineAgents
 from cival.actors.nodes import FarmNode, MasterNode, cluster_spec
 from cival.config import config_from_dict
 from cival.core.bar import BarBatch
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Transfer
 from cival.data.synthetic import synthetic_bars
+from tests.helpers import Outbox
 
 pytestmark = pytest.mark.slow  # every test here runs a session, a cluster or the command line of its own
 
@@ -77,6 +79,7 @@ class Transport:
         self.master = MasterNode(spec)
         self.farms = {f.name: FarmNode(f) for f in spec.farms}
         self.agents = {a.name: a.build() for f in spec.farms if not f.inline for a in f.agents}
+        self.ports = {n: InlineAgents(f) if f.spec.inline else Outbox(f) for n, f in self.farms.items()}
         self.queue: list[Allocate | Collect | Transfer] = []
         self.delivered: list[Allocate | Collect | Transfer] = []
         self.bars_fed = 0
@@ -89,7 +92,8 @@ class Transport:
         out: list = []
         if isinstance(msg, Allocate):
             if msg.target.startswith("farm:"):
-                out = self.farms[msg.target[5:]].on_allocate(msg)
+                out = self.farms[msg.target[5:]].on_allocate(msg, self.ports[msg.target[5:]])
+                out = [m for m in out if m.target[6:] in self.agents]  # inline agents were funded
             else:
                 self.agents[msg.target[6:]].on_allocate(msg)
         elif isinstance(msg, Collect):
@@ -113,9 +117,11 @@ class Transport:
         if len(batch) == 0:
             return
         self.bars_fed += len(batch)
-        for farm in self.farms.values():
-            updates = farm.run_inline(batch) if farm.spec.inline else [self.agents[a].on_batch(batch) for a in farm.agent_names]
-            farm.on_updates(batch, updates)
+        for name, farm in self.farms.items():
+            if farm.spec.inline:
+                farm.run_batch(self.ports[name], batch)
+            else:
+                farm.on_updates(batch, [self.agents[a].on_batch(batch) for a in farm.agent_names])
 
 
 def check(t: Transport):

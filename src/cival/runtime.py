@@ -22,10 +22,12 @@ from typing import Any
 
 from cival.actors.agent import Agent, AgentUpdate
 from cival.actors.books import BooksSummary, summarize
+from cival.actors.farm_ports import AgentMessages, InlineAgents
 from cival.actors.journal import Journal, batch_key
 from cival.actors.nodes import (
     ClusterSpec,
     FarmNode,
+    FarmPorts,
     FarmUpdate,
     MasterNode,
     NodeError,
@@ -63,12 +65,16 @@ class ClusterLost(RuntimeFailure):
 # -- clusters ---------------------------------------------------------------------------
 
 
-class _LocalFarmPorts:
+class _LocalFarmPorts(AgentMessages):
     """A farm's agents in this process (those with books of their own)."""
 
-    def __init__(self, cluster: LocalCluster, farm: FarmNode) -> None:
+    def __init__(self, cluster: LocalCluster, name: str) -> None:
         self.cluster = cluster
-        self.farm = farm
+        self.name = name
+
+    @property
+    def farm(self) -> FarmNode:
+        return self.cluster.farms[self.name]
 
     def _agent(self, entity: str) -> Agent:
         return self.cluster.agents[entity.removeprefix("agent:")]
@@ -81,7 +87,7 @@ class _LocalFarmPorts:
         agent.on_allocate(msg)
         self.cluster.commit(agent)
 
-    def agent_collect(self, msg: Collect) -> Transfer:
+    def collect_from(self, msg: Collect) -> Transfer:
         agent = self._agent(msg.source)
         transfer = agent.on_collect(msg)
         self.cluster.commit(agent)
@@ -96,6 +102,12 @@ class _LocalFarmPorts:
         agents = [self.cluster.agents[n] for n in self.farm.agent_names]
         return {a.name: a.books.cash(a.ref).amount for a in agents if a.halted is None}  # type: ignore[union-attr]
 
+    def agent_batch(self, batch: BarBatch) -> list[AgentUpdate]:
+        return [self.cluster.submit_agent(agent, batch) for agent in self.farm.agent_names]
+
+    def agent_snapshots(self) -> list[dict[str, Any]]:
+        return [self.cluster.agents[n].snapshot() for n in self.farm.agent_names]
+
 
 class _LocalMasterPorts:
     """The farms in this process."""
@@ -103,11 +115,11 @@ class _LocalMasterPorts:
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
 
-    def _farm(self, entity: str) -> tuple[FarmNode, _LocalFarmPorts]:
+    def _farm(self, entity: str) -> tuple[FarmNode, FarmPorts]:
         name = entity.removeprefix("farm:")
         return self.cluster.farms[name], self.cluster.farm_ports[name]
 
-    def _farm_of(self, agent: str) -> tuple[FarmNode, _LocalFarmPorts]:
+    def _farm_of(self, agent: str) -> tuple[FarmNode, FarmPorts]:
         return self._farm(self.cluster.master.farm_of[agent.removeprefix("agent:")])
 
     def commit(self) -> None:
@@ -160,7 +172,7 @@ class LocalCluster:
         self.agents: dict[str, Agent] = {
             a.name: a.build() for f in spec.farms if not f.inline for a in f.agents
         }
-        self.farm_ports = {name: _LocalFarmPorts(self, farm) for name, farm in self.farms.items()}
+        self.farm_ports = {f.name: self._ports(f.name) for f in spec.farms}
         self.ports = _LocalMasterPorts(self)
         self.store = store
         self.run_id = run_id
@@ -170,6 +182,13 @@ class LocalCluster:
         if store is not None and run_id is not None:
             for node in [self.master, *self.farms.values(), *self.agents.values()]:
                 self.journals[id(node)] = Journal(store, run_id, node)
+
+    def _ports(self, name: str) -> FarmPorts:
+        """How the farm ``name`` reaches its agents: in its own books, or as objects here."""
+        farm = self.farms[name]
+        if farm.spec.inline:
+            return InlineAgents(farm, lambda: self.commit(farm))
+        return _LocalFarmPorts(self, name)
 
     def commit(self, node: Any) -> None:
         journal = self.journals.get(id(node))
@@ -189,7 +208,7 @@ class LocalCluster:
             old = self.farms[name]
             node = FarmNode(old.spec)
             self.farms[name] = node
-            self.farm_ports[name].farm = node
+            self.farm_ports[name] = self._ports(name)
         else:
             old = self.agents[name]
             node = next(a for a in self.spec.agents if a.name == name).build()
@@ -243,14 +262,7 @@ class LocalCluster:
         """One farm's part of a batch (what a farm actor's ``on_bars`` does)."""
         farm = self.farms[name]
 
-        def handle() -> FarmUpdate:
-            if farm.spec.inline:
-                updates = farm.run_inline(batch)
-            else:
-                updates = [self.submit_agent(agent, batch) for agent in farm.agent_names]
-            return farm.on_updates(batch, updates)
-
-        return self._answer(farm, farm.ref, batch, handle)  # type: ignore[no-any-return]
+        return self._answer(farm, farm.ref, batch, lambda: farm.run_batch(self.farm_ports[name], batch))  # type: ignore[no-any-return]
 
     def submit_agent(self, name: str, batch: BarBatch) -> AgentUpdate:
         """One agent's part of a batch (what an agent actor's ``on_batch`` does)."""
@@ -284,15 +296,7 @@ class LocalCluster:
         return self.master.snapshot()
 
     def farm_snapshots(self) -> list[dict[str, Any]]:
-        out = []
-        for farm in self.farms.values():
-            agents = (
-                None
-                if farm.spec.inline
-                else [self.agents[n].snapshot() for n in farm.agent_names]
-            )
-            out.append(farm.snapshot(agents))
-        return out
+        return [farm.snapshot(self.farm_ports[name].agent_snapshots()) for name, farm in self.farms.items()]
 
     def summaries(self) -> list[BooksSummary]:
         books = [self.master.books, *(f.books for f in self.farms.values())]

@@ -220,13 +220,24 @@ class MasterPorts(Protocol):
 
 
 class FarmPorts(Protocol):
-    """How a farm reaches its agent actors, and journals itself (see :class:`MasterPorts`)."""
+    """How a farm reaches its agents, and journals itself (see :class:`MasterPorts`).
+
+    The farm speaks to its agents only through these, whatever they are: actors, agents
+    with books of their own in this process, or inline agents sharing the farm's books
+    (:mod:`cival.actors.farm_ports` has both kinds). ``book_allocation`` books the farm's
+    side of an allocation before the farm commits (True when it was new);
+    ``agent_allocate`` delivers it after. ``agent_collect`` delivers a Collect and books
+    what came back on the farm's side; it returns the Transfer.
+    """
 
     def commit(self) -> None: ...
+    def book_allocation(self, msg: Allocate) -> bool: ...
     def agent_allocate(self, msg: Allocate) -> None: ...
     def agent_collect(self, msg: Collect) -> Transfer: ...
     def agent_halt(self, msg: Halt) -> None: ...
     def agent_cash(self) -> dict[str, Decimal]: ...
+    def agent_batch(self, batch: BarBatch) -> list[AgentUpdate]: ...
+    def agent_snapshots(self) -> list[dict[str, Any]]: ...
 
 
 # -- master -----------------------------------------------------------------------------
@@ -645,9 +656,10 @@ class FarmUpdate:
 class FarmNode:
     """A farm: funds its agents by its policy and aggregates their performance.
 
-    With ``spec.inline`` the farm holds its agents (:class:`Agent` objects sharing the
-    farm's books); otherwise each agent has books of its own somewhere else (an actor)
-    and the farm exchanges messages with it.
+    It speaks to its agents in messages only, through its :class:`FarmPorts`, whether they
+    are actors or inline. With ``spec.inline`` the farm also holds them (:attr:`agents`:
+    :class:`Agent` objects sharing the farm's books, journaled with it), for the inline
+    port (:class:`~cival.actors.farm_ports.InlineAgents`) to reach.
     """
 
     def __init__(self, spec: FarmSpec) -> None:
@@ -703,12 +715,10 @@ class FarmNode:
 
     # money
 
-    def on_allocate(self, msg: Allocate) -> list[Allocate]:
-        """Book the allocation received, split it across the agents by the farm's policy.
-
-        Inline agents are funded in the farm's own books; otherwise the Allocate messages
-        for the agents are returned (already booked as sent).
-        """
+    def on_allocate(self, msg: Allocate, ports: FarmPorts) -> list[Allocate]:
+        """Book the allocation received, split it across the agents by the farm's policy;
+        returns the Allocate messages for the agents, booked (``ports.book_allocation``)
+        but not delivered."""
         if msg.target != self.ref:
             raise NodeError(f"farm {self.name} received an allocation for {msg.target}")
         self.books.receive(
@@ -738,48 +748,22 @@ class FarmNode:
                 target=agent_ref(name),
                 amount=amount,
             )
-            if self.spec.inline:
-                self.books.allocate(agent_ref(name), amount, key=child.id, at=msg.at)
-            else:
-                self.books.send(
-                    self.ref,
-                    child.target,
-                    amount,
-                    key=child.id,
-                    at=msg.at,
-                    type=TxType.ALLOCATION,
-                )
-                out.append(child)
-            if self.books.ledger.posted(child.id):
+            if ports.book_allocation(child):
                 self._flow(name, amount)
-                if self.spec.inline:
-                    self.agents[name].funded(amount)
+            out.append(child)
         return out
 
     def collect_agents(self, msg: Collect) -> list[Collect]:
-        """For a "collect everything" (``msg.amount`` None): first take every agent's cash
-        into the farm. Inline agents' cash moves in the farm's books; for agent actors the
-        Collect messages to send are returned (their Transfers go to :meth:`on_transfer`)."""
+        """For a "collect everything" (``msg.amount`` None): the Collects that first take
+        every agent's cash into the farm."""
         out = []
         for name in self.agent_names:
             self._last_equity.pop(name, None)  # emptied: its next return starts afresh
-            child = Collect(
-                id=f"{msg.id}>{agent_ref(name)}",
-                at=msg.at,
-                source=agent_ref(name),
-                amount=None,
-                reason=msg.reason,
-            )
-            if self.spec.inline:
-                tx = self.books.collect(agent_ref(name), None, key=child.id, at=msg.at)
-                if self.books.ledger.posted(child.id):
-                    self.agents[name].collected(-tx.amount_of(f"{agent_ref(name)}/cash"), "all")
-                self.agents[name].sync_cash()
-            else:
-                out.append(child)
+            out.append(Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=None, reason=msg.reason))
         return out
 
     def on_transfer(self, msg: Transfer) -> None:
+        """Book the receipt of what an agent with books of its own sent."""
         if msg.target != self.ref:
             raise NodeError(f"farm {self.name} received a transfer for {msg.target}")
         self.books.receive(
@@ -801,9 +785,8 @@ class FarmNode:
         return transfer
 
     def on_halt(self, msg: Halt) -> list[Halt]:
-        """Halt (or resume) the farm: all its agents. Inline agents are told here; for agent
-        actors the messages to deliver are returned (again for a redelivered message, which
-        changes nothing here)."""
+        """Halt (or resume) the farm: all its agents. Returns the messages for them (again for
+        a redelivered message, which changes nothing here)."""
         if msg.id not in self._halt_ids:
             self._halt_ids.add(msg.id)
             changed = False
@@ -819,14 +802,10 @@ class FarmNode:
             if changed:
                 data = HaltPayload(reason=msg.reason, resume=msg.resume)
                 self.events.record(EventDraft(f"halt:{msg.id}>{self.ref}", self.ref, msg.at, data))
-        out = []
-        for name in self.agent_names:
-            child = Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
-            if self.spec.inline:
-                self.agents[name].on_halt(child)
-            else:
-                out.append(child)
-        return out
+        return [
+            Halt(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, entity=agent_ref(name), reason=msg.reason, resume=msg.resume)
+            for name in self.agent_names
+        ]
 
     # rebalancing
 
@@ -877,40 +856,27 @@ class FarmNode:
         """With ``rebalance.liquidate``, when some agent holds a position: pause every trading
         agent, so that those in a position sell at the next open and none enters; the
         rebalance then runs at the next checkpoint, after :meth:`resume_paused`. Returns the
-        pauses for agent actors (inline agents are told here); empty when nobody holds a
-        position (rebalance now)."""
+        pauses; empty when nobody holds a position (rebalance now). Positions are those the
+        agents reported with their last batch; a halted agent ignores a pause."""
         if not self.spec.config.rebalance.liquidate or self.halted is not None:
             return []
-        if self.spec.inline:
-            trading = [n for n in self.agent_names if self.agents[n].halted is None]
-            held = [n for n in trading if self.agents[n].broker.in_position]
-        else:
-            trading = list(self.agent_names)  # halted actor agents ignore a pause
-            held = [n for n in trading if self.positions.get(n, "0") != "0"]
-        if not held:
+        if not any(self.positions.get(n, "0") != "0" for n in self.agent_names):
             return []
-        self._paused = trading
-        out = []
-        for name in trading:
-            msg = Halt(id=f"rebalance:{self.name}:{now.isoformat()}>{agent_ref(name)}", at=now, entity=agent_ref(name), reason=PAUSED)
-            if self.spec.inline:
-                self.agents[name].on_halt(msg)
-            else:
-                out.append(msg)
-        return out
+        self._paused = list(self.agent_names)
+        return [
+            Halt(id=f"rebalance:{self.name}:{now.isoformat()}>{agent_ref(name)}", at=now, entity=agent_ref(name), reason=PAUSED)
+            for name in self._paused
+        ]
 
     def resume_paused(self, now: datetime) -> list[Halt]:
         """Let the agents paused for a rebalance trade again (see :meth:`liquidation`)."""
-        out = []
-        for name in self._paused:
-            msg = Halt(
+        out = [
+            Halt(
                 id=f"rebalance:{self.name}:{now.isoformat()}:resume>{agent_ref(name)}",
                 at=now, entity=agent_ref(name), reason="rebalanced", resume=True, only=PAUSED,
             )
-            if self.spec.inline:
-                self.agents[name].on_halt(msg)
-            else:
-                out.append(msg)
+            for name in self._paused
+        ]
         self._paused = []
         return out
 
@@ -919,9 +885,9 @@ class FarmNode:
         agent's cash now). Free cash only: positions stay. The pool is the farm's own cash
         and its trading agents' cash; the policy's reserve stays with the farm. Agents above
         their share give back the difference first, then agents below it are topped up.
-        Halted agents are left out. Returns the messages for agent actors (inline agents
-        are moved here); ids carry the bar count, so a repeat books nothing."""
-        names = [n for n in self.agent_names if n in cash and not (self.spec.inline and self.agents[n].halted)]
+        Halted agents (absent from ``cash``) are left out. Returns the messages to send;
+        ids carry the bar count, so a repeat books nothing."""
+        names = [n for n in self.agent_names if n in cash]
         if self.halted is not None or not names:
             return [], []
         own = self.books.cash(self.ref).amount
@@ -938,25 +904,12 @@ class FarmNode:
             if delta != 0 and not any(r["bars"] == bars for r in self.rebalances):
                 self._flow(name, delta)
             if delta < 0:
-                msg = Collect(id=key, at=now, source=agent_ref(name), amount=-delta, reason="rebalance")
-                if self.spec.inline:
-                    self.books.collect(agent_ref(name), -delta, key=key, at=now)
-                    if self.books.ledger.posted(key):
-                        self.agents[name].collected(-delta, "amount")
-                    self.agents[name].sync_cash()
-                else:
-                    collects.append(msg)
+                collects.append(Collect(id=key, at=now, source=agent_ref(name), amount=-delta, reason="rebalance"))
         for name in names:
             delta = plan.shares[name] - cash[name]
             key = f"rebalance:{self.name}:{bars}>{agent_ref(name)}"
             if delta > 0:
-                msg = Allocate(id=key, at=now, source=self.ref, target=agent_ref(name), amount=delta)
-                if self.spec.inline:
-                    self.books.allocate(agent_ref(name), delta, key=key, at=now)
-                    if self.books.ledger.posted(key):
-                        self.agents[name].funded(delta)
-                else:
-                    allocs.append(msg)
+                allocs.append(Allocate(id=key, at=now, source=self.ref, target=agent_ref(name), amount=delta))
         if not any(r["bars"] == bars for r in self.rebalances):
             self.rebalances.append({"bars": bars, "at": iso_utc(now), "moves": moves})
             data = FarmRebalancePayload(wallet=self.ref, bars=bars, moves=moves)
@@ -975,8 +928,7 @@ class FarmNode:
     def release(self, msg: Collect, cash: Mapping[str, Decimal]) -> list[Collect]:
         """The master takes ``msg.amount`` of free cash back (a rebalance): from the farm's own
         cash first, the rest from its trading agents in proportion to their cash (exact
-        split). Inline agents' cash moves here; the Collects for agent actors are returned
-        (their Transfers go to :meth:`on_transfer`). Then :meth:`send_released`."""
+        split). Returns the Collects for the agents; then :meth:`send_released`."""
         if msg.id in self._releases:
             return list(self._releases[msg.id])
         own = self.books.cash(self.ref).amount
@@ -989,14 +941,7 @@ class FarmNode:
                 if amount <= 0:
                     continue
                 self._flow(name, -amount)
-                child = Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=amount, reason=msg.reason)
-                if self.spec.inline:
-                    self.books.collect(agent_ref(name), amount, key=f"{child.id}:transfer", at=msg.at)
-                    if self.books.ledger.posted(f"{child.id}:transfer"):
-                        self.agents[name].collected(amount, "amount")
-                    self.agents[name].sync_cash()
-                else:
-                    out.append(child)
+                out.append(Collect(id=f"{msg.id}>{agent_ref(name)}", at=msg.at, source=agent_ref(name), amount=amount, reason=msg.reason))
         self._taken[msg.id] = Decimal(msg.amount or 0)
         self._releases[msg.id] = list(out)
         return out
@@ -1008,42 +953,12 @@ class FarmNode:
             self._flow("farm", -self._taken[msg.id])
         return transfer
 
-    def send_allocations(self, allocs: list[Allocate]) -> list[Allocate]:
-        """Book rebalancing allocations to agent actors as sent (after their collections
-        arrived); returns them for delivery."""
-        for msg in allocs:
-            self.books.send(self.ref, msg.target, msg.amount, key=msg.id, at=msg.at, type=TxType.ALLOCATION)
-        return allocs
-
-    def goal_collect(self, msg: Collect) -> Collect | None:
-        """A goal's Collect from the master for one of this farm's agents. An inline agent's
-        money is moved here (returns None); for an agent actor the Collect to deliver is
-        returned, and its Transfer goes to :meth:`on_goal_transfer`. Then :meth:`forward_up`."""
-        name = msg.source.removeprefix("agent:")
-        if name not in self.agent_names:
-            raise NodeError(f"farm {self.name} has no agent {name!r}")
-        if not self.spec.inline:
-            return msg
-        if msg.id in self._taken:  # delivered before
-            return None
-        agent = self.agents[name]
-        basis = msg.effective_basis
-        cash = self.books.cash(agent.ref).amount
-        amount = agent.collectable_profit() if basis == "profit" else (cash if basis == "all" else msg.amount)
-        if amount:
-            self.books.collect(agent.ref, amount, key=f"{msg.id}:transfer", at=msg.at)
-        agent.collected(amount or ZERO, basis)
-        agent.sync_cash()
-        self._flow(name, -(amount or ZERO))
-        self._taken[msg.id] = amount or ZERO
-        return None
-
-    def on_goal_transfer(self, msg: Collect, transfer: Transfer) -> None:
-        """Book what an agent actor sent for a goal's Collect."""
+    def goal_taken(self, msg: Collect, transfer: Transfer) -> None:
+        """Note what an agent sent (booked by ``ports.agent_collect``) for a goal's Collect,
+        for :meth:`forward_up`. Once per Collect."""
         if msg.id not in self._taken:
             self._flow(msg.source.removeprefix("agent:"), -transfer.amount)
-        self.on_transfer(transfer)
-        self._taken[msg.id] = transfer.amount
+            self._taken[msg.id] = transfer.amount
 
     def forward_up(self, msg: Collect) -> Transfer:
         """Send what a goal's Collect took from an agent on up to the master: the same
@@ -1060,7 +975,7 @@ class FarmNode:
 
     def run_allocate(self, ports: FarmPorts, msg: Allocate) -> None:
         """Receive an allocation and fund the agents by the farm's policy."""
-        out = self.on_allocate(msg)
+        out = self.on_allocate(msg, ports)
         ports.commit()
         for child in out:
             ports.agent_allocate(child)
@@ -1069,7 +984,7 @@ class FarmNode:
         """Send cash up to the master; for "everything" (no amount) the agents' cash first."""
         if msg.amount is None:
             for child in self.collect_agents(msg):
-                self.on_transfer(ports.agent_collect(child))
+                ports.agent_collect(child)
         transfer = self.on_collect(msg)
         ports.commit()
         return transfer
@@ -1086,17 +1001,7 @@ class FarmNode:
         name = msg.entity.removeprefix("agent:")
         if name not in self.agent_names:
             raise NodeError(f"farm {self.name} has no agent {name!r}")
-        if self.spec.inline:
-            self.agents[name].on_halt(msg)
-            ports.commit()
-        else:
-            ports.agent_halt(msg)
-
-    def trading_cash(self, ports: FarmPorts) -> dict[str, Decimal]:
-        """Each trading agent's cash now (halted agents left out)."""
-        if self.spec.inline:
-            return {n: a.books.cash(a.ref).amount for n, a in self.agents.items() if a.halted is None}  # type: ignore[union-attr]
-        return ports.agent_cash()
+        ports.agent_halt(msg)
 
     def run_rebalance(self, ports: FarmPorts, bars: int, now: datetime) -> None:
         """The farm's part of a checkpoint: its scheduled rebalance (with ``liquidate``, the
@@ -1123,12 +1028,14 @@ class FarmNode:
         allocs: list[Allocate] = []
         if step.plan:
             if step.collects is None or step.allocs is None:
-                collects, planned = self.rebalance(bars, now, self.trading_cash(ports))
+                collects, planned = self.rebalance(bars, now, ports.agent_cash())
                 step = self._rebalance = step.model_copy(update={"collects": collects, "allocs": planned})
                 ports.commit()
             for collect in step.collects or ():
-                self.on_transfer(ports.agent_collect(collect))
-            allocs = self.send_allocations(list(step.allocs or ()))
+                ports.agent_collect(collect)
+            allocs = list(step.allocs or ())
+            for msg in allocs:  # booked as sent once the collections arrived
+                ports.book_allocation(msg)
             if allocs:
                 ports.commit()
             for msg in allocs:
@@ -1143,34 +1050,38 @@ class FarmNode:
 
     def run_info(self, ports: FarmPorts) -> tuple[Decimal, list[float]]:
         """The farm's free cash now and its bar returns (for the master's policy)."""
-        return self.free_cash(self.trading_cash(ports)), self.farm_returns()
+        return self.free_cash(ports.agent_cash()), self.farm_returns()
 
     def run_release(self, ports: FarmPorts, msg: Collect) -> Transfer:
         """Give free cash back to the master (its rebalance): own cash first, then the
         agents'. A repeat returns the same Transfer and moves nothing more."""
         fresh = msg.id not in self._releases
-        children = self.release(msg, self.trading_cash(ports) if fresh else {})
+        children = self.release(msg, ports.agent_cash() if fresh else {})
         if fresh and children:
             ports.commit()
         for child in children:
-            self.on_transfer(ports.agent_collect(child))
+            ports.agent_collect(child)
         transfer = self.send_released(msg)
         ports.commit()
         return transfer
 
     def run_goal_collect(self, ports: FarmPorts, msg: Collect) -> Transfer:
-        """A goal's Collect for one of this farm's agents: take the money, send it up."""
-        relay = self.goal_collect(msg)
-        if relay is not None:
-            self.on_goal_transfer(msg, ports.agent_collect(relay))
+        """A goal's Collect for one of this farm's agents: take the money, send it up. A
+        redelivered Collect (its money taken before) only sends it up again."""
+        name = msg.source.removeprefix("agent:")
+        if name not in self.agent_names:
+            raise NodeError(f"farm {self.name} has no agent {name!r}")
+        if msg.id not in self._taken:
+            self.goal_taken(msg, ports.agent_collect(msg))
         transfer = self.forward_up(msg)
         ports.commit()
         return transfer
 
     # bars
 
-    def run_inline(self, batch: BarBatch) -> list[AgentUpdate]:
-        return [agent.on_batch(batch) for agent in self.agents.values()]
+    def run_batch(self, ports: FarmPorts, batch: BarBatch) -> FarmUpdate:
+        """A batch of bars: the agents trade it, the farm sums them up."""
+        return self.on_updates(batch, ports.agent_batch(batch))
 
     def on_updates(self, batch: BarBatch, updates: list[AgentUpdate]) -> FarmUpdate:
         """Aggregate the agents' updates for a batch: the farm's equity per bar is its own
@@ -1235,11 +1146,9 @@ class FarmNode:
             bars=self.performance.bars,
         )
 
-    def snapshot(self, agents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The farm's part of a session report; ``agents`` are the agents' snapshots (taken
-        from the inline agents when not given)."""
-        if agents is None:
-            agents = [a.snapshot() for a in self.agents.values()]
+    def snapshot(self, agents: list[dict[str, Any]]) -> dict[str, Any]:
+        """The farm's part of a session report; ``agents`` are the agents' snapshots
+        (``ports.agent_snapshots()``)."""
         cash = self.books.cash(self.ref).amount
         total = cash + sum((Decimal(a["equity"]) for a in agents), Decimal(0))
         return {

@@ -36,11 +36,13 @@ import ray
 
 from cival.actors.agent import AgentUpdate, warm_up
 from cival.actors.books import BooksSummary, summarize
+from cival.actors.farm_ports import AgentMessages, InlineAgents
 from cival.actors.journal import Journal, batch_key
 from cival.actors.nodes import (
     AgentSpec,
     ClusterSpec,
     FarmNode,
+    FarmPorts,
     FarmSpec,
     FarmUpdate,
     MasterNode,
@@ -129,11 +131,15 @@ class AgentActor:
         return os.getpid()
 
 
-class _FarmPorts:
+class _FarmPorts(AgentMessages):
     """A farm actor's agent actors, called one at a time."""
 
     def __init__(self, actor: FarmActor) -> None:
         self.actor = actor
+
+    @property
+    def farm(self) -> FarmNode:
+        return self.actor.node
 
     def _handle(self, entity: str) -> Any:
         return self.actor.handles[entity.removeprefix("agent:")]
@@ -144,7 +150,7 @@ class _FarmPorts:
     def agent_allocate(self, msg: Allocate) -> None:
         ray.get(self._handle(msg.target).on_allocate.remote(msg))
 
-    def agent_collect(self, msg: Collect) -> Transfer:
+    def collect_from(self, msg: Collect) -> Transfer:
         return ray.get(self._handle(msg.source).on_collect.remote(msg))  # type: ignore[no-any-return]
 
     def agent_halt(self, msg: Halt) -> None:
@@ -154,6 +160,13 @@ class _FarmPorts:
         handles = self.actor.handles
         states = ray.get([h.cash.remote() for h in handles.values()])
         return {name: amount for name, (amount, halted) in zip(handles, states, strict=True) if halted is None}
+
+    def agent_batch(self, batch: BarBatch) -> list[AgentUpdate]:
+        item = self.actor.batch_item  # as the farm received it: a reference for a large batch
+        return ray.get([h.on_batch.remote(item) for h in self.actor.handles.values()])  # type: ignore[no-any-return]
+
+    def agent_snapshots(self) -> list[dict[str, Any]]:
+        return ray.get([h.snapshot.remote() for h in self.actor.handles.values()])  # type: ignore[no-any-return]
 
 
 @ray.remote(**_restartable())
@@ -171,7 +184,8 @@ class FarmActor:
         self.node = FarmNode(spec)
         self._agent_names = agents or {}
         self._handles: dict[str, Any] | None = None
-        self.ports = _FarmPorts(self)
+        self.batch_item: Any = None
+        self.ports: FarmPorts = InlineAgents(self.node, self._commit) if spec.inline else _FarmPorts(self)
         self.journal, self._last = _journal(self.node, where, run_id)
 
     @property
@@ -225,22 +239,14 @@ class FarmActor:
         key = batch_key(batch)
         if self._last is not None and self._last[0] == key:
             return self._last[1]  # a retried call: done before, journaled with its reply
-        if self.node.spec.inline:
-            updates = self.node.run_inline(batch)
-        else:
-            updates = ray.get([h.on_batch.remote(item) for h in self.handles.values()])
-        update = self.node.on_updates(batch, updates)
+        self.batch_item = item
+        update = self.node.run_batch(self.ports, batch)
         self._last = (key, update)
         self._commit()
         return update
 
     def snapshot(self) -> dict[str, Any]:
-        agents = (
-            None
-            if self.node.spec.inline
-            else ray.get([h.snapshot.remote() for h in self.handles.values()])
-        )
-        return self.node.snapshot(agents)
+        return self.node.snapshot(self.ports.agent_snapshots())
 
     def books(self) -> list[BooksSummary]:
         """The farm's books and, for agent actors, theirs."""
