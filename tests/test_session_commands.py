@@ -104,9 +104,10 @@ def test_commands_from_another_thread_equal_the_same_commands_given_in_one_threa
     assert result.audit.ok and result.bars == BARS and not result.interrupted
 
     # Refused ones say why; the others answered with what they did.
-    assert isinstance(answers[3], CommandError) and "available" in str(answers[3])
+    assert isinstance(answers[3], CommandError) and "of free cash, less than the 1,000,000,000.00 asked" in str(answers[3])
     assert isinstance(answers[4], CommandError) and "no farm or agent named 'nobody'" in str(answers[4])
-    assert answers[0] == {"command": "allocate", "n": 1, "farm": "trend", "amount": "1500.5"}
+    assert (answers[0].kind, answers[0].n, answers[0].target, answers[0].amount) == ("allocate", 1, "farm:trend", Decimal("1500.5"))
+    assert answers[0].as_dict()["amount"] == "1500.5" and answers[0].key == "command:1"
     assert answers[2].amount == Decimal(250)
     assert answers[7].amount > 0
     # While paused the feed did not move.
@@ -178,7 +179,9 @@ def test_submit_hands_back_a_future_and_stop_interrupts_the_feed(tmp_path):
     try:
         # No bars flowing: applied at once, the answer (or the refusal) in the future.
         done = session.submit(Command("allocate", "trend", amount=Decimal("10"), by="dana"))
-        assert done.result(0) == {"command": "allocate", "n": 1, "farm": "trend", "amount": "10"}
+        assert done.result(0).as_dict() | {"at": None} == {
+            "command": "allocate", "n": 1, "source": "master", "target": "farm:trend", "amount": "10", "at": None, "key": "command:1",
+        }
         refused = session.submit(Command("collect", "nowhere"))
         with pytest.raises(CommandError, match="no farm named 'nowhere'"):
             refused.result(0)

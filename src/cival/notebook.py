@@ -4,16 +4,21 @@
 
     from cival import Cluster
 
-    cluster = Cluster.from_config("configs/demo.yaml")   # nodes in this process
-    cluster.step(500)                                     # the next 500 bars
-    cluster.wallet_tree()                                 # a DataFrame
+    cluster = Cluster("configs/demo.yaml")     # a path, a ClusterConfig or a mapping
+    cluster.step(500)                          # the next 500 bars
+    cluster.wallet_tree()                      # a DataFrame (floats; exact=True: Decimals)
     cluster.halt("farm:trend", "too volatile")
-    cluster.run()                                         # the rest of the bars
+    cluster.collect("breakout", "500")         # what was booked: a Booked record
+    cluster.deposit("10000"); cluster.allocate("trend", "10000")
+    cluster.run()                              # the rest of the bars
     cluster.report()["ledger"]
 
 It is the same cluster as ``cival paper`` runs (the nodes in this process by default,
 ``ray=True`` for Ray actors), fed the same bars in the same batches: goals and risk
 limits act at the config's checkpoints, and everything is booked and audited alike.
+
+Tables (``wallet_tree``, ``trades``) hold floats, to plot and compute with; the books are
+exact, and ``exact=True`` gives their Decimal values.
 """
 
 from __future__ import annotations
@@ -26,10 +31,9 @@ import pandas as pd
 
 from cival.actors.books import ClusterAudit
 from cival.actors.nodes import FarmUpdate
-from cival.config import ClusterConfig, load_config
+from cival.config import ClusterConfig
 from cival.core.errors import CivalError
-from cival.core.messages import Transfer
-from cival.session import Session, SessionConfig
+from cival.session import Booked, Session, SessionConfig, as_config
 
 
 class Cluster:
@@ -38,14 +42,14 @@ class Cluster:
 
     def __init__(
         self,
-        config: ClusterConfig,
+        config: ClusterConfig | str | Path | dict[str, Any],
         bars: pd.DataFrame | None = None,
         ray: bool = False,
         store: Any = None,
         persist: bool = True,
         events: Any = None,
     ) -> None:
-        self.config = config
+        self.config = config = as_config(config)
         self.session = Session(config, SessionConfig(local=not ray, persist=persist), bars=bars, store=store, events=events).open()
         self.spec = self.session.spec
         self.bars = self.session.frame
@@ -57,7 +61,7 @@ class Cluster:
     @classmethod
     def from_config(cls, path: str | Path, bars: pd.DataFrame | None = None, ray: bool = False, **kw: Any) -> Cluster:
         """``kw``: ``store``, ``persist`` and ``events``, as for :class:`cival.session.Session`."""
-        return cls(load_config(path), bars=bars, ray=ray, **kw)
+        return cls(path, bars=bars, ray=ray, **kw)
 
     # -- running ----------------------------------------------------------------------
 
@@ -104,19 +108,25 @@ class Cluster:
     def resume(self, entity: str, reason: str = "resumed by hand") -> None:
         self.session.release(entity, reason)
 
-    def allocate(self, farm: str, amount: Decimal | str) -> None:
-        """Allocate ``amount`` of the master's cash to ``farm``; the farm splits it across its
-        agents by its policy. The same checks as any allocation: no overdraft, no negative."""
-        self.session.allocate(farm, amount)
+    def deposit(self, amount: Decimal | str | int) -> Booked:
+        """Deposit ``amount`` into the master's cash; returns what was booked."""
+        return self.session.deposit(amount)
+
+    def allocate(self, farm: str, amount: Decimal | str | int) -> Booked:
+        """Allocate ``amount`` of the master's free cash to ``farm``; the farm splits it
+        across its agents by its policy. Returns what was booked. More than the master's
+        cash is refused, with the ways to free some (:meth:`collect`, :meth:`deposit`)."""
+        return self.session.allocate(farm, amount)
 
     def set_policy(self, farm: str, policy: dict[str, Any]) -> None:
         """Give ``farm`` another allocation policy (as in a config), from now on: it applies
         to new allocations and to its scheduled rebalancing."""
         self.session.set_policy(farm, policy)
 
-    def collect(self, farm: str, amount: Decimal | str | None = None, reason: str = "by hand") -> Transfer:
-        """Bring a farm's money back to the master: ``amount`` of its own cash, or (None)
-        all its agents' cash and its own."""
+    def collect(self, farm: str, amount: Decimal | str | int | None = None, reason: str = "by hand") -> Booked:
+        """Bring a farm's money back to the master: ``amount`` of its free cash (its own
+        first, then its trading agents' in proportion to their cash), or (None) all its
+        cash and its agents' (positions stay open). Returns what was booked."""
         return self.session.collect(farm, amount, reason)
 
     # -- looking ----------------------------------------------------------------------
@@ -128,8 +138,9 @@ class Cluster:
     def audit(self) -> ClusterAudit:
         return self.session.audit()
 
-    def wallet_tree(self) -> pd.DataFrame:
-        """One row per wallet: kind, parent, cash, equity, P&L, fees, trades, halted."""
+    def wallet_tree(self, exact: bool = False) -> pd.DataFrame:
+        """One row per wallet: kind, parent, cash, equity, net P&L (realised + unrealised -
+        fees), fees, trades, halted. Money in floats (``exact=True``: Decimals)."""
         report = self.report()
         m = report["master"]
         rows = [_row("master", m["name"], None, m, total=report["ledger"]["total_equity"])]
@@ -137,15 +148,18 @@ class Cluster:
             rows.append(_row("farm", f["name"], m["name"], f, total=f["total_equity"], halted=f.get("halted")))
             for a in f["agents"]:
                 rows.append(_row("agent", a["name"], f["name"], a, total=a["equity"], halted=a.get("halted"), trades=a["trade_count"]))
-        return pd.DataFrame(rows).set_index("name")
+        tree = pd.DataFrame(rows).set_index("name")
+        tree["trades"] = tree["trades"].astype("Int64")  # none for the master and the farms
+        return tree if exact else tree.astype(dict.fromkeys(_MONEY, "float64"))
 
     def goals(self) -> pd.DataFrame:
         goals = self.session.goal_states()
         columns = ["name", "type", "status", "progress", "completed_at", "collected", "on_complete"]
         return pd.DataFrame([{k: g[k] for k in columns} for g in goals], columns=columns).set_index("name")
 
-    def trades(self) -> pd.DataFrame:
-        """Every agent's closed trades (the backtest's columns, plus farm and agent)."""
+    def trades(self, exact: bool = False) -> pd.DataFrame:
+        """Every agent's closed trades (the backtest's columns, plus farm and agent), oldest
+        exit first. Numbers in floats (``exact=True``: Decimals)."""
         frames = []
         for f in self.report()["farms"]:
             for a in f["agents"]:
@@ -154,14 +168,14 @@ class Cluster:
                     frame.insert(0, "agent", a["name"])
                     frame.insert(0, "farm", f["name"])
                     frames.append(frame)
-        if not frames:
-            return pd.DataFrame(columns=["farm", "agent", "entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"])
-        out = pd.concat(frames, ignore_index=True)
+        columns = ["farm", "agent", "entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in columns})
         for column in ("entry_time", "exit_time"):
             out[column] = pd.to_datetime(out[column], utc=True)
-        for column in ("entry_price", "exit_price", "qty", "fees", "pnl", "return"):
-            out[column] = out[column].map(Decimal)
-        return out.sort_values(["exit_time", "farm", "agent"], ignore_index=True)
+        for column in _TRADE_NUMBERS:
+            out[column] = out[column].map(Decimal) if exact else out[column].astype("float64")
+        out = out.astype({"farm": "object", "agent": "object"})
+        return out[columns].sort_values(["exit_time", "farm", "agent"], ignore_index=True)
 
     def close(self) -> None:
         """Record the run as finished (or interrupted, with bars left), publish its last
@@ -177,6 +191,10 @@ class Cluster:
     def __repr__(self) -> str:
         total = len(self.bars) if self.bars is not None else 0
         return f"<Cluster {self.config.name!r}: {self.seen:,}/{total:,} bars, {self.session.options.mode}>"
+
+
+_MONEY = ("cash", "equity", "net_pnl", "fees")
+_TRADE_NUMBERS = ("entry_price", "exit_price", "qty", "fees", "pnl", "return")
 
 
 def _row(kind: str, name: str, parent: str | None, entity: dict[str, Any], total: str, halted: str | None = None, trades: int | None = None) -> dict[str, Any]:

@@ -251,6 +251,10 @@ class LocalCluster:
         """Allocate ``msg.amount`` of the master's cash to the farm ``msg.target``."""
         self.master.run_allocate(self.ports, msg)
 
+    def send_deposit(self, amount: Decimal, key: str, at: datetime | None = None) -> None:
+        """Deposit ``amount`` into the master's cash (``key``: a repeat books nothing)."""
+        self.master.run_deposit(self.ports, amount, key, at)
+
     def send_halt(self, msg: Halt) -> None:
         """Halt (or, ``msg.resume``, resume) a farm or an agent."""
         self.master.run_halt(self.ports, msg)
@@ -389,6 +393,10 @@ class RayCluster:
     def send_allocate(self, msg: Allocate) -> None:
         """Allocate ``msg.amount`` of the master's cash to the farm ``msg.target``."""
         self._get(self.master.allocate.remote(msg))
+
+    def send_deposit(self, amount: Decimal, key: str, at: datetime | None = None) -> None:
+        """Deposit ``amount`` into the master's cash (``key``: a repeat books nothing)."""
+        self._get(self.master.deposit.remote(amount, key, at))
 
     def send_halt(self, msg: Halt) -> None:
         """Halt (or, ``msg.resume``, resume) a farm or an agent."""

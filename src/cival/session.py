@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,8 +53,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cival.actors.books import ClusterAudit, combine
-from cival.actors.nodes import ClusterSpec, FarmUpdate, cluster_spec
-from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict
+from cival.actors.nodes import ClusterSpec, FarmUpdate, NodeError, cluster_spec
+from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict, load_config
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError, Terminated
 from cival.core.events import (
@@ -66,9 +66,10 @@ from cival.core.events import (
     RunFinishedPayload,
     RunStartedPayload,
 )
+from cival.core.fmt import format_amount
 from cival.core.fmt import iso_utc as iso
 from cival.core.fmt import plain_decimal as dec
-from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.core.messages import Allocate, Collect, Halt
 from cival.core.urls import redact
 from cival.core.wallets import MASTER, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
@@ -221,11 +222,12 @@ class PaperResult:
 class Command:
     """An operator's command to a running session.
 
-    ``kind``: ``allocate`` (``target`` a farm, ``amount``), ``collect`` (a farm; ``amount``
-    None: everything), ``halt`` / ``resume`` (``farm:NAME`` or ``agent:NAME``, or a bare
-    name), ``set_policy`` (a farm, ``policy`` as in a config). ``by``: who gave it."""
+    ``kind``: ``deposit`` (``target`` "master", ``amount``), ``allocate`` (``target`` a farm,
+    ``amount``), ``collect`` (a farm; ``amount`` None: everything), ``halt`` / ``resume``
+    (``farm:NAME`` or ``agent:NAME``, or a bare name), ``set_policy`` (a farm, ``policy``
+    as in a config). ``by``: who gave it."""
 
-    kind: Literal["allocate", "collect", "halt", "resume", "set_policy"]
+    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy"]
     target: str
     amount: Decimal | None = None
     reason: str = ""
@@ -250,6 +252,28 @@ class Command:
             kind=row["kind"], target=args["target"], amount=Decimal(amount) if amount is not None else None,
             reason=args.get("reason", ""), policy=args.get("policy"), by=row["by"],
         )
+
+
+@dataclass(frozen=True)
+class Booked:
+    """What a money command booked: ``amount`` moved from ``source`` to ``target`` (wallet
+    refs; a deposit comes from ``outside``), at ``at`` (the time of the bar it applied
+    at), under the ledger key ``key``, by the session's command number ``n``."""
+
+    kind: str
+    n: int
+    source: str
+    target: str
+    amount: Decimal
+    at: datetime
+    key: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (amount as an exact decimal string, time in ISO 8601)."""
+        return {
+            "command": self.kind, "n": self.n, "source": self.source, "target": self.target,
+            "amount": dec(self.amount), "at": iso(self.at), "key": self.key,
+        }
 
 
 # -- bars -------------------------------------------------------------------------------
@@ -507,7 +531,7 @@ class Session:
 
     def __init__(
         self,
-        config: ClusterConfig,
+        config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any],
         options: SessionConfig | None = None,
         *,
         bars: pd.DataFrame | None = None,
@@ -518,7 +542,7 @@ class Session:
         on_start: Callable[[str, StoreLocation], None] | None = None,
         on_cluster: Callable[[LocalCluster | RayCluster], None] | None = None,
     ) -> None:
-        self.config = config
+        self.config = config = as_config(config)
         self.options = options or SessionConfig()
         opts = self.options
         self.spec: ClusterSpec = cluster_spec(config, symbol=opts.symbol, inline=opts.inline)
@@ -957,14 +981,20 @@ class Session:
 
     # -- commands ---------------------------------------------------------------------
 
-    def allocate(self, farm: str, amount: Decimal | str | int, by: str | None = None) -> dict[str, Any]:
-        """Allocate ``amount`` of the master's cash to ``farm`` (which splits it by its
-        policy). The same checks as any allocation: no overdraft, no negative."""
+    def deposit(self, amount: Decimal | str | int, by: str | None = None) -> Booked:
+        """Deposit ``amount`` into the master's cash (for :meth:`allocate` to hand out)."""
+        return self.command(Command("deposit", "master", amount=_amount(amount), by=by))  # type: ignore[no-any-return]
+
+    def allocate(self, farm: str, amount: Decimal | str | int, by: str | None = None) -> Booked:
+        """Allocate ``amount`` of the master's free cash to ``farm`` (which splits it across
+        its agents by its policy). No overdraft: more than the master's cash is refused,
+        saying how to free some."""
         return self.command(Command("allocate", farm, amount=_amount(amount), by=by))  # type: ignore[no-any-return]
 
-    def collect(self, farm: str, amount: Decimal | str | int | None = None, reason: str = "by hand", by: str | None = None) -> Transfer:
-        """Bring a farm's money back to the master: ``amount`` of its own cash, or (None)
-        all its agents' cash and its own."""
+    def collect(self, farm: str, amount: Decimal | str | int | None = None, reason: str = "by hand", by: str | None = None) -> Booked:
+        """Bring a farm's money back to the master: ``amount`` of its free cash (its own
+        first, then its trading agents' in proportion to their cash), or (None) all its
+        cash and all its agents' (their positions stay open)."""
         return self.command(Command("collect", farm, amount=_amount(amount) if amount is not None else None, reason=reason, by=by))  # type: ignore[no-any-return]
 
     def halt(self, entity: str, reason: str = "halted by hand", by: str | None = None) -> dict[str, Any]:
@@ -1047,16 +1077,24 @@ class Session:
         kind = command.kind
         status, result, answer = "applied", None, None
         try:
-            if kind == "allocate":
+            if kind == "deposit":
                 assert command.amount is not None
+                at = self._clock()
+                cluster.send_deposit(command.amount, f"command:{n}", at)
+                answer = Booked(kind, n, "outside", MASTER, command.amount, at, f"command:{n}")
+                result = answer.as_dict()
+            elif kind == "allocate":
+                assert command.amount is not None
+                self._check_master_cash(command)
                 msg = Allocate(id=f"command:{n}", at=self._clock(), source=MASTER, target=farm_ref(command.target), amount=command.amount)
                 cluster.send_allocate(msg)
-                answer = result = {"command": kind, "n": n, "farm": command.target, "amount": dec(command.amount)}
+                answer = Booked(kind, n, MASTER, msg.target, msg.amount, msg.at, msg.id)
+                result = answer.as_dict()
             elif kind == "collect":
                 msg = Collect(id=f"command:{n}", at=self._clock(), source=farm_ref(command.target), amount=command.amount, reason=command.reason)
                 transfer = cluster.send_collect(msg)
-                answer = transfer
-                result = {"command": kind, "n": n, "farm": command.target, "amount": dec(transfer.amount)}
+                answer = Booked(kind, n, msg.source, MASTER, transfer.amount, msg.at, transfer.id)
+                result = answer.as_dict()
             elif kind in ("halt", "resume"):
                 halt = Halt(id=f"command:{n}", at=self._clock(), entity=command.target, reason=command.reason or f"{kind} by {command.by}", resume=kind == "resume")
                 cluster.send_halt(halt)
@@ -1078,9 +1116,26 @@ class Session:
         self._record_command(n, status, result)
         if self.relay is not None:
             self.relay.nudge()
-        if kind in ("allocate", "collect"):
+        if kind in ("deposit", "allocate", "collect"):
             self.master_cash = Decimal(cluster.master_snapshot()["cash"])
         return answer
+
+    def _check_master_cash(self, command: Command) -> None:
+        """Refuse an allocation beyond the master's cash, saying where cash could come from."""
+        assert self.cluster is not None and command.amount is not None
+        cash = Decimal(self.cluster.master_snapshot()["cash"])
+        if command.amount <= cash:
+            return
+        master = self.config.master
+        currency = master.base_currency
+        reserve = getattr(master.allocation, "reserve_pct", Decimal(0))
+        raise NodeError(
+            f"the master has {format_amount(cash)} {currency} of free cash, less than the {format_amount(command.amount)} asked "
+            f"(funding allocated its deposit to the farms, keeping master.allocation.reserve_pct = "
+            f"{dec(reserve)} % back). Free some first: collect from a farm "
+            f"(collect('{command.target}', amount) or collect(farm) for everything), deposit more "
+            "(deposit(amount)), or keep a larger reserve in the config"
+        )
 
     def _record_command(self, n: int, status: str, result: dict[str, Any] | None) -> None:
         if self.store is not None and self.run_id is not None:
@@ -1095,6 +1150,10 @@ class Session:
             raise CommandError(f"{command.kind}: no farm named {command.target!r}; farms: {', '.join(farms)}")
         if command.kind == "allocate" and (command.amount is None or not command.amount > 0):
             raise CommandError(f"allocate {command.target}: an allocation must be positive, got {command.amount}")
+        if command.kind == "deposit" and (command.amount is None or not command.amount > 0):
+            raise CommandError(f"deposit: the amount must be positive, got {command.amount}")
+        if command.kind == "deposit":
+            return replace(command, target="master", by=by)
         if command.kind == "collect" and command.amount is not None and not command.amount > 0:
             raise CommandError(f"collect {command.target}: the amount must be positive (or omitted: everything), got {command.amount}")
         if command.kind in ("halt", "resume"):
@@ -1310,11 +1369,23 @@ def entity_ref(entity: str, spec: ClusterSpec) -> str:
     raise CommandError(f"no farm or agent named {entity!r}; farms: {', '.join(sorted(farms))}; agents: {', '.join(sorted(agents))}")
 
 
+def as_config(config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any]) -> ClusterConfig:
+    """A cluster config from a :class:`ClusterConfig`, a YAML file's path, or a mapping as
+    in a YAML file."""
+    if isinstance(config, ClusterConfig):
+        return config
+    if isinstance(config, str | os.PathLike):
+        return load_config(config)
+    if isinstance(config, Mapping):
+        return config_from_dict(dict(config))
+    raise CivalError(f"a config is a ClusterConfig, the path of a YAML file or a mapping, not {type(config).__name__}")
+
+
 # -- run_paper --------------------------------------------------------------------------
 
 
 def run_paper(
-    config: ClusterConfig,
+    config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any],
     options: SessionConfig | None = None,
     *,
     bars: pd.DataFrame | None = None,
@@ -1617,6 +1688,7 @@ def stopped_by_store(
 
 
 __all__ = [
+    "Booked",
     "Checkpoints",
     "Command",
     "CommandError",
@@ -1628,6 +1700,7 @@ __all__ = [
     "SessionConfig",
     "SessionError",
     "SigtermStop",
+    "as_config",
     "config_record",
     "driver_alive",
     "entity_ref",

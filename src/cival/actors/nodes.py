@@ -42,7 +42,7 @@ from cival.core.events import (
     GoalProgressUpdatePayload,
     HaltPayload,
 )
-from cival.core.fmt import iso_utc, plain_decimal
+from cival.core.fmt import format_amount, iso_utc, plain_decimal
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
@@ -295,8 +295,9 @@ class MasterNode:
             data = GoalProgressUpdatePayload(goal=goal.name, status=shown[0], progress=shown[1], collected=shown[2], bars=bars)
             self.events.record(EventDraft(f"goal:{goal.name}:progress:{bars}", f"goal:{goal.name}", now, data))
 
-    def deposit(self, amount: Decimal, key: str) -> None:
-        self.books.deposit(amount, key=key)
+    def deposit(self, amount: Decimal, key: str, at: datetime | None = None) -> None:
+        """Book a deposit into the master's cash (``key`` makes a repeat book nothing)."""
+        self.books.deposit(amount, key=key, at=at)
 
     def fund(self, at: datetime | None = None) -> list[Allocate]:
         """Deposit the initial capital and split it across the farms by the master's policy.
@@ -525,6 +526,11 @@ class MasterNode:
         ports.commit()
         for msg in out:
             ports.farm_allocate(msg)
+
+    def run_deposit(self, ports: MasterPorts, amount: Decimal, key: str, at: datetime | None = None) -> None:
+        """A deposit by hand (see :meth:`deposit`), journaled."""
+        self.deposit(amount, key, at)
+        ports.commit()
 
     def run_allocate(self, ports: MasterPorts, msg: Allocate) -> None:
         """An allocation by hand to one farm (booked as sent, then delivered)."""
@@ -981,10 +987,25 @@ class FarmNode:
             ports.agent_allocate(child)
 
     def run_collect(self, ports: FarmPorts, msg: Collect) -> Transfer:
-        """Send cash up to the master; for "everything" (no amount) the agents' cash first."""
-        if msg.amount is None:
-            for child in self.collect_agents(msg):
-                ports.agent_collect(child)
+        """Send cash up to the master: everything (no amount; the agents' cash first, halted
+        agents' too), or ``msg.amount`` of the farm's free cash: its own first, the rest from
+        its trading agents in proportion to their cash (as :meth:`run_release` does). More
+        than the free cash is refused before anything moves."""
+        if msg.amount is not None:
+            if msg.id not in self._releases:  # a repeat was checked (and journaled) before
+                own = self.books.cash(self.ref).amount
+                agents = sum(ports.agent_cash().values(), ZERO)
+                if msg.amount > own + agents:
+                    currency = self.spec.currency
+                    raise NodeError(
+                        f"farm {self.name} has {format_amount(own + agents)} {currency} of free cash "
+                        f"(its own {format_amount(own)}, its trading agents' {format_amount(agents)}), "
+                        f"less than the {format_amount(msg.amount)} asked; collect less, or everything "
+                        "(no amount: the agents' positions stay, halted agents' cash comes too)"
+                    )
+            return self.run_release(ports, msg)
+        for child in self.collect_agents(msg):
+            ports.agent_collect(child)
         transfer = self.on_collect(msg)
         ports.commit()
         return transfer

@@ -328,6 +328,9 @@ class MasterActor:
     def fund(self, at: Any = None) -> None:
         self.node.run_fund(self.ports, at)
 
+    def deposit(self, amount: Any, key: str, at: Any = None) -> None:
+        self.node.run_deposit(self.ports, amount, key, at)
+
     def allocate(self, msg: Allocate) -> None:
         """An allocation by hand to one farm (booked as sent, then delivered)."""
         self.node.run_allocate(self.ports, msg)
