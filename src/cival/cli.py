@@ -160,12 +160,33 @@ def _drive(args: argparse.Namespace, session: Any) -> int:
     """Run ``session`` to its end with the live tree (unless --json/--quiet) and print the
     summary or the JSON report; the exit code says how it ended."""
     from cival.console import LiveTree, summary_lines
+    from cival.startup import StartupNotes
 
     config = session.config
     quiet = args.json or args.quiet
     live = None if quiet else LiveTree(config.name, config.master.base_currency, master=config.master.name)
-    session.on_progress = live
-    result = session.run()
+    notes = StartupNotes(tty=False if quiet else None)  # on a terminal only
+
+    def progress(p: Any) -> None:
+        notes.end()
+        if live is not None:
+            live(p)
+
+    announce = session.on_start
+
+    def started(run_id: str, where: Any) -> None:
+        notes.break_line()
+        if announce is not None:
+            announce(run_id, where)
+
+    session.on_stage = notes
+    session.on_start = started
+    session.on_progress = progress
+    session.on_warning = lambda text: print(f"warning: {text}", file=sys.stderr, flush=True)
+    try:
+        result = session.run()
+    finally:
+        notes.end()
     if live is not None:
         live.finish()
     if result.rebuilt:
@@ -180,6 +201,8 @@ def _drive(args: argparse.Namespace, session: Any) -> int:
     else:
         for line in summary_lines(result.report, result.audit, result.seconds, result.start_seconds):
             print(line)
+        if result.pace is not None:
+            print(f"Paced replay: fed {result.pace.describe()}.")
         if args.report:
             print(f"Report written to {args.report}")
         if result.run_id:

@@ -43,7 +43,8 @@ from cival.core.costs import (
 from cival.core.errors import CivalError
 from cival.core.messages import Allocate, Collect, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
-from cival.rayconnect import RaySession, RayUnavailable, connect, local_processes_alive
+from cival.core.urls import redact
+from cival.rayconnect import RaySession, RayUnavailable, connect, local_processes_alive, ray_address
 from cival.store.base import Store, StoreLocation
 
 DEFAULT_BATCH = 10_000
@@ -233,7 +234,8 @@ class LocalCluster:
         self.commit(node)
         return reply
 
-    def start(self) -> float:
+    def start(self, on_stage: Callable[[str], None] | None = None) -> float:
+        """Nothing to start: the nodes are here already."""
         return 0.0
 
     def fund(self, at: datetime | None = None) -> None:
@@ -346,12 +348,21 @@ class RayCluster:
         self.farms: dict[str, Any] = {}
         self.agents: dict[str, Any] = {}
 
-    def start(self) -> float:
-        """Connect to Ray and create the actors; returns the seconds it took."""
+    def start(self, on_stage: Callable[[str], None] | None = None) -> float:
+        """Connect to Ray and create the actors; returns the seconds it took. ``on_stage``
+        is told each step (starting Ray, starting the actors)."""
         from cival.actors.remote import AgentActor, FarmActor, MasterActor
 
+        say = on_stage or (lambda text: None)
         t0 = time.perf_counter()
+        joining = ray_address(self.address)
+        say(f"joining Ray at {redact(joining)}" if joining else "starting a local Ray")
         self.ray = connect_ray(self.address)
+        agents = sum(len(f.agents) for f in self.spec.farms if not f.inline)
+        say(
+            f"starting {1 + len(self.spec.farms) + agents} actors (the master, {len(self.spec.farms)} farms, {agents} agents); "
+            "each compiles its strategy's loops on first use"
+        )
         prefix = f"cival:{self.spec.config.name}:{os.getpid()}:{time.time_ns()}"
         farm_names: dict[str, str] = {}
         try:

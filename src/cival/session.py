@@ -40,6 +40,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -216,6 +217,33 @@ class PaperResult:
     """Ray's processes stopped with the session: the report was rebuilt from the store."""
     resumed_from: int | None = None
     """For a resumed run: the bar count it took up the feed at."""
+    pace: Pace | None = None
+    """For a paced replay (a numeric ``speed``): the bars per second asked and achieved."""
+
+
+class PaceWarning(UserWarning):
+    """A paced replay runs slower than its ``speed`` asks: the cluster cannot keep up."""
+
+
+@dataclass
+class Pace:
+    """A paced replay's rate: ``asked`` (``speed`` over the bars' interval) and ``achieved``
+    (bars fed per second of the feed so far), in bars per second."""
+
+    asked: float
+    achieved: float = 0.0
+
+    @property
+    def behind(self) -> bool:
+        """Slower than 80 % of the asked rate."""
+        return self.achieved < 0.8 * self.asked
+
+    def describe(self) -> str:
+        return f"{self.achieved:,.1f} bars/s of the {self.asked:,.1f} asked ({100 * self.achieved / self.asked:.0f} %)"
+
+
+PACE_GRACE = 5.0
+"""Seconds of feeding before a paced replay that is behind is warned about (once)."""
 
 
 @dataclass(frozen=True)
@@ -551,6 +579,13 @@ class Session:
         """Batches end on checkpoints, so that goals act at the same bars whatever the batch size."""
         self.window = 0 if (self.every is not None or opts.persist) else opts.window
         self.on_progress = on_progress
+        self.on_stage: Callable[[str], None] | None = None
+        """Told what the session is doing before its first bar (reading the bars, starting Ray...)."""
+        self.on_warning: Callable[[str], None] | None = None
+        """Told once when a paced replay cannot keep its pace (default: a :class:`PaceWarning`)."""
+        self.pace: Pace | None = None
+        self._pace_warned = False
+        self._seen_at_open = 0
         self.on_start = on_start
         self.on_cluster = on_cluster
         self._store_arg = store
@@ -607,9 +642,11 @@ class Session:
         if self._opened:
             raise SessionError("this session is open already")
         self._opened = True
+        self._stage("reading the bars")
         self._load_feed(0)
         try:
             if self.options.persist:
+                self._stage("opening the store")
                 self._open_store()
                 self._start_run()
             self._start_cluster()
@@ -760,6 +797,11 @@ class Session:
         frame = self._frame()
         self.total = len(frame)
         self._batches = replay_batches(frame.iloc[start:], self.options.speed, self.batch_size)
+        speed = parse_speed(self.options.speed)
+        if speed is not None and len(frame) > 1:
+            step = float(pd.Series(frame.index).diff().median().total_seconds())
+            if step > 0:
+                self.pace = Pace(asked=speed / step)
 
     def _feed_record(self) -> dict[str, Any]:
         opts = self.options
@@ -818,12 +860,20 @@ class Session:
             self.cluster = RayCluster(self.spec, opts.address, self.where, self.run_id)
         if self.on_cluster is not None:
             self.on_cluster(self.cluster)
-        self.start_seconds = self.cluster.start()
+        self.start_seconds = self.cluster.start(self._stage)
+        self._stage("funding the farms")
         # Funding is idempotent: a resumed run's funding books nothing it booked before.
         self.cluster.fund(self._funding_time())
         self.goals = self.cluster.goal_states()
         self.master_cash = Decimal(self.cluster.master_snapshot()["cash"])
+        self._stage("feeding the first batch (strategies compile on first use)")
         self._t0 = time.perf_counter()
+        self._seen_at_open = self.seen
+
+    def _stage(self, text: str) -> None:
+        """Say what the session is doing before its first bar (``on_stage``)."""
+        if self.on_stage is not None:
+            self.on_stage(text)
 
     def _funding_time(self) -> datetime | None:
         """A replay is funded at its first bar, so that its books depend on its bars alone
@@ -956,10 +1006,29 @@ class Session:
             if states is not None:
                 self.goals = states
                 self.master_cash = Decimal(self.cluster.master_snapshot()["cash"])
+        elapsed = time.perf_counter() - self._t0
+        if self.pace is not None:
+            self._check_pace(elapsed)
         if self.on_progress is not None:
-            self.on_progress(Progress(
-                self.seen, self.total, self.last, updates, self.master_cash, time.perf_counter() - self._t0, self.goals
-            ))
+            self.on_progress(Progress(self.seen, self.total, self.last, updates, self.master_cash, elapsed, self.goals))
+
+    def _check_pace(self, elapsed: float) -> None:
+        """Keep the achieved rate; past :data:`PACE_GRACE` seconds, say once if it is behind."""
+        assert self.pace is not None
+        fed = self.seen - self._seen_at_open
+        if elapsed <= 0 or fed < 2:
+            return
+        self.pace.achieved = fed / elapsed
+        if not self._pace_warned and elapsed >= PACE_GRACE and self.pace.behind:
+            self._pace_warned = True
+            text = (
+                f"the cluster keeps up with {self.pace.describe()} (speed {self.options.speed}): bars are fed as "
+                "fast as it can take them, so the replay runs slower than asked; the times shown are the real ones"
+            )
+            if self.on_warning is not None:
+                self.on_warning(text)
+            else:
+                warnings.warn(text, PaceWarning, stacklevel=2)
 
     def pause(self) -> None:
         """Hold the feed at the next batch boundary (commands still apply) until :meth:`unpause`."""
@@ -1293,7 +1362,7 @@ class Session:
             )
         self._result = PaperResult(
             report, audit, self.seen, seconds, self.start_seconds, self.interrupted, self.latencies, self.run_id, self.where,
-            relayed, rebuilt=rebuilt, resumed_from=self.resumed_from,
+            relayed, rebuilt=rebuilt, resumed_from=self.resumed_from, pace=self.pace,
         )
         self._abort(failed=False)
         return self._result
@@ -1693,6 +1762,8 @@ __all__ = [
     "Command",
     "CommandError",
     "Lease",
+    "Pace",
+    "PaceWarning",
     "PaperResult",
     "Progress",
     "RunBusy",
