@@ -126,4 +126,20 @@ def test_an_unreachable_ray_cluster_is_a_clear_error_or_a_local_run(btc_1h, caps
         sweep("darvas", btc_1h, grid, backend="ray", address="127.0.0.1:1", chunk_size=1)
     result = sweep("darvas", btc_1h, grid, backend="auto", address="127.0.0.1:1", chunk_size=1)
     assert result.backend == "local" and len(result.table) == 2
+    assert result.backend_reason.startswith("Ray could not be reached (")
     assert "running in this process instead" in capsys.readouterr().err
+
+
+def test_auto_says_why_it_runs_where_it_runs(monkeypatch, btc_1h):
+    from cival.backtest.sweep import backend_choice
+
+    small = sweep("darvas", btc_1h.iloc[:3000], {"lookback": [10, 20, 30], "confirm": [2, 3, 4]}, backend="auto", chunk_size=10)
+    assert small.backend == "local"
+    assert small.backend_reason.startswith("9 combinations fit in one chunk of 10")
+    asked = sweep("darvas", btc_1h.iloc[:3000], {"lookback": [10, 20]}, backend="local")
+    assert asked.backend_reason == "asked for (backend='local', --local)"
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert backend_choice(None, 25, 10) == ("ray", "25 combinations make 3 chunks of 10, spread over 4 cores")
+    assert backend_choice("10.0.0.5:6379", 1, 10) == ("ray", "a Ray cluster was given")
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert backend_choice(None, 25, 10)[0] == "local" and "one core" in backend_choice(None, 25, 10)[1]

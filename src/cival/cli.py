@@ -530,6 +530,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "skipped": result.skipped,
             "metric": result.metric,
             "backend": result.backend,
+            "backend_reason": result.backend_reason,
             "seconds": round(result.seconds, 3),
             "costs": result.costs,
             "best": result.best(),
@@ -541,9 +542,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{result.strategy}: {len(result.table)} combinations on {result.bars:,} bars of {result.source} "
-        f"in {result.seconds:.1f} s ({result.backend})"
+        f"in {result.seconds:.1f} s"
         + (f"; {result.skipped} skipped (they break a rule across parameters)" if result.skipped else "")
     )
+    where = "on Ray" if result.backend == "ray" else "in this process"
+    print(f"ran {where}: {result.backend_reason}" if result.backend_reason else f"ran {where}")
     shown = [*result.params, *dict.fromkeys([result.metric, "trades", "total_return", "sharpe", "max_drawdown"])]
     print(f"top {len(top)} by {result.metric}:")
     print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

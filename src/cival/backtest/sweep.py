@@ -203,6 +203,8 @@ class SweepResult:
     skipped: int = 0
     seconds: float = 0.0
     backend: str = "local"
+    backend_reason: str = ""
+    """Why the sweep ran where it did (``backend="auto"`` decides)."""
     bars: int = 0
     source: str | None = None
     costs: dict[str, Any] = field(default_factory=dict)
@@ -253,7 +255,22 @@ def auto_backend(address: str | None, count: int, chunk_size: int) -> str:
     """The backend ``backend="auto"`` picks: Ray when a cluster is given (``address``, from
     :func:`cival.rayconnect.ray_address`) or when ``count`` combinations make more than one
     chunk and there is more than one core; otherwise this process (``"local"``)."""
-    return "ray" if address or (count > chunk_size and (os.cpu_count() or 1) > 1) else "local"
+    return backend_choice(address, count, chunk_size)[0]
+
+
+def backend_choice(address: str | None, count: int, chunk_size: int) -> tuple[str, str]:
+    """:func:`auto_backend`'s choice and, in words, why."""
+    cores = os.cpu_count() or 1
+    if address:
+        return "ray", "a Ray cluster was given"
+    if count <= chunk_size:
+        return "local", (
+            f"{count} combinations fit in one chunk of {chunk_size}, one vectorised call in this process: "
+            "starting Ray would cost more than it spreads (a smaller --chunk spreads them over Ray)"
+        )
+    if cores < 2:
+        return "local", "this machine has one core: Ray would not run chunks side by side"
+    return "ray", f"{count} combinations make {-(-count // chunk_size)} chunks of {chunk_size}, spread over {cores} cores"
 
 
 def sweep(
@@ -298,8 +315,9 @@ def sweep(
 
     address = ray_address(address)
     auto = backend == "auto"
+    reason = f"asked for (backend={backend!r}{', --local' if backend == 'local' else ''})"
     if auto:
-        backend = auto_backend(address, combos.total, chunk_size)
+        backend, reason = backend_choice(address, combos.total, chunk_size)
     if backend not in ("ray", "local"):
         raise SweepError(f"unknown backend {backend!r}; use 'ray', 'local' or 'auto'")
 
@@ -313,7 +331,7 @@ def sweep(
             if not auto:
                 raise SweepError(f"{exc}; run it in this process instead (--local, backend='local')") from None
             print(f"note: {exc}; running in this process instead", file=sys.stderr)
-            backend = "local"
+            backend, reason = "local", f"Ray could not be reached ({exc})"
     if rows is None:
         rows = []
         for chunk in combos.chunks(chunk_size):
@@ -331,6 +349,7 @@ def sweep(
         skipped=combos.skipped,
         seconds=time.perf_counter() - started,
         backend=backend,
+        backend_reason=reason,
         bars=len(bars),
         source=source,
         costs=fm.model_dump(),
