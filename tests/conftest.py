@@ -28,13 +28,68 @@ def shared_data_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+SHIPPED = ROOT / "tests" / "data" / "market"
+"""The few real files shipped for the tests (see its README), gzipped."""
+
+_shipped_dir: Path | None = None
+"""Where the shipped files were unpacked, when the full set is absent."""
+
+
+def unpack_shipped(into: Path) -> Path:
+    """The shipped files, gunzipped under their full-set names (the demo's bars included)."""
+    import gzip
+
+    files = {p.relative_to(SHIPPED).with_suffix(""): p for p in SHIPPED.rglob("*.csv.gz")}
+    files[Path("intraday_crypto/binance_BTCUSDT_1h.csv")] = ROOT / "configs" / "data" / "BTCUSDT-1h.csv.gz"
+    for name, source in files.items():
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(source, "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+    return into
+
+
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real market data for tests; skips (with the reason) where it is absent."""
+def shared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real market data for tests: ../shared/data (or $CIVAL_SHARED_DATA), else the few
+    files shipped in tests/data/market; a test that needs a file not shipped skips."""
+    global _shipped_dir
     path = shared_data_dir()
-    if path is None:
-        pytest.skip("real market data not found: ../shared/data beside the checkout (or set CIVAL_SHARED_DATA)")
-    return path
+    if path is not None:
+        return path
+    if _shipped_dir is None:
+        _shipped_dir = unpack_shipped(tmp_path_factory.mktemp("market-data"))
+    return _shipped_dir
+
+
+def _not_shipped(exc: BaseException) -> str | None:
+    """The market data file an error is about, if it is one the shipped set lacks."""
+    if _shipped_dir is None:
+        return None
+    import re
+
+    found = re.search(re.escape(str(_shipped_dir)) + r"/([\w./-]+\.csv)", str(exc))
+    return found.group(1) if found and not (_shipped_dir / found.group(1)).exists() else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):  # type: ignore[no-untyped-def]
+    return (yield from _skip_unshipped())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    return (yield from _skip_unshipped())
+
+
+def _skip_unshipped():  # type: ignore[no-untyped-def]
+    try:
+        return (yield)
+    except Exception as exc:
+        name = _not_shipped(exc)
+        if name is None:
+            raise
+        pytest.skip(f"{name} is not among the market data shipped in tests/data/market: ../shared/data beside the checkout (or CIVAL_SHARED_DATA) has it")
 
 
 SERVICE_FIXTURES = {"postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
