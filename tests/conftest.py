@@ -129,6 +129,32 @@ def service_unavailable(what: str, reason: str) -> None:
     pytest.skip(message)
 
 
+CHROMIUM = os.environ.get("CIVAL_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The browser that renders pages in tests (Debian's chromium); skipped (failed in CI)
+    when it is not installed."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        message = f"chromium is not installed at {CHROMIUM} (apt-get install chromium, or set CIVAL_TEST_CHROMIUM)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI: {message}")
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def rendered_dom(browser: str, page: Path, wait_ms: int = 20000) -> str:
+    """The DOM of ``page`` once a headless browser ran its scripts (no network)."""
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         f"--virtual-time-budget={wait_ms}", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def wait_for(condition, timeout: float = 10.0) -> bool:
     """Poll ``condition`` until true or ``timeout`` (a bound on waiting, not a timing assertion)."""
     end = time.monotonic() + timeout
