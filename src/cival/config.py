@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from importlib import resources
 from itertools import islice
 from pathlib import Path
 from types import UnionType
@@ -48,7 +49,7 @@ from cival.core.fields import (
 )
 from cival.core.money import DEFAULT_QTY_STEP
 from cival.core.urls import url_secrets
-from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.data.bars import CSV_SUFFIXES, DEFAULT_MAX_MOVE, PARQUET_SUFFIXES
 from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
 
@@ -366,17 +367,76 @@ Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
 MaxMove = Annotated[FiniteFloat, Field(gt=1)]
 
 
+BUNDLED = "cival:"
+"""The prefix of a data file shipped with Cival: ``cival:data/BTCUSDT-1h.csv.gz``."""
+
+
+def _bundled_root() -> Path | None:
+    """The folder of the configs shipped with Cival: the copy inside the installed package,
+    else the source checkout's (an editable install), else None."""
+    packaged = resources.files("cival").joinpath("configs")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "configs"
+    return checkout if checkout.is_dir() else None
+
+
+def bundled_data() -> dict[str, Path]:
+    """The bars files shipped with Cival, by the name a config gives them
+    (``cival:data/BTCUSDT-1h.csv.gz``), in name order."""
+    root = _bundled_root()
+    if root is None or not (root / "data").is_dir():
+        return {}
+    suffixes = CSV_SUFFIXES + PARQUET_SUFFIXES
+    files = sorted(p for p in (root / "data").iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    return {f"{BUNDLED}data/{p.name}": p for p in files}
+
+
+def _bundled_path(name: str) -> Path:
+    """The file of a bundled data name; ValueError listing what ships when there is none."""
+    shipped = bundled_data()
+    if name in shipped:
+        return shipped[name]
+    if not shipped:
+        raise ValueError(f"no data ships with this installation of Cival, so {name!r} cannot be found; "
+                         "reinstall cival, or give the path of a bars file")
+    raise ValueError(
+        f"no bundled data named {name!r}; Cival ships {_listing(list(shipped))} "
+        "(or give the path of a bars file, relative to the config's folder)"
+    )
+
+
+def resolve_data_path(path: str, base: Path | None) -> Path:
+    """The file a data ``path`` names: a bundled name (``cival:...``, see :func:`bundled_data`)
+    is found inside the package; any other relative path is read from the folder of the config
+    file ``base`` (when known). ValueError for a bundled name that does not ship."""
+    if path.startswith(BUNDLED):
+        return _bundled_path(path)
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and base is not None:
+        resolved = base.parent / resolved
+    return resolved
+
+
 class FileData(StrictModel):
-    """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file."""
+    """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file, or
+    names a file shipped with Cival (``cival:data/BTCUSDT-1h.csv.gz``)."""
 
     source: Literal["file"]
     path: str = Field(min_length=1)
     symbol: Symbol | None = None
-    """Defaults to the file's name without extension."""
+    """Defaults to the file's name up to its first dot."""
     timeframe: Timeframe | None = None
     max_move: MaxMove | None = DEFAULT_MAX_MOVE
     """A row whose prices move beyond this many times the previous close, up or down, is
     refused as implausible (see cival.data.bars.DEFAULT_MAX_MOVE); null turns the check off."""
+
+    @field_validator("path")
+    @classmethod
+    def _shipped(cls, value: str) -> str:
+        if value.startswith(BUNDLED):
+            _bundled_path(value)
+        return value
 
 
 class SyntheticData(StrictModel):
@@ -497,13 +557,14 @@ class ClusterConfig(StrictModel):
         return path
 
     def data_path(self) -> Path | None:
-        """The data file, resolved against the config file's folder (None for synthetic data)."""
+        """The data file (None for synthetic data): a bundled name's file inside the package,
+        else the path resolved against the config file's folder."""
         if not isinstance(self.data, FileData):
             return None
-        path = Path(self.data.path).expanduser()
-        if not path.is_absolute() and self._source is not None:
-            path = self._source.parent / path
-        return path
+        try:
+            return resolve_data_path(self.data.path, self._source)
+        except ValueError as exc:  # only for a config built without validation
+            raise ConfigError(str(self._source or "<config>"), [ConfigIssue("data.path", str(exc))]) from None
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -994,7 +1055,9 @@ __all__ = [
     "StorageConfig",
     "StreamsConfig",
     "SyntheticData",
+    "bundled_data",
     "config_from_dict",
     "load_config",
     "parse_yaml",
+    "resolve_data_path",
 ]
