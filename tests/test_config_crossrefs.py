@@ -197,3 +197,118 @@ def test_cival_validate_prints_field_and_cross_errors_in_one_run(tmp_path, capsy
         "  master.initial_deposit: must be > 0 (got '-1')\n"
         "  goals[1].assign[0].agent: no agent named 'darvas-20'; did you mean 'darvas-20-3'?\n"
     )
+
+
+# -- an agent's symbol must be the data's ----------------------------------------------------
+
+AVAILABLE = "; a cluster trades one instrument: leave symbol out to trade"
+
+
+def test_an_agent_naming_a_symbol_no_data_provides_is_refused(demo, tmp_path, capsys):
+    demo["farms"][1]["agents"].append({"name": "eth", "strategy": "darvas", "symbol": "ETHUSDT"})
+    assert issues_of(copy.deepcopy(demo)) == [
+        "farms[1].agents[1].symbol: no data for 'ETHUSDT'; symbols available: 'BTCUSDT' (data.symbol)"
+        + AVAILABLE + " 'BTCUSDT', or give data of 'ETHUSDT'"
+    ]
+
+    # Loading the file refuses it, so cival validate, cival paper and the notebook do.
+    text = DEMO.read_text(encoding="utf-8").replace(
+        "        strategy: darvas\n", "        strategy: darvas\n        symbol: ETHUSDT\n"
+    )
+    assert "symbol: ETHUSDT" in text
+    path = tmp_path / "eth.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}: 1 error\n  farms[1].agents[0].symbol: no data for 'ETHUSDT'; symbols available: 'BTCUSDT'")
+    from cival.notebook import Cluster
+
+    with pytest.raises(ConfigError, match=r"farms\[1\]\.agents\[0\]\.symbol: no data for 'ETHUSDT'"):
+        Cluster.from_config(path)
+
+
+def test_an_agent_naming_the_data_symbol_or_none_is_accepted(demo):
+    from cival.actors.nodes import cluster_spec
+
+    demo["farms"][0]["agents"][0]["symbol"] = "BTCUSDT"
+    config = config_from_dict(demo, base=DEMO)
+    spec = cluster_spec(config)
+    assert spec.symbol == "BTCUSDT"
+    assert [a.symbol for a in spec.agents] == ["BTCUSDT"] * 3
+    assert [a.symbol for _, a in config.agents()] == ["BTCUSDT", None, None]
+
+
+def test_symbols_differ_by_case(demo):
+    demo["farms"][0]["agents"][0]["symbol"] = "btcusdt"
+    (issue,) = issues_of(demo)
+    assert issue.startswith("farms[0].agents[0].symbol: no data for 'btcusdt'; symbols available: 'BTCUSDT'")
+
+
+def test_a_file_without_a_symbol_is_named_after_the_file(demo):
+    del demo["data"]["symbol"]
+    demo["farms"][2]["agents"][0]["symbol"] = "BTCUSDT"
+    assert issues_of(demo) == [
+        "farms[2].agents[0].symbol: no data for 'BTCUSDT'; symbols available: 'BTCUSDT-1h' "
+        "(named after the data file; set data.symbol to name it otherwise)"
+        + AVAILABLE + " 'BTCUSDT-1h', or give data of 'BTCUSDT'"
+    ]
+    demo["data"]["symbol"] = "BTCUSDT"
+    assert config_from_dict(demo, base=DEMO).farms[2].agents[0].symbol == "BTCUSDT"
+
+
+def test_synthetic_data_provides_its_symbol(demo):
+    demo["data"] = {"source": "synthetic", "bars": 100}
+    demo["farms"][0]["agents"][0]["symbol"] = "SYN-USD"
+    (issue,) = issues_of(copy.deepcopy(demo))
+    assert issue.startswith(
+        "farms[0].agents[0].symbol: no data for 'SYN-USD'; symbols available: 'SYN' "
+        "(synthetic data's default; set data.symbol to name it otherwise)"
+    )
+    demo["data"]["symbol"] = "SYN-USD"
+    assert config_from_dict(demo).farms[0].agents[0].symbol == "SYN-USD"
+    demo["data"]["symbol"] = "OTHER"
+    (issue,) = issues_of(demo)
+    assert issue.startswith("farms[0].agents[0].symbol: no data for 'SYN-USD'; symbols available: 'OTHER' (data.symbol)")
+
+
+def test_the_symbol_check_comes_with_the_field_errors(demo):
+    _field_errors(demo)
+    demo["farms"][0]["agents"][0]["symbol"] = "ETHUSDT"
+    demo["farms"][1]["agents"][0]["symbol"] = "ETHUSDT"  # this agent has a field error too
+    issues = issues_of(demo)
+    assert issues[:3] == FIELD_ERRORS
+    assert [i.split(":")[0] for i in issues[3:]] == ["farms[0].agents[0].symbol", "farms[1].agents[0].symbol"]
+    # A symbol that is not valid is a field error only; with data that did not parse, there
+    # is no symbol to compare with.
+    demo["farms"][0]["agents"][0]["symbol"] = "ETH USDT"
+    demo["data"]["max_move"] = 0
+    issues = issues_of(demo)
+    assert [i.split(":")[0] for i in issues] == [
+        "master.initial_deposit", "farms[0].agents[0].symbol", "farms[1].agents[0].params.lookback", "farms[2].type",
+        "data.max_move",
+    ]
+    assert issues[1].startswith("farms[0].agents[0].symbol: must match")
+
+
+def test_a_session_replaying_other_bars_refuses_an_agent_naming_the_config_symbol(demo):
+    """The bars a session replays may be other than the config's (``cival paper --data FILE``
+    names them after the file): the agents' symbols are checked against them too."""
+    from cival.actors.nodes import cluster_spec
+    from cival.session import Session, SessionConfig
+
+    plain = config_from_dict(copy.deepcopy(demo), base=DEMO)
+    spec = cluster_spec(plain, symbol="ETHUSDT")
+    assert spec.symbol == "ETHUSDT" and {a.symbol for a in spec.agents} == {"ETHUSDT"}
+
+    demo["farms"][2]["agents"][0]["symbol"] = "BTCUSDT"
+    config = config_from_dict(demo, base=DEMO)
+    assert cluster_spec(config).symbol == "BTCUSDT"
+    with pytest.raises(ConfigError) as info:
+        cluster_spec(config, symbol="ETHUSDT-1h")
+    assert [str(i) for i in info.value.issues] == [
+        "farms[2].agents[0].symbol: no data for 'BTCUSDT'; symbols available: 'ETHUSDT-1h' "
+        "(the symbol of the bars this session replays)" + AVAILABLE + " 'ETHUSDT-1h', or give data of 'BTCUSDT'"
+    ]
+    assert info.value.source == str(DEMO)
+    with pytest.raises(ConfigError, match=r"farms\[2\]\.agents\[0\]\.symbol: no data for 'BTCUSDT'"):
+        Session(config, SessionConfig(local=True, symbol="ETHUSDT-1h", persist=False))

@@ -203,7 +203,8 @@ class AgentRiskConfig(StrictModel):
 class _AgentBase(StrictModel):
     name: Name
     symbol: Symbol | None = None
-    """The instrument traded; defaults to the data source's symbol."""
+    """The instrument traded: the data's symbol (the default). A cluster trades one
+    instrument, so naming another is refused."""
     sizing: SizingConfig = Field(default_factory=SizingConfig)
     risk: AgentRiskConfig = Field(default_factory=AgentRiskConfig)
 
@@ -464,6 +465,32 @@ class SyntheticData(StrictModel):
 
 
 DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
+
+
+def data_symbol(data: FileData | SyntheticData) -> tuple[str, str]:
+    """The symbol of the data's bars, and where it comes from (for messages): ``data.symbol``,
+    else, for a file, its name up to the first dot."""
+    if isinstance(data, FileData):
+        if data.symbol is None:
+            return Path(data.path).name.split(".")[0], "named after the data file; set data.symbol to name it otherwise"
+        return data.symbol, "data.symbol"
+    if "symbol" not in data.model_fields_set:
+        return data.symbol, "synthetic data's default; set data.symbol to name it otherwise"
+    return data.symbol, "data.symbol"
+
+
+def symbol_issues(agents: Iterable[tuple[str, str | None]], symbol: str, whence: str) -> Iterable[ConfigIssue]:
+    """Agents (path, the symbol they name, None for none) naming a symbol other than ``symbol``,
+    that of the bars (``whence`` says where it comes from). Until several instruments are
+    supported a cluster trades one: an agent naming another would trade these bars' prices
+    under that name. An agent naming none trades ``symbol``."""
+    for path, named in agents:
+        if named is not None and named != symbol:
+            yield ConfigIssue(
+                f"{path}.symbol",
+                f"no data for {named!r}; symbols available: {symbol!r} ({whence}); a cluster trades one "
+                f"instrument: leave symbol out to trade {symbol!r}, or give data of {named!r}",
+            )
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...], env: str, elsewhere: str = "") -> str | None:
@@ -1055,6 +1082,9 @@ def _cross_checks(parts: _Parts, hints: _Hints) -> Iterable[ConfigIssue]:
             "selling positions to rebalance across farms is not available yet; use it on farms, or leave it false",
         )
 
+    if parts.data is not None:
+        yield from symbol_issues(((a.path, a.symbol) for a in agents), *data_symbol(parts.data))
+
     if isinstance(parts.data, FileData):
         data_path = resolve_data_path(parts.data.path, parts.base)
         if not data_path.is_file():
@@ -1226,7 +1256,9 @@ __all__ = [
     "SyntheticData",
     "bundled_data",
     "config_from_dict",
+    "data_symbol",
     "load_config",
     "parse_yaml",
     "resolve_data_path",
+    "symbol_issues",
 ]
