@@ -134,14 +134,16 @@ def test_validate_bad_config_lists_every_error(cival_cli, tmp_path):
 
 def test_validate_relative_path_from_cwd(cival_cli, tmp_path):
     # The data path is relative to the config's folder, not to the working directory.
+    text = DEMO_TEXT.replace("path: cival:data/", "path: data/")
+    assert text != DEMO_TEXT
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "data").mkdir()
     (tmp_path / "conf" / "data" / "BTCUSDT-1h.csv.gz").write_bytes((DEMO.parent / "data" / "BTCUSDT-1h.csv.gz").read_bytes())
-    (tmp_path / "conf" / "mine.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    (tmp_path / "conf" / "mine.yaml").write_text(text, encoding="utf-8")
     result = cival_cli("validate", "conf/mine.yaml")
     assert result.returncode == 0, result.stderr
     assert "mine.yaml: OK" in result.stdout
-    (tmp_path / "mine.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    (tmp_path / "mine.yaml").write_text(text, encoding="utf-8")
     result = cival_cli("validate", "mine.yaml")
     assert result.returncode == 1
     assert "data.path: file not found" in result.stderr and "read from the config's folder" in result.stderr

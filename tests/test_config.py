@@ -25,7 +25,7 @@ from cival.config import (
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
 DEMO_FILE_TEXT = DEMO.read_text(encoding="utf-8")
-FILE_DATA = "data:\n  source: file\n  path: data/BTCUSDT-1h.csv.gz\n  symbol: BTCUSDT\n"
+FILE_DATA = "data:\n  source: file\n  path: cival:data/BTCUSDT-1h.csv.gz\n  symbol: BTCUSDT\n"
 SYNTHETIC_DATA = "data:\n  source: synthetic\n  symbol: SYN-USD\n  bars: 5000\n  seed: 42\n  timeframe: 1h\n"
 # The validation tests below mutate the demo config without its bundled data file beside
 # it, so they use the demo with synthetic data.
@@ -96,7 +96,7 @@ def test_demo_config_loads_with_expected_shape():
     # Empty storage/streams sections mean the embedded defaults.
     assert config.storage.url is None
     assert config.streams.url is None
-    # The demo trades the bars bundled beside it, found relative to the config file.
+    # The demo trades the bars shipped with Cival, named as such (in a checkout: configs/data).
     assert config.data.source == "file"
     assert config.data_path() == DEMO.parent.resolve() / "data" / "BTCUSDT-1h.csv.gz"
     assert config.data_path().is_file()

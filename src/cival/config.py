@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from importlib import resources
 from itertools import islice
 from pathlib import Path
 from types import UnionType
@@ -31,6 +32,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -48,7 +50,7 @@ from cival.core.fields import (
 )
 from cival.core.money import DEFAULT_QTY_STEP
 from cival.core.urls import url_secrets
-from cival.data.bars import DEFAULT_MAX_MOVE
+from cival.data.bars import CSV_SUFFIXES, DEFAULT_MAX_MOVE, PARQUET_SUFFIXES
 from cival.data.synthetic import MAX_SYNTHETIC_BARS
 from cival.strategies import PARAMS_BY_STRATEGY
 
@@ -201,7 +203,8 @@ class AgentRiskConfig(StrictModel):
 class _AgentBase(StrictModel):
     name: Name
     symbol: Symbol | None = None
-    """The instrument traded; defaults to the data source's symbol."""
+    """The instrument traded: the data's symbol (the default). A cluster trades one
+    instrument, so naming another is refused."""
     sizing: SizingConfig = Field(default_factory=SizingConfig)
     risk: AgentRiskConfig = Field(default_factory=AgentRiskConfig)
 
@@ -366,17 +369,76 @@ Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
 MaxMove = Annotated[FiniteFloat, Field(gt=1)]
 
 
+BUNDLED = "cival:"
+"""The prefix of a data file shipped with Cival: ``cival:data/BTCUSDT-1h.csv.gz``."""
+
+
+def _bundled_root() -> Path | None:
+    """The folder of the configs shipped with Cival: the copy inside the installed package,
+    else the source checkout's (an editable install), else None."""
+    packaged = resources.files("cival").joinpath("configs")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "configs"
+    return checkout if checkout.is_dir() else None
+
+
+def bundled_data() -> dict[str, Path]:
+    """The bars files shipped with Cival, by the name a config gives them
+    (``cival:data/BTCUSDT-1h.csv.gz``), in name order."""
+    root = _bundled_root()
+    if root is None or not (root / "data").is_dir():
+        return {}
+    suffixes = CSV_SUFFIXES + PARQUET_SUFFIXES
+    files = sorted(p for p in (root / "data").iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    return {f"{BUNDLED}data/{p.name}": p for p in files}
+
+
+def _bundled_path(name: str) -> Path:
+    """The file of a bundled data name; ValueError listing what ships when there is none."""
+    shipped = bundled_data()
+    if name in shipped:
+        return shipped[name]
+    if not shipped:
+        raise ValueError(f"no data ships with this installation of Cival, so {name!r} cannot be found; "
+                         "reinstall cival, or give the path of a bars file")
+    raise ValueError(
+        f"no bundled data named {name!r}; Cival ships {_listing(list(shipped))} "
+        "(or give the path of a bars file, relative to the config's folder)"
+    )
+
+
+def resolve_data_path(path: str, base: Path | None) -> Path:
+    """The file a data ``path`` names: a bundled name (``cival:...``, see :func:`bundled_data`)
+    is found inside the package; any other relative path is read from the folder of the config
+    file ``base`` (when known). ValueError for a bundled name that does not ship."""
+    if path.startswith(BUNDLED):
+        return _bundled_path(path)
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and base is not None:
+        resolved = base.parent / resolved
+    return resolved
+
+
 class FileData(StrictModel):
-    """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file."""
+    """Bars replayed from a CSV or Parquet file; ``path`` is relative to the config file, or
+    names a file shipped with Cival (``cival:data/BTCUSDT-1h.csv.gz``)."""
 
     source: Literal["file"]
     path: str = Field(min_length=1)
     symbol: Symbol | None = None
-    """Defaults to the file's name without extension."""
+    """Defaults to the file's name up to its first dot."""
     timeframe: Timeframe | None = None
     max_move: MaxMove | None = DEFAULT_MAX_MOVE
     """A row whose prices move beyond this many times the previous close, up or down, is
     refused as implausible (see cival.data.bars.DEFAULT_MAX_MOVE); null turns the check off."""
+
+    @field_validator("path")
+    @classmethod
+    def _shipped(cls, value: str) -> str:
+        if value.startswith(BUNDLED):
+            _bundled_path(value)
+        return value
 
 
 class SyntheticData(StrictModel):
@@ -403,6 +465,32 @@ class SyntheticData(StrictModel):
 
 
 DataConfig = Annotated[Union[FileData, SyntheticData], Field(discriminator="source")]
+
+
+def data_symbol(data: FileData | SyntheticData) -> tuple[str, str]:
+    """The symbol of the data's bars, and where it comes from (for messages): ``data.symbol``,
+    else, for a file, its name up to the first dot."""
+    if isinstance(data, FileData):
+        if data.symbol is None:
+            return Path(data.path).name.split(".")[0], "named after the data file; set data.symbol to name it otherwise"
+        return data.symbol, "data.symbol"
+    if "symbol" not in data.model_fields_set:
+        return data.symbol, "synthetic data's default; set data.symbol to name it otherwise"
+    return data.symbol, "data.symbol"
+
+
+def symbol_issues(agents: Iterable[tuple[str, str | None]], symbol: str, whence: str) -> Iterable[ConfigIssue]:
+    """Agents (path, the symbol they name, None for none) naming a symbol other than ``symbol``,
+    that of the bars (``whence`` says where it comes from). Until several instruments are
+    supported a cluster trades one: an agent naming another would trade these bars' prices
+    under that name. An agent naming none trades ``symbol``."""
+    for path, named in agents:
+        if named is not None and named != symbol:
+            yield ConfigIssue(
+                f"{path}.symbol",
+                f"no data for {named!r}; symbols available: {symbol!r} ({whence}); a cluster trades one "
+                f"instrument: leave symbol out to trade {symbol!r}, or give data of {named!r}",
+            )
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...], env: str, elsewhere: str = "") -> str | None:
@@ -497,13 +585,14 @@ class ClusterConfig(StrictModel):
         return path
 
     def data_path(self) -> Path | None:
-        """The data file, resolved against the config file's folder (None for synthetic data)."""
+        """The data file (None for synthetic data): a bundled name's file inside the package,
+        else the path resolved against the config file's folder."""
         if not isinstance(self.data, FileData):
             return None
-        path = Path(self.data.path).expanduser()
-        if not path.is_absolute() and self._source is not None:
-            path = self._source.parent / path
-        return path
+        try:
+            return resolve_data_path(self.data.path, self._source)
+        except ValueError as exc:  # only for a config built without validation
+            raise ConfigError(str(self._source or "<config>"), [ConfigIssue("data.path", str(exc))]) from None
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -688,10 +777,16 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     try:
         config = ClusterConfig.model_validate(data)
     except ValidationError as exc:
+        # Every field error, and with them the checks across fields on whatever parts did
+        # parse: one pass reports all that can be known.
         errors = exc.errors()
-        raise ConfigError(source, [_issue(err) for err in errors[:MAX_ISSUES]], total=len(errors)) from None
+        issues = [_issue(err) for err in errors[:MAX_ISSUES]]
+        checks = _cross_checks(_Parts.from_raw(data, base), _Hints(MAX_ISSUES))
+        crossed = list(islice(checks, MAX_ISSUES - len(issues)))
+        total = len(errors) + len(crossed) + sum(1 for _ in checks)
+        raise ConfigError(source, issues + crossed, total=total) from None
     config._source = base
-    checks = _cross_checks(config, _Hints(MAX_ISSUES))
+    checks = _cross_checks(_Parts.from_config(config), _Hints(MAX_ISSUES))
     issues = list(islice(checks, MAX_ISSUES))
     if issues:
         raise ConfigError(source, issues, total=len(issues) + sum(1 for _ in checks))
@@ -759,11 +854,16 @@ def _duplicates(names: Iterable[tuple[str, str]], what: str) -> Iterable[ConfigI
             first[name] = path
 
 
-def weight_issues(path: str, policy: Any, children: list[str], what: str, hints: _Hints | None = None) -> Iterable[ConfigIssue]:
+def weight_issues(
+    path: str, policy: Any, children: Sequence[str | None], what: str, hints: _Hints | None = None
+) -> Iterable[ConfigIssue]:
     """What is wrong with allocation ``policy`` at ``path`` over ``children`` (``what``s:
-    farms or agents): weights naming no child, shares that cannot add up."""
+    farms or agents): weights naming no child, shares that cannot add up. A child named
+    None is one whose name is not known (it did not parse): weights are then not checked
+    for naming no child, since they may name that one."""
     hints = hints or _Hints(MAX_ISSUES)
-    if isinstance(policy, _LimitedPolicy) and policy.min_share * len(children) > 1:
+    names = [c for c in children if c is not None]
+    if isinstance(policy, _LimitedPolicy) and children and policy.min_share * len(children) > 1:
         yield ConfigIssue(
             f"{path}.min_share",
             f"{policy.min_share} for each of {len(children)} {what}s is more than the whole amount; "
@@ -771,64 +871,224 @@ def weight_issues(path: str, policy: Any, children: list[str], what: str, hints:
         )
     if not isinstance(policy, FixedPolicy):
         return
-    known = set(children)
-    for name in policy.weights:
-        if name not in known:
-            yield ConfigIssue(f"{path}.weights.{name}", hints.unknown(what, name, children))
-    for name in children:
+    if names and len(names) == len(children):
+        known = set(names)
+        for name in policy.weights:
+            if name not in known:
+                yield ConfigIssue(f"{path}.weights.{name}", hints.unknown(what, name, names))
+    for name in names:
         if name not in policy.weights:
             yield ConfigIssue(f"{path}.weights", f"no weight for {what} {name!r}; give every {what} a weight")
 
 
-def _cross_checks(config: ClusterConfig, hints: _Hints) -> Iterable[ConfigIssue]:
-    farm_names = [f.name for f in config.farms]
-    agent_names = [a.name for _, a in config.agents()]
-    farms_known, agents_known = set(farm_names), set(agent_names)
-    yield from _duplicates(((f"farms[{i}].name", f.name) for i, f in enumerate(config.farms)), "farm")
-    yield from _duplicates(
-        (
-            (f"farms[{i}].agents[{j}].name", a.name)
-            for i, f in enumerate(config.farms)
-            for j, a in enumerate(f.agents)
-        ),
-        "agent",
-    )
-    yield from _duplicates(((f"goals[{i}].name", g.name) for i, g in enumerate(config.goals)), "goal")
+# The parts of a config that the checks across fields read. A valid config gives all of
+# them; an invalid one gives those that parse on their own (None where one does not), so
+# that its field errors and its cross-reference errors are reported together.
 
-    yield from weight_issues("master.allocation", config.master.allocation, farm_names, "farm", hints)
-    for i, farm in enumerate(config.farms):
-        yield from weight_issues(f"farms[{i}].allocation", farm.allocation, [a.name for a in farm.agents], "agent", hints)
 
-    for i, goal in enumerate(config.goals):
-        for j, assignment in enumerate(goal.assign):
-            if assignment.farm is not None and assignment.farm not in farms_known:
-                yield ConfigIssue(f"goals[{i}].assign[{j}].farm", hints.unknown("farm", assignment.farm, farm_names))
-            if assignment.agent is not None and assignment.agent not in agents_known:
-                yield ConfigIssue(f"goals[{i}].assign[{j}].agent", hints.unknown("agent", assignment.agent, agent_names))
+@dataclass(frozen=True, slots=True)
+class _AgentPart:
+    path: str
+    name: str | None
+    """None: the name did not parse."""
+    symbol: str | None
+    """None: none given (or it did not parse)."""
 
-    every = config.checkpoint.every_bars
-    for i, farm in enumerate(config.farms):
-        n = farm.rebalance.every_bars
-        if n is not None and n % every != 0:
-            yield ConfigIssue(
-                f"farms[{i}].rebalance.every_bars",
-                f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
-            )
-    n = config.master.rebalance.every_bars
-    if n is not None and n % every != 0:
-        yield ConfigIssue(
-            "master.rebalance.every_bars",
-            f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints",
+
+@dataclass(frozen=True, slots=True)
+class _FarmPart:
+    path: str
+    name: str | None
+    allocation: Any
+    """The allocation policy; None: it did not parse."""
+    rebalance: RebalanceConfig | None
+    agents: list[_AgentPart] | None
+    """None: the list of agents did not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class _GoalPart:
+    path: str
+    name: str | None
+    assign: list[tuple[str, Assignment]]
+    """The assignments that parsed, with their paths."""
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """``value`` validated on its own by ``adapter``; None when it does not parse."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _parsed(adapter: TypeAdapter[Any], raw: Any, key: str, default: Any = None) -> Any:
+    """``raw[key]`` validated on its own by ``adapter``; ``default`` when the key is absent,
+    None when ``raw`` is not a mapping or the value does not parse."""
+    if not isinstance(raw, dict):
+        return None
+    return _valid(adapter, raw[key]) if key in raw else default
+
+
+_NAME = TypeAdapter(Name)
+_SYMBOL = TypeAdapter(Symbol | None)
+_POLICY: TypeAdapter[Any] = TypeAdapter(AllocationPolicy)
+_REBALANCE = TypeAdapter(RebalanceConfig)
+_CHECKPOINT = TypeAdapter(CheckpointConfig)
+_DATA: TypeAdapter[Any] = TypeAdapter(DataConfig)
+_ASSIGNMENT = TypeAdapter(Assignment)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    farms: list[_FarmPart] | None
+    """None: the list of farms did not parse."""
+    master_allocation: Any
+    master_rebalance: RebalanceConfig | None
+    goals: list[_GoalPart]
+    checkpoint: CheckpointConfig | None
+    data: FileData | SyntheticData | None
+    base: Path | None
+    """The config file (relative data paths are read from its folder)."""
+
+    @classmethod
+    def from_config(cls, config: ClusterConfig) -> _Parts:
+        return cls(
+            farms=[
+                _FarmPart(
+                    f"farms[{i}]", farm.name, farm.allocation, farm.rebalance,
+                    [_AgentPart(f"farms[{i}].agents[{j}]", a.name, a.symbol) for j, a in enumerate(farm.agents)],
+                )
+                for i, farm in enumerate(config.farms)
+            ],
+            master_allocation=config.master.allocation,
+            master_rebalance=config.master.rebalance,
+            goals=[
+                _GoalPart(f"goals[{i}]", goal.name, [(f"goals[{i}].assign[{j}]", a) for j, a in enumerate(goal.assign)])
+                for i, goal in enumerate(config.goals)
+            ],
+            checkpoint=config.checkpoint,
+            data=config.data,
+            base=config.source,
         )
-    if config.master.rebalance.liquidate:
+
+    @classmethod
+    def from_raw(cls, data: dict[Any, Any], base: Path | None) -> _Parts:
+        """The parts of config data that failed validation, each validated on its own."""
+
+        def agents(path: str, raw: Any) -> list[_AgentPart] | None:
+            if not isinstance(raw, list):
+                return None
+            return [
+                _AgentPart(f"{path}[{j}]", _parsed(_NAME, agent, "name"), _parsed(_SYMBOL, agent, "symbol"))
+                for j, agent in enumerate(raw)
+            ]
+
+        def assignments(path: str, raw: Any) -> list[tuple[str, Assignment]]:
+            items = raw if isinstance(raw, list) else []
+            parsed = ((f"{path}[{j}]", _valid(_ASSIGNMENT, item)) for j, item in enumerate(items))
+            return [(where, a) for where, a in parsed if a is not None]
+
+        raw_farms = data.get("farms")
+        farms = None
+        if isinstance(raw_farms, list):
+            farms = [
+                _FarmPart(
+                    f"farms[{i}]",
+                    _parsed(_NAME, farm, "name"),
+                    _parsed(_POLICY, farm, "allocation", EqualPolicy(policy="equal")),
+                    _parsed(_REBALANCE, farm, "rebalance", RebalanceConfig()),
+                    agents(f"farms[{i}].agents", farm.get("agents")) if isinstance(farm, dict) else None,
+                )
+                for i, farm in enumerate(raw_farms)
+            ]
+        master = data.get("master")
+        raw_goals = data.get("goals")
+        return cls(
+            farms=farms,
+            master_allocation=_parsed(_POLICY, master, "allocation", EqualPolicy(policy="equal")),
+            master_rebalance=_parsed(_REBALANCE, master, "rebalance", RebalanceConfig()),
+            goals=[
+                _GoalPart(f"goals[{i}]", _parsed(_NAME, goal, "name"), assignments(f"goals[{i}].assign", goal.get("assign")))
+                for i, goal in enumerate(raw_goals if isinstance(raw_goals, list) else [])
+                if isinstance(goal, dict)
+            ],
+            checkpoint=_parsed(_CHECKPOINT, data, "checkpoint", CheckpointConfig()),
+            data=_parsed(_DATA, data, "data"),
+            base=base,
+        )
+
+    def farm_names(self) -> list[str | None]:
+        return [f.name for f in self.farms or []]
+
+    def agent_list(self) -> list[_AgentPart]:
+        return [a for f in self.farms or [] for a in f.agents or []]
+
+    def all_farm_names_known(self) -> bool:
+        """Every farm's name parsed (so a name that is none of them names no farm)."""
+        return bool(self.farms) and all(f.name is not None for f in self.farms or [])
+
+    def all_agent_names_known(self) -> bool:
+        agents = self.agent_list()
+        return (
+            self.farms is not None
+            and all(f.agents is not None for f in self.farms)
+            and bool(agents)
+            and all(a.name is not None for a in agents)
+        )
+
+
+def _cross_checks(parts: _Parts, hints: _Hints) -> Iterable[ConfigIssue]:
+    """What is wrong across fields: duplicate names, names that refer to nothing, numbers
+    that must agree. Each check reads only parts that parsed."""
+    farm_names = parts.farm_names()
+    agents = parts.agent_list()
+    agent_names = [a.name for a in agents]
+    yield from _duplicates(((f"{f.path}.name", f.name) for f in parts.farms or [] if f.name is not None), "farm")
+    yield from _duplicates(((f"{a.path}.name", a.name) for a in agents if a.name is not None), "agent")
+    yield from _duplicates(((f"{g.path}.name", g.name) for g in parts.goals if g.name is not None), "goal")
+
+    if parts.master_allocation is not None and parts.farms is not None:
+        yield from weight_issues("master.allocation", parts.master_allocation, farm_names, "farm", hints)
+    for farm in parts.farms or []:
+        if farm.allocation is not None and farm.agents is not None:
+            names = [a.name for a in farm.agents]
+            yield from weight_issues(f"{farm.path}.allocation", farm.allocation, names, "agent", hints)
+
+    # A name that is none of the known ones names nothing only if every name is known.
+    farms_known = [n for n in farm_names if n is not None] if parts.all_farm_names_known() else None
+    agents_known = [n for n in agent_names if n is not None] if parts.all_agent_names_known() else None
+    farm_set, agent_set = set(farms_known or ()), set(agents_known or ())
+    for goal in parts.goals:
+        for path, assignment in goal.assign:
+            if assignment.farm is not None and farms_known is not None and assignment.farm not in farm_set:
+                yield ConfigIssue(f"{path}.farm", hints.unknown("farm", assignment.farm, farms_known))
+            if assignment.agent is not None and agents_known is not None and assignment.agent not in agent_set:
+                yield ConfigIssue(f"{path}.agent", hints.unknown("agent", assignment.agent, agents_known))
+
+    if parts.checkpoint is not None:
+        every = parts.checkpoint.every_bars
+        rebalanced = [(f"{f.path}.rebalance.every_bars", f.rebalance) for f in parts.farms or []]
+        rebalanced.append(("master.rebalance.every_bars", parts.master_rebalance))
+        for path, rebalance in rebalanced:
+            n = rebalance.every_bars if rebalance is not None else None
+            if n is not None and n % every != 0:
+                yield ConfigIssue(
+                    path, f"{n} is not a multiple of checkpoint.every_bars ({every}); rebalancing happens at checkpoints"
+                )
+    if parts.master_rebalance is not None and parts.master_rebalance.liquidate:
         yield ConfigIssue(
             "master.rebalance.liquidate",
             "selling positions to rebalance across farms is not available yet; use it on farms, or leave it false",
         )
 
-    data_path = config.data_path()
-    if data_path is not None and not data_path.is_file():
-        yield ConfigIssue("data.path", f"file not found: {data_path} (a relative path is read from the config's folder)")
+    if parts.data is not None:
+        yield from symbol_issues(((a.path, a.symbol) for a in agents), *data_symbol(parts.data))
+
+    if isinstance(parts.data, FileData):
+        data_path = resolve_data_path(parts.data.path, parts.base)
+        if not data_path.is_file():
+            yield ConfigIssue("data.path", f"file not found: {data_path} (a relative path is read from the config's folder)")
 
 
 # -- turning pydantic errors into paths and sentences ------------------------------------
@@ -994,7 +1254,11 @@ __all__ = [
     "StorageConfig",
     "StreamsConfig",
     "SyntheticData",
+    "bundled_data",
     "config_from_dict",
+    "data_symbol",
     "load_config",
     "parse_yaml",
+    "resolve_data_path",
+    "symbol_issues",
 ]

@@ -29,7 +29,7 @@ from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.actors.state import CheckpointStep, FarmState, MasterState, RebalanceStep
 from cival.allocation import plan_for, split
-from cival.config import ClusterConfig, FarmConfig, SyntheticData
+from cival.config import ClusterConfig, ConfigError, FarmConfig, data_symbol, symbol_issues
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.codec import apply, capture
 from cival.core.errors import CivalError
@@ -127,14 +127,21 @@ class ClusterSpec:
 def cluster_spec(
     config: ClusterConfig, symbol: str | None = None, inline: bool | None = None
 ) -> ClusterSpec:
-    """The node specs of a config. ``symbol`` defaults to the data's; ``inline`` forces every
-    farm's agents inline (True) or into actors (False)."""
+    """The node specs of a config. ``symbol`` (of the bars replayed) defaults to the data's;
+    an agent naming another symbol is a :class:`ConfigError` (a cluster trades one
+    instrument). ``inline`` forces every farm's agents inline (True) or into actors (False)."""
     if symbol is None:
-        data = config.data
-        if isinstance(data, SyntheticData):
-            symbol = data.symbol
-        else:
-            symbol = data.symbol or (config.data_path() or "bars").name.split(".")[0]
+        symbol, whence = data_symbol(config.data)
+    else:
+        whence = "the symbol of the bars this session replays"
+    named = (
+        (f"farms[{i}].agents[{j}]", agent.symbol)
+        for i, farm in enumerate(config.farms)
+        for j, agent in enumerate(farm.agents)
+    )
+    issues = list(symbol_issues(named, symbol, whence))
+    if issues:
+        raise ConfigError(str(config.source or f"the config of cluster {config.name!r}"), issues)
     currency = config.master.base_currency
     risk = config.risk
     farms = []
