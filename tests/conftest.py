@@ -37,7 +37,7 @@ def shared_data() -> Path:
     return path
 
 
-SERVICE_FIXTURES = {"postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
+SERVICE_FIXTURES = {"postgres_url", "fresh_postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
 """Fixtures that need the real PostgreSQL or Redis (the private servers need their programs)."""
 
 SLOW_FIXTURES = {"local_ray", "private_postgres", "private_postgres_module", "private_redis"}
@@ -285,6 +285,16 @@ def private_postgres_module(postgres_url):
 @pytest.fixture(scope="module")
 def postgres_url():
     """A fresh, empty PostgreSQL database for the module (dropped afterwards)."""
+    yield from _throwaway_database()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    yield from _throwaway_database()
+
+
+def _throwaway_database():
     import asyncio
     import uuid
 
