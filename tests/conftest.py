@@ -92,7 +92,7 @@ def _skip_unshipped():  # type: ignore[no-untyped-def]
         pytest.skip(f"{name} is not among the market data shipped in tests/data/market: ../shared/data beside the checkout (or CIVAL_SHARED_DATA) has it")
 
 
-SERVICE_FIXTURES = {"postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
+SERVICE_FIXTURES = {"postgres_url", "fresh_postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
 """Fixtures that need the real PostgreSQL or Redis (the private servers need their programs)."""
 
 SLOW_FIXTURES = {"local_ray", "private_postgres", "private_postgres_module", "private_redis"}
@@ -366,6 +366,16 @@ def private_postgres_module(postgres_url):
 @pytest.fixture(scope="module")
 def postgres_url():
     """A fresh, empty PostgreSQL database for the module (dropped afterwards)."""
+    yield from _throwaway_database()
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    yield from _throwaway_database()
+
+
+def _throwaway_database():
     import asyncio
     import uuid
 

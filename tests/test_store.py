@@ -230,7 +230,14 @@ def test_results_are_saved(store):
 
 def test_a_store_behind_the_schema_says_what_to_run(tmp_path):
     s = SqliteStore(tmp_path / "old.sqlite3")
+    assert s.runs() == []  # nothing in it: nothing to upgrade, nothing to list
     with pytest.raises(StoreError, match=r"schema is behind .*run `cival db upgrade`"):
+        s.check_schema()  # what a session checks before writing (without --no-migrate, it migrates)
+    s.migrate()
+    s.create_run("r", "local", {})
+    s._db.execute("DELETE FROM schema_migrations WHERE version = ?", (MIGRATIONS[-1].version,))
+    s._schema_ok = False
+    with pytest.raises(StoreError, match=rf"schema is behind \(pending: v{MIGRATIONS[-1].version} .*run `cival db upgrade`"):
         s.runs()
     s.close()
 

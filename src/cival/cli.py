@@ -222,10 +222,25 @@ def _drive(args: argparse.Namespace, session: Any) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    """``cival db upgrade|status``: the store's schema versions."""
-    from cival.store import open_store
+    """``cival db upgrade|status``: the store's schema versions (``status`` reads the store
+    as it is: it creates and changes nothing)."""
+    from cival.store import NoStore, open_store
+    from cival.store.schema import MIGRATIONS
 
-    with open_store(args.url, args.path) as store:
+    if args.action == "status":
+        try:
+            store = _reading(args)
+        except NoStore as exc:  # every version pending: there is nothing yet
+            if args.json:
+                print(json.dumps([{"version": m.version, "name": m.name, "applied_at": None} for m in MIGRATIONS], indent=2))
+                return 0
+            print(f"{exc}; every version is pending:")
+            for m in MIGRATIONS:
+                print(f"  v{m.version} {m.name}: pending")
+            return 0
+    else:
+        store = open_store(args.url, args.path)
+    with store:
         where = f"{store.kind} store" + (f" at {store.path}" if getattr(store, "path", None) else "")
         if args.action == "upgrade":
             applied = store.migrate()
@@ -241,35 +256,90 @@ def cmd_db(args: argparse.Namespace) -> int:
         return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    """``cival runs``: the runs in the store, newest first."""
-    from cival.runs import run_summary
-    from cival.store import open_store
+def _reading(args: argparse.Namespace) -> Any:
+    """The store of ``--url``/``--path`` (else DATABASE_URL, else the default file), opened
+    to read: a reading command creates and changes nothing. NoStore if its file is not there."""
+    from cival.store.base import locate
 
-    with open_store(args.url, args.path) as store:
-        rows = [run_summary(r) for r in store.runs()[: args.limit]]
+    return locate(args.url, args.path).open(read_only=True)
+
+
+_KIND_NAMES = {"paper": "paper runs", "backtest": "saved backtests", "sweep": "saved sweeps"}
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``cival runs``: the paper runs and saved results in the store, newest first."""
+    from cival.runs import KINDS, list_runs
+    from cival.store import NoStore
+
+    kinds = tuple(dict.fromkeys(args.kind)) if args.kind else KINDS
+    try:
+        store = _reading(args)
+    except NoStore as exc:  # nothing has run there: an empty list, and why
+        if args.json:
+            print("[]")
+        print(exc, file=sys.stderr if args.json else sys.stdout)
+        return 0
+    with store:
+        rows = list_runs(store, kinds, args.limit)
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
         if not rows:
-            print(f"no runs in the {store.kind} store ({store.location})")
+            if kinds == KINDS:
+                print(
+                    f"no runs yet in the {store.kind} store ({store.location}): `cival demo` starts a paper run; "
+                    "`cival backtest ... --save` and `cival sweep ... --save` keep their results"
+                )
+            else:
+                print(f"no {' or '.join(_KIND_NAMES[k] for k in kinds)} yet in the {store.kind} store ({store.location})")
             return 0
-        print(f"{'run':<26} {'name':<16} {'mode':<6} {'status':<12} {'started (UTC)':<20} {'bars':>8} {'events':>8}")
+        print(f"{'kind':<8} {'id':<28} {'name':<16} {'mode':<6} {'status':<12} {'started (UTC)':<19} {'bars':>8}  details")
         for r in rows:
             started = r["started_at"][:19].replace("T", " ")
-            bars = f"{r['bars']:,}" if r["bars"] is not None else "-"
-            print(f"{r['id']:<26} {r['name'][:16]:<16} {r['mode']:<6} {r['status']:<12} {started:<20} {bars:>8} {r['events']:>8,}")
+            bars = f"{r['bars']:,}" if r.get("bars") is not None else "-"
+            print(
+                f"{r['kind']:<8} {r['id']:<28} {r['name'][:16]:<16} {r.get('mode') or '-':<6} {r['status']:<12} {started:<19} "
+                f"{bars:>8}  {_details(r)}"
+            )
         return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """``cival report RUN_ID``: a run's report rebuilt from the store alone."""
-    from cival.console import summary_lines
-    from cival.session import rebuild_report
-    from cival.store import open_store
+def _details(row: dict[str, Any]) -> str:
+    """The last column of ``cival runs``: what a run or a saved result came to."""
+    if row["kind"] == "paper":
+        return f"{row['events']:,} events"
+    if row["kind"] == "backtest":
+        ret = row.get("total_return")
+        return f"{row['trades']:,} trades, return {_cell(ret, '{:+.2%}')}, {Path(str(row['data'])).name}"
+    best = " ".join(f"{k}={v}" for k, v in (row.get("best") or {}).items())
+    return f"{row['combinations']:,} combinations by {row['metric']}, best {best or '-'}, {Path(str(row['data'])).name}"
 
-    with open_store(args.url, args.path) as store:
-        report, audit = rebuild_report(store, args.run_id)
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``cival report ID``: a run's report rebuilt from the store alone, or a saved
+    backtest's or sweep's result as its command printed it."""
+    from cival.console import summary_lines
+    from cival.runs import result_kind, saved_result
+    from cival.session import rebuild_report
+
+    with _reading(args) as store:
+        if result_kind(args.run_id):
+            kind, record = saved_result(store, args.run_id)
+        else:
+            report, audit = rebuild_report(store, args.run_id)
+            kind = "paper"
+    if kind != "paper":
+        if args.json:
+            print(json.dumps(record, indent=2))
+        elif kind == "backtest":
+            summary = {**record["metrics"], "data": record["data"]}
+            params = {k: record["params"][k] for k in _in_param_order(record["strategy"], record["params"])}
+            _print_backtests(record["strategy"], params, record["costs"], [summary])
+            print(f"\nsaved as {record['id']} at {record['created_at']}")
+        else:
+            _print_sweep(record)
+        return 0
     if args.json:
         print(json.dumps(report, indent=2))
         return 0 if audit.ok else 1
@@ -285,7 +355,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from cival.core.events import EVENT_TYPES
     from cival.core.urls import redact
     from cival.events.watch import read_stream, tail_lines, tail_store
-    from cival.store import open_store
 
     types = set(args.type) if args.type else None
     unknown = sorted((types or set()) - set(EVENT_TYPES))
@@ -294,7 +363,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 2
     url = args.redis or os.environ.get("REDIS_URL") or None
     follow = not args.no_follow
-    with open_store(args.url, args.path) as store:
+    with _reading(args) as store:
         if args.run_id:
             run = store.run(args.run_id)
         else:
@@ -444,27 +513,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             print(saved, file=sys.stderr)
         return 0
 
-    print(f"{strategy.name} {params.model_dump()}")
-    print(
-        f"costs: cash {model.cash:,.2f}, fees {model.fee_bps:g} bps, slippage {model.slippage_bps:g} bps, "
-        f"fraction {model.fraction:g}"
-        + (f", stop-loss {model.stop_loss_pct:g} %" if model.stop_loss_pct is not None else "")
-        + (f", take-profit {model.take_profit_pct:g} %" if model.take_profit_pct is not None else "")
-        + "; fills at the next bar's open\n"
-    )
-    names = [Path(s["data"]).name for s in summaries]
-    width = max(16, *(len(n) + 2 for n in names))
-    print(f"{'':<16}" + "".join(f"{n:>{width}}" for n in names))
-    for key, label, fmt in SUMMARY_ROWS:
-        cells = "".join(f"{_cell(s.get(key), fmt):>{width}}" for s in summaries)
-        print(f"{label:<16}{cells}")
-    for s, name in zip(summaries, names, strict=True):
-        if s["open_position"]:
-            op = s["open_position"]
-            print(
-                f"{name}: position still open: {op['qty']:g} bought {op['entry_time']} at {op['entry_price']:,.6g}, "
-                f"marked at {op['mark_price']:,.6g} (unrealised {op['unrealized_pnl']:+,.2f})"
-            )
+    _print_backtests(strategy.name, params.model_dump(), model.model_dump(), summaries)
     if combined:
         print(
             f"\ncombined over {combined['files']} files: {combined['trades']:,} trades, "
@@ -480,16 +529,81 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_backtests(strategy: str, params: dict[str, Any], costs: dict[str, Any], summaries: list[dict[str, Any]]) -> None:
+    """A backtest's result as ``cival backtest`` prints it (and ``cival report`` a saved
+    one): the strategy, the costs, a column of metrics per data file, open positions."""
+    print(f"{strategy} {params}")
+    print(
+        f"costs: cash {costs['cash']:,.2f}, fees {costs['fee_bps']:g} bps, slippage {costs['slippage_bps']:g} bps, "
+        f"fraction {costs['fraction']:g}"
+        + (f", stop-loss {costs['stop_loss_pct']:g} %" if costs.get("stop_loss_pct") is not None else "")
+        + (f", take-profit {costs['take_profit_pct']:g} %" if costs.get("take_profit_pct") is not None else "")
+        + "; fills at the next bar's open\n"
+    )
+    names = [Path(str(s["data"])).name for s in summaries]
+    width = max(16, *(len(n) + 2 for n in names))
+    print(f"{'':<16}" + "".join(f"{n:>{width}}" for n in names))
+    for key, label, fmt in SUMMARY_ROWS:
+        cells = "".join(f"{_cell(s.get(key), fmt):>{width}}" for s in summaries)
+        print(f"{label:<16}{cells}")
+    for s, name in zip(summaries, names, strict=True):
+        if s.get("open_position"):
+            op = s["open_position"]
+            print(
+                f"{name}: position still open: {op['qty']:g} bought {op['entry_time']} at {op['entry_price']:,.6g}, "
+                f"marked at {op['mark_price']:,.6g} (unrealised {op['unrealized_pnl']:+,.2f})"
+            )
+
+
+def _in_param_order(strategy: str, names: Any) -> list[str]:
+    """``names`` in the order of the strategy's parameters, as its commands print them (a
+    store may keep a JSON object's keys in an order of its own: PostgreSQL's jsonb does)."""
+    from cival.strategies import get_strategy
+
+    try:
+        fields = list(get_strategy(strategy).params_model.model_fields)
+    except CivalError:  # a strategy this version does not know: as stored
+        return list(names)
+    return sorted(names, key=lambda n: fields.index(n) if n in fields else len(fields))
+
+
+def _sweep_columns(params: Sequence[str], metric: str) -> list[str]:
+    """The columns ``cival sweep`` prints: the parameters, the metric, then the usual few."""
+    return [*params, *dict.fromkeys([metric, "trades", "total_return", "sharpe", "max_drawdown"])]
+
+
+def _print_sweep(record: dict[str, Any], top: int = 10) -> None:
+    """A saved sweep as ``cival report`` shows it: what was swept, and its best combinations."""
+    import pandas as pd
+
+    ranked = pd.DataFrame(record["results"])
+    grid = {k: record["grid"][k] for k in _in_param_order(record["strategy"], record["grid"])}
+    print(f"{record['strategy']}: {record['combinations']:,} combinations on {record['data']}, saved as {record['id']} at {record['created_at']}")
+    print("grid: " + "; ".join(f"{name} {', '.join(map(str, values))}" for name, values in grid.items()))
+    shown = [c for c in _sweep_columns(list(grid), record["metric"]) if c in ranked.columns]
+    print(f"top {min(top, len(ranked))} by {record['metric']}:")
+    print(ranked.head(top)[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def _save(args: argparse.Namespace, write: Any) -> str | None:
-    """With --save: write to the store; returns the line saying where (None without --save)."""
+    """With --save: write to the store (--url/--path, else DATABASE_URL, else the default
+    file); returns the line saying where and how to see it again (None without --save)."""
     if not getattr(args, "save", False):
         return None
     from cival.store import open_store
 
-    with open_store() as store:
+    with open_store(args.url, args.path) as store:
         store.migrate()
         ids = write(store)
-        return f"saved as {', '.join(ids)} in the {store.kind} store ({store.location})"
+        where = ""  # how to name this store again, when it is not the default one
+        if args.url:  # the URL itself, unless it holds a password (never printed)
+            where = f" --url {args.url}" if str(store.location) == args.url else " --url URL"
+        elif args.path and store.kind == "sqlite":
+            where = f" --path {args.path}"
+        return (
+            f"saved as {', '.join(ids)} in the {store.kind} store ({store.location}); "
+            f"`cival report {ids[0]}{where}` shows it again, `cival runs{where}` lists it"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -547,7 +661,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     where = "on Ray" if result.backend == "ray" else "in this process"
     print(f"ran {where}: {result.backend_reason}" if result.backend_reason else f"ran {where}")
-    shown = [*result.params, *dict.fromkeys([result.metric, "trades", "total_return", "sharpe", "max_drawdown"])]
+    shown = _sweep_columns(result.params, result.metric)
     print(f"top {len(top)} by {result.metric}:")
     print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.out:
@@ -805,13 +919,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "runs",
-        help="list the runs in the store, newest first",
+        help="list the runs in the store, newest first (paper sessions, saved backtests and sweeps)",
         description=(
             "List the runs in the store (PostgreSQL when DATABASE_URL or --url is set, else the embedded "
-            "SQLite file), newest first: id, name, mode, status, start, bars and events."
+            "SQLite file), newest first: kind (paper, backtest, sweep), id, name, mode, status, start, bars "
+            "and what it came to. Backtests and sweeps are those kept by --save. Reads the store as it is: "
+            "it creates and changes nothing."
         ),
     )
     _add_store_arguments(p)
+    p.add_argument(
+        "--kind", action="append", choices=("paper", "backtest", "sweep"),
+        help="only runs of this kind (repeatable): paper sessions, or backtests and sweeps kept by --save (default: all)",
+    )
     p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default 50)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=cmd_runs)
@@ -836,13 +956,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "report",
-        help="rebuild a run's report from the store",
+        help="rebuild a run's report from the store, or show a saved backtest or sweep",
         description=(
             "Rebuild a run's report from the store alone: every node's books, fills and state are restored "
-            "and the report made from them. --json prints the same JSON the live run's --report wrote."
+            "and the report made from them. --json prints the same JSON the live run's --report wrote. "
+            "For a backtest or sweep kept by --save (bt-..., sw-...): its result as the command printed it; "
+            "--json prints the saved record."
         ),
     )
-    p.add_argument("run_id", metavar="RUN_ID", help="the run's id (a unique prefix is enough)")
+    p.add_argument("run_id", metavar="ID", help="the run's or saved result's id (a unique prefix is enough)")
     _add_store_arguments(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_report)
@@ -906,7 +1028,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     _add_move_argument(p)
-    p.add_argument("--save", action="store_true", help="keep the result in the store (DATABASE_URL, else the embedded file)")
+    p.add_argument(
+        "--save", action="store_true",
+        help="keep the result in the store (--url, DATABASE_URL, else --path or the embedded file); `cival runs` lists it",
+    )
+    _add_store_arguments(p)
     p.add_argument(
         "--engine", choices=("auto", "vectorbt", "reference"), default="auto",
         help="auto (default: the bar-by-bar engine, fastest for one run), vectorbt or reference; all give the same fills",
@@ -934,7 +1060,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write every combination's metrics (.parquet or .csv)")
     _add_cost_arguments(p)
     p.add_argument("--chunk", type=_positive_int, default=10, metavar="N", help="combinations per vectorbt call (default 10)")
-    p.add_argument("--save", action="store_true", help="keep every combination's result in the store")
+    p.add_argument("--save", action="store_true", help="keep every combination's result in the store; `cival runs` lists it")
+    _add_store_arguments(p)
     _add_ray_arguments(p)
     p.add_argument("--drop-bad-rows", action="store_true", help="drop invalid rows instead of refusing the file")
     _add_move_argument(p)

@@ -5,6 +5,7 @@ import cival.store.postgres
 import cival.store.sqlite  # noqa: F401
 from cival.store.base import (
     MigrationStatus,
+    NoStore,
     RunRecord,
     Store,
     StoreError,
@@ -12,4 +13,4 @@ from cival.store.base import (
     open_store,
 )
 
-__all__ = ["MigrationStatus", "RunRecord", "Store", "StoreError", "new_run_id", "open_store"]
+__all__ = ["MigrationStatus", "NoStore", "RunRecord", "Store", "StoreError", "new_run_id", "open_store"]

@@ -19,6 +19,12 @@ is refused as corrupt.
 
 Schema versions are applied in order by :meth:`Store.migrate` and recorded in
 ``schema_migrations``; :meth:`Store.status` says which are applied and which pending.
+
+A store opened to read (``StoreLocation.open(read_only=True)``, what ``cival runs``,
+``report``, ``watch`` and ``db status`` use) creates and changes nothing: a file that is
+not there is :class:`NoStore`, not a new file; a database with no schema yet, or with an
+older one and nothing in it, reads as empty (:meth:`Store.readable`); only an older schema
+holding runs or results asks for ``cival db upgrade``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ from cival.core.ledger import Posting, Transaction, TxType
 
 class StoreError(CivalError):
     """The store refused an operation or could not be reached."""
+
+
+class NoStore(StoreError):
+    """A store opened to read is not there: no file at its path (nothing has run there)."""
+
+
+DATA_TABLES = ("runs", "backtest_results", "sweep_results")
+"""The tables whose rows a user keeps: a store with none in them holds nothing to upgrade."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +144,8 @@ class Store(ABC):
     """Runs and their ledgers (see the module docstring)."""
 
     kind: str = ""
+    read_only: bool = False
+    """Opened to read: it creates and changes nothing (see the module docstring)."""
 
     @property
     @abstractmethod
@@ -156,13 +172,32 @@ class Store(ABC):
             )
         self._schema_ok = True
 
+    def readable(self) -> bool:
+        """Whether there is anything to read: True when the schema is this code's; False
+        when the store is empty (no schema yet, or an older one with nothing in
+        :data:`DATA_TABLES`: nothing to upgrade, nothing to list). A StoreError saying to
+        run ``cival db upgrade`` when the schema is older and runs or results are stored."""
+        if getattr(self, "_schema_ok", False):
+            return True
+        if all(m.applied_at is not None for m in self.status()):
+            self._schema_ok = True
+            return True
+        if not self.holds_data():
+            return False
+        self.check_schema()  # raises, naming the pending versions
+        return True
+
+    @abstractmethod
+    def holds_data(self) -> bool:
+        """Whether any of :data:`DATA_TABLES` that exist has a row (whatever the schema)."""
+
     @abstractmethod
     def create_run(self, name: str, mode: str, config: dict[str, Any], run_id: str | None = None) -> str:
         """Record a new run; returns its id."""
 
     @abstractmethod
     def runs(self) -> list[RunRecord]:
-        """Every run, newest first."""
+        """Every run, newest first; none in an empty store (see :meth:`readable`)."""
 
     @abstractmethod
     def write_transactions(self, run_id: str, ledger: str, currency: str, txs: Sequence[Transaction]) -> int:
@@ -232,9 +267,12 @@ class Store(ABC):
         return out
 
     @abstractmethod
-    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
+    def rows(
+        self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Rows of a session table (see :data:`cival.store.schema.COLUMNS`), values as
-        written (Decimal money, aware datetimes, parsed JSON)."""
+        written (Decimal money, aware datetimes, parsed JSON); ``columns``: only these."""
 
     @abstractmethod
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -394,13 +432,14 @@ class StoreLocation:
     def kind(self) -> str:
         return "postgres" if self.url else "sqlite"
 
-    def open(self, wait: bool = False) -> Store:
+    def open(self, wait: bool = False, read_only: bool = False) -> Store:
         """Open the store; ``wait``: retry while a PostgreSQL server is unreachable (see
-        :class:`~cival.store.postgres.PostgresStore`)."""
+        :class:`~cival.store.postgres.PostgresStore`); ``read_only``: to read, creating
+        and changing nothing (:class:`NoStore` if the file is not there)."""
         opener = BACKENDS.get(self.kind)
         if opener is None:  # the backends register themselves when cival.store is imported
             raise StoreError(f"no {self.kind} backend is loaded")
-        return opener(self, wait)
+        return opener(self, wait, read_only)
 
     def __str__(self) -> str:
         if self.url:
@@ -423,27 +462,29 @@ def locate(url: str | None = None, path: str | os.PathLike[str] | None = None) -
     return StoreLocation(path=str(Path(path) if path is not None else data_dir() / "cival.sqlite3"))
 
 
-def open_store(url: str | None = None, path: str | os.PathLike[str] | None = None) -> Store:
+def open_store(url: str | None = None, path: str | os.PathLike[str] | None = None, read_only: bool = False) -> Store:
     """PostgreSQL when ``url`` (or ``DATABASE_URL``) is set, else SQLite at ``path``
-    (default: ``cival.sqlite3`` in :func:`data_dir`)."""
-    return locate(url, path).open()
+    (default: ``cival.sqlite3`` in :func:`data_dir`); ``read_only``: see :meth:`StoreLocation.open`."""
+    return locate(url, path).open(read_only=read_only)
 
 
-BACKENDS: dict[str, Callable[[StoreLocation, bool], Store]] = {}
+BACKENDS: dict[str, Callable[[StoreLocation, bool, bool], Store]] = {}
 """Store kind (``postgres``, ``sqlite``) -> how to open a location of it. Each backend
 module registers itself (:func:`register_backend`); ``cival.store`` imports them all."""
 
 
-def register_backend(kind: str, opener: Callable[[StoreLocation, bool], Store]) -> None:
-    """Make ``opener(location, wait)`` the way locations of ``kind`` are opened."""
+def register_backend(kind: str, opener: Callable[[StoreLocation, bool, bool], Store]) -> None:
+    """Make ``opener(location, wait, read_only)`` the way locations of ``kind`` are opened."""
     BACKENDS[kind] = opener
 
 
 __all__ = [
     "BACKENDS",
     "CommitResult",
+    "DATA_TABLES",
     "JournalBatch",
     "MigrationStatus",
+    "NoStore",
     "NodeState",
     "RunRecord",
     "Store",

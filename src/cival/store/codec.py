@@ -88,6 +88,17 @@ def row_values(table: str, row: dict[str, Any], dialect: str) -> tuple[Any, ...]
     return tuple(out)
 
 
+def column_names(table: str, columns: Sequence[str] | None = None) -> list[str]:
+    """The columns of ``table`` to read: ``columns`` (each one of the table's), else all of them."""
+    names = [n for n, _ in COLUMNS[table]]
+    if columns is None:
+        return names
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(map(repr, unknown))}")
+    return list(columns)
+
+
 def decode_row(table: str, names: Sequence[str], values: Sequence[Any]) -> dict[str, Any]:
     kinds = {name: column_kind(spec)[0] for name, spec in COLUMNS[table]}
     return {n: decode(kinds.get(n, "text"), v) for n, v in zip(names, values, strict=True)}
@@ -119,4 +130,4 @@ def update_values(table: str, row: dict[str, Any], dialect: str) -> tuple[list[s
     return columns, tuple(values)
 
 
-__all__ = ["decode", "decode_row", "encode", "insert_sql", "row_values", "update_sql", "update_values"]
+__all__ = ["column_names", "decode", "decode_row", "encode", "insert_sql", "row_values", "update_sql", "update_values"]

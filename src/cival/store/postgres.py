@@ -36,6 +36,7 @@ from cival.core.events import StoredEvent
 from cival.core.ledger import GENESIS, Transaction
 from cival.core.urls import redact
 from cival.store.base import (
+    DATA_TABLES,
     CommitResult,
     JournalBatch,
     MigrationStatus,
@@ -53,6 +54,7 @@ from cival.store.base import (
     with_hashes,
 )
 from cival.store.codec import (
+    column_names,
     decode_row,
     insert_sql,
     row_values,
@@ -154,13 +156,17 @@ class PostgresStore(Store):
         timeout: float = 10.0,
         retry_for: float | None = None,
         wait: bool = False,
+        read_only: bool = False,
     ) -> None:
         """``wait``: if the server cannot be reached now, keep trying as during an outage
         (an actor restarting while the server is away) rather than failing at once (a
-        wrong URL, a server not started)."""
+        wrong URL, a server not started). ``read_only``: to read, creating and changing
+        nothing (see :mod:`cival.store.base`): its connections' transactions are read-only
+        (``default_transaction_read_only``), and ``schema_migrations`` is not created."""
         import asyncpg
 
         self.url = url
+        self.read_only = read_only
         self.retry_for = float(os.environ.get("CIVAL_STORE_RETRY_SECONDS", 300)) if retry_for is None else retry_for
         self.outages = 0
         """How many times the server was unreachable and an operation waited for it."""
@@ -177,7 +183,10 @@ class PostgresStore(Store):
                 max_size=max_size,
                 timeout=timeout,
                 command_timeout=60,
-                server_settings={"plan_cache_mode": "force_custom_plan"},
+                server_settings={
+                    "plan_cache_mode": "force_custom_plan",
+                    **({"default_transaction_read_only": "on"} if read_only else {}),
+                },
             )
 
         try:
@@ -186,6 +195,8 @@ class PostgresStore(Store):
             self._stop()
             raise StoreError(f"cannot reach PostgreSQL at {redact(url)} ({type(exc).__name__}: {exc}); check DATABASE_URL") from None
         create = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+        if read_only:
+            create = "SELECT 1"  # that the server answers, and nothing more
         try:
             if wait:
                 self._call(lambda con: con.execute(create), transaction=False)
@@ -304,10 +315,23 @@ class PostgresStore(Store):
 
     def status(self) -> list[MigrationStatus]:
         async def go(con: Any) -> dict[int, datetime]:
+            if await con.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return {}  # not yet, in a database opened to read
             return {r["version"]: r["applied_at"] for r in await con.fetch("SELECT version, applied_at FROM schema_migrations")}
 
         applied = self._call(go, transaction=False)
         return [MigrationStatus(m.version, m.name, applied.get(m.version)) for m in MIGRATIONS]
+
+    def holds_data(self) -> bool:
+        async def go(con: Any) -> bool:
+            for table in DATA_TABLES:
+                if await con.fetchval("SELECT to_regclass($1)", table) is not None and await con.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {table})"
+                ):
+                    return True
+            return False
+
+        return self._call(go, transaction=False)
 
     # runs
 
@@ -336,7 +360,8 @@ class PostgresStore(Store):
         self._call(go)
 
     def runs(self) -> list[RunRecord]:
-        self.check_schema()
+        if not self.readable():
+            return []
 
         async def go(con: Any) -> list[Any]:
             return await con.fetch(
@@ -519,12 +544,16 @@ class PostgresStore(Store):
             for r in self._call(go, transaction=False)
         ])
 
-    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
-        names = [n for n, _ in COLUMNS[table]]
+    def rows(
+        self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        names = column_names(table, columns)
         conditions = dict(where or {})
         if run_id is not None:
             conditions["run_id"] = run_id
-        select = ", ".join(f"{n}::text AS {n}" if spec.rstrip("?") == "json" else n for n, spec in COLUMNS[table])
+        specs = dict(COLUMNS[table])
+        select = ", ".join(f"{n}::text AS {n}" if specs[n].rstrip("?") == "json" else n for n in names)
         sql = f"SELECT {select} FROM {table}"
         if conditions:  # a list: any of its values
             sql += " WHERE " + " AND ".join(
@@ -583,4 +612,4 @@ async def _insert(con: Any, table: str, records: list[tuple[Any, ...]]) -> None:
 __all__ = ["PostgresStore", "redact"]
 
 
-register_backend("postgres", lambda where, wait: PostgresStore(where.url, wait=wait))  # type: ignore[arg-type]
+register_backend("postgres", lambda where, wait, read_only: PostgresStore(where.url, wait=wait, read_only=read_only))  # type: ignore[arg-type]

@@ -36,10 +36,12 @@ from cival.core.events import EventDraft, StoredEvent
 from cival.core.fmt import parse_time, stored_time
 from cival.core.ledger import GENESIS, Transaction
 from cival.store.base import (
+    DATA_TABLES,
     CommitResult,
     JournalBatch,
     MigrationStatus,
     NodeState,
+    NoStore,
     RunRecord,
     Store,
     StoreError,
@@ -53,6 +55,7 @@ from cival.store.base import (
     with_hashes,
 )
 from cival.store.codec import (
+    column_names,
     decode_row,
     insert_sql,
     row_values,
@@ -92,9 +95,15 @@ def _parse_time(value: str | None) -> datetime | None:
 class SqliteStore(Store):
     kind = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
+        """``read_only``: to read, creating and changing nothing (see :mod:`cival.store.base`):
+        :class:`NoStore` if there is no file at ``path``, and every write refused."""
         self.path = Path(path)
+        self.read_only = read_only
         self._lock = threading.RLock()
+        if read_only:
+            self._open_to_read()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Several processes (the actors of a session) write to one file: each waits its
@@ -129,12 +138,41 @@ class SqliteStore(Store):
             except OSError:  # no room (or no right) for it now: only the stop's record goes without
                 self._reserve.unlink(missing_ok=True)
 
+    def _open_to_read(self) -> None:
+        """Open the file as it is: never created (``mode=rw`` fails on a missing file),
+        nothing written (``query_only``), its journal mode left as it is. A read-write
+        connection rather than ``mode=ro``: the last connection to close removes the
+        write-ahead log's files, where a read-only one would leave them behind."""
+        if self.path.is_dir():
+            raise StoreError(f"the embedded store's path {self.path.absolute()} is a folder: give the store's file (--path FILE)")
+        if not self.path.exists():
+            raise NoStore(
+                f"no store at {self.path.absolute()} (nothing has run there yet; `cival demo`, `cival paper` "
+                "or `cival backtest ... --save` creates it)"
+            )
+        self._reserve = self.path.with_name(self.path.name + "-reserve")
+        try:
+            self._db = sqlite3.connect(
+                f"{self.path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False, timeout=120
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc) from exc
+        try:
+            self._db.execute("PRAGMA query_only = ON")
+            self._db.execute("PRAGMA mmap_size = 0")  # see the module docstring
+            self._db.execute("PRAGMA temp_store = MEMORY")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._error(exc) from exc
+
     def _error(self, exc: sqlite3.Error | OSError) -> StoreError:
         """A StoreError for what SQLite or the file system refused: which file, what
         happened, what to do."""
         where = f"the embedded store at {self.path.absolute()}"
         name = getattr(exc, "sqlite_errorname", "") or ""
         other = "or use another store (a config's storage.path, --path, CIVAL_DATA_DIR or DATABASE_URL)"
+        if self.read_only and (isinstance(exc, PermissionError) or name.startswith(("SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"))):
+            return StoreError(f"{where} cannot be read ({exc}): make the file, and the folder it is in, readable by this user, {other}")
         if isinstance(exc, PermissionError) or name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
             return StoreError(
                 f"{where} cannot be written ({exc}): make the file, and the folder it is in, writable by this user "
@@ -190,8 +228,20 @@ class SqliteStore(Store):
 
     @_mapped
     def status(self) -> list[MigrationStatus]:
-        applied = {row[0]: row[1] for row in self._db.execute("SELECT version, applied_at FROM schema_migrations")}
+        applied = {}
+        with self._lock:
+            if "schema_migrations" in self._tables():  # not yet, in a file opened to read
+                applied = {row[0]: row[1] for row in self._db.execute("SELECT version, applied_at FROM schema_migrations")}
         return [MigrationStatus(m.version, m.name, _parse_time(applied.get(m.version))) for m in MIGRATIONS]
+
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    @_mapped
+    def holds_data(self) -> bool:
+        with self._lock:
+            tables = self._tables()
+            return any(self._db.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0] for t in DATA_TABLES if t in tables)
 
     # runs
 
@@ -206,7 +256,8 @@ class SqliteStore(Store):
 
     @_mapped
     def runs(self) -> list[RunRecord]:
-        self.check_schema()
+        if not self.readable():
+            return []
         rows = self._db.execute(
             "SELECT id, name, mode, status, started_at, finished_at, config, meta, event_seq, driver, heartbeat_at FROM runs "
             "ORDER BY started_at DESC, id DESC"
@@ -347,8 +398,11 @@ class SqliteStore(Store):
         return self.expand(run_id, [StoredEvent(run_id, r[0], r[1], r[2], r[3], r[4], parse_time(r[5]), json.loads(r[6])) for r in rows])
 
     @_mapped
-    def rows(self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None) -> list[dict[str, Any]]:
-        names = [n for n, _ in COLUMNS[table]]
+    def rows(
+        self, table: str, run_id: str | None = None, where: dict[str, Any] | None = None, order: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        names = column_names(table, columns)
         conditions = dict(where or {})
         if run_id is not None:
             conditions["run_id"] = run_id
@@ -507,4 +561,4 @@ def _statements(script: str) -> list[str]:
 __all__ = ["RESERVE", "SqliteStore", "StoreFull"]
 
 
-register_backend("sqlite", lambda where, wait: SqliteStore(where.path))  # type: ignore[arg-type]
+register_backend("sqlite", lambda where, wait, read_only: SqliteStore(where.path, read_only=read_only))  # type: ignore[arg-type]
