@@ -57,6 +57,7 @@ def test_round_trip_fills_at_next_open_with_slippage_fees_and_sizing(engine):
     (trade,) = sim.trades.itertuples(index=False)
     assert trade.entry_time == pd.Timestamp("2024-01-02", tz="UTC")
     assert trade.exit_time == pd.Timestamp("2024-01-04", tz="UTC")
+    assert trade.exit_reason == "signal"
     assert trade.entry_price == pytest.approx(102.051, rel=1e-12)
     assert trade.exit_price == pytest.approx(103.948, rel=1e-12)
     assert trade.qty == 97
@@ -339,6 +340,7 @@ def test_stop_scenarios(engine, case):
     assert trade.entry_price == 100 and trade.qty == 10
     assert trade.exit_time == pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=exit_bar)
     assert trade.exit_price == pytest.approx(exit_price, rel=1e-12)
+    assert trade.exit_reason == ("take-profit" if case.startswith("take-profit") else "stop-loss")
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -352,6 +354,7 @@ def test_stop_exit_pays_slippage_and_replaces_the_signal_due(engine):
     assert trade.entry_price == pytest.approx(100.1)
     assert trade.exit_price == pytest.approx(100.1 * 0.95 * 0.999, rel=1e-12)
     assert trade.exit_time == pd.Timestamp("2024-01-03", tz="UTC")
+    assert trade.exit_reason == "stop-loss"  # not the exit signal it replaced
 
 
 @pytest.mark.parametrize("name, params", [("alligator", {}), ("darvas", {}), ("elliott", {"zigzag_pct": 2.0})])
@@ -363,6 +366,24 @@ def test_engines_agree_with_stops_on_real_data(shared_data, name, params):
     plain = backtest(name, bars, params, engine="reference")
     assert len(ref.trades) > len(plain.trades)  # the stops do fire
     assert vb.trades["exit_time"].equals(ref.trades["exit_time"])
+    assert vb.trades["exit_reason"].equals(ref.trades["exit_reason"])
+    assert set(plain.trades["exit_reason"]) == {"signal"}
+    # Each reason, checked from the bars: a signal exit sells at the open after an exit
+    # signal; a stop-loss at or below the entry price less 1.5 %, a take-profit at or above
+    # it plus 4 % (prices before the 5 bps slippage; the stop wins over a signal due).
+    slip = 1 - 5 / 1e4
+    trades = ref.trades
+    exit_due = pd.Series(ref.signals["exit"].to_numpy(), index=bars.index).shift(1, fill_value=False)
+    by_reason = {r: trades[trades["exit_reason"] == r] for r in ("signal", "stop-loss", "take-profit")}
+    assert all(len(t) for t in by_reason.values()), {r: len(t) for r, t in by_reason.items()}
+    signal = by_reason["signal"]
+    assert exit_due.loc[signal["exit_time"]].all()
+    np.testing.assert_allclose(signal["exit_price"], bars["open"].loc[signal["exit_time"]].to_numpy() * slip, rtol=1e-12)
+    for reason, bound in (("stop-loss", -1), ("take-profit", 1)):
+        t = by_reason[reason]
+        before_slippage = t["exit_price"].to_numpy() / slip
+        level = t["entry_price"].to_numpy() * (1 + bound * (0.015 if bound < 0 else 0.04))
+        assert (bound * (before_slippage - level) >= -1e-9 * level).all(), reason
     np.testing.assert_allclose(vb.trades["pnl"], ref.trades["pnl"], rtol=1e-9, atol=0)
     np.testing.assert_allclose(vb.equity, ref.equity, rtol=1e-9, atol=0)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from cival.backtest.errors import BacktestError
 from cival.backtest.metrics import compute_metrics
+from cival.backtest.report import DEFAULT_BUCKETS
 from cival.backtest.simulate import Simulation, simulate_reference, simulate_vectorbt
 from cival.data.bars import DEFAULT_MAX_MOVE
 from cival.execution.fills import FillModel
@@ -54,17 +55,19 @@ class BacktestResult:
             **self.metrics,
         }
 
-    def plot(self) -> Any:
-        """A plotly figure: price with indicators and fills, equity and drawdown."""
+    def plot(self, buckets: int | None = DEFAULT_BUCKETS) -> Any:
+        """A plotly figure: price with indicators and fills, equity and drawdown. A long
+        series is drawn at the bars :func:`cival.backtest.report.kept_bars` keeps (every
+        fill and extreme; ``buckets=None``: every bar)."""
         from cival.backtest.report import backtest_figure
 
-        return backtest_figure(self)
+        return backtest_figure(self, buckets)
 
-    def write_report(self, path: str | os.PathLike[str]) -> None:
-        """A self-contained HTML report (opens with no network)."""
+    def write_report(self, path: str | os.PathLike[str], buckets: int | None = DEFAULT_BUCKETS) -> None:
+        """A self-contained HTML report (opens with no network); ``buckets`` as for :meth:`plot`."""
         from cival.backtest.report import write_report
 
-        write_report(self, path)
+        write_report(self, path, buckets)
 
     def _repr_html_(self) -> str:
         rows = "".join(

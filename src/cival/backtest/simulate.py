@@ -32,7 +32,10 @@ from cival.execution.fills import (
     step_decimals,
 )
 
-TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return"]
+TRADE_COLUMNS = ["entry_time", "entry_price", "exit_time", "exit_price", "qty", "fees", "pnl", "return", "exit_reason"]
+
+EXIT_REASONS = ("signal", "stop-loss", "take-profit")
+"""Why a trade closed: its strategy's exit signal (filled at the next open), or a stop."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class Simulation:
     """One row per fill: time, side (+1 buy / -1 sell), qty, price, notional, fee, cash_after."""
     trades: pd.DataFrame
     """One row per closed trade (see TRADE_COLUMNS). ``fees`` are both sides'; ``pnl`` is net of
-    them; ``return`` is pnl over the capital committed (entry notional + entry fee)."""
+    them; ``return`` is pnl over the capital committed (entry notional + entry fee);
+    ``exit_reason`` is one of :data:`EXIT_REASONS`, from the reason the broker gave the sale.
+    A position still open at the end of the data is not a trade (see ``open_position``)."""
     equity: pd.Series
     """Cash plus the position at the bar's close, at every bar."""
     in_position: np.ndarray
@@ -61,19 +66,21 @@ def simulate_reference(bars: pd.DataFrame, entry: np.ndarray, exit: np.ndarray, 
     opens, highs, lows, closes = (bars[c].to_numpy(dtype=float) for c in ("open", "high", "low", "close"))
     broker = PaperBroker(model)
     run = broker.run(opens, highs, lows, closes, entry, exit)
-    fills = [(t, execution) for t, _, execution in run.executions()]
-    return _simulation(bars, model, _fill_arrays(fills), run.equity, run.held, broker.cash)
+    return _simulation(bars, model, _fill_arrays(run.executions()), run.equity, run.held, broker.cash)
 
 
-def _fill_arrays(fills: list[tuple[int, Execution]]) -> dict[str, np.ndarray]:
+def _fill_arrays(fills: list[tuple[int, str, Execution]]) -> dict[str, np.ndarray]:
+    from cival.execution.broker import REASONS
+
     return {
-        "idx": np.array([t for t, _ in fills], dtype=np.int64),
-        "side": np.array([f.side for _, f in fills], dtype=np.int64),
-        "units": np.array([f.units for _, f in fills], dtype=np.float64),
-        "unit_price": np.array([f.unit_price for _, f in fills], dtype=np.float64),
-        "notional": np.array([f.notional for _, f in fills], dtype=np.float64),
-        "fee": np.array([f.fee for _, f in fills], dtype=np.float64),
-        "cash_after": np.array([f.cash_after for _, f in fills], dtype=np.float64),
+        "idx": np.array([t for t, _, _ in fills], dtype=np.int64),
+        "reason": np.array([REASONS.index(r) for _, r, _ in fills], dtype=np.int8),
+        "side": np.array([f.side for _, _, f in fills], dtype=np.int64),
+        "units": np.array([f.units for _, _, f in fills], dtype=np.float64),
+        "unit_price": np.array([f.unit_price for _, _, f in fills], dtype=np.float64),
+        "notional": np.array([f.notional for _, _, f in fills], dtype=np.float64),
+        "fee": np.array([f.fee for _, _, f in fills], dtype=np.float64),
+        "cash_after": np.array([f.cash_after for _, _, f in fills], dtype=np.float64),
     }
 
 
@@ -109,8 +116,9 @@ def simulate_vectorbt_columns(
     size = np.full((n, k), np.nan)
     price = np.full((n, k), np.nan)
     fees = np.zeros((n, k))
+    reasons = np.zeros((n, k), dtype=np.int8)
     cash0 = float(grid(model.cash))
-    broker_orders(model_params(model), cash0, opens, highs, lows, entry, exit, size, price, fees)
+    broker_orders(model_params(model), cash0, opens, highs, lows, entry, exit, size, price, fees, reasons)
     close = bars["close"].to_numpy(dtype=float) * step
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -143,6 +151,7 @@ def simulate_vectorbt_columns(
         r = records[bounds[j] : bounds[j + 1]]
         arrays = {
             "idx": r["idx"].astype(np.int64),
+            "reason": reasons[r["idx"], j],
             "side": np.where(r["side"] == 0, 1, -1).astype(np.int64),
             "units": r["size"].astype(np.float64),
             "unit_price": r["price"].astype(np.float64),
@@ -220,6 +229,7 @@ def _simulation(
     closed = len(side) // 2
     b, s = slice(0, 2 * closed, 2), slice(1, 2 * closed, 2)
     pnl = (notional[s] - notional[b]) - fee[b] - fee[s]
+    exit_reason = _exit_reasons(model, fills["reason"][s], unit_price[b], unit_price[s])
     trades = pd.DataFrame(
         {
             "entry_time": times[b],
@@ -230,6 +240,7 @@ def _simulation(
             "fees": fee[b] + fee[s],
             "pnl": pnl,
             "return": pnl / (notional[b] + fee[b]),
+            "exit_reason": exit_reason,
         },
         columns=TRADE_COLUMNS,
     )
@@ -255,4 +266,21 @@ def _simulation(
     )
 
 
-__all__ = ["TRADE_COLUMNS", "Simulation", "simulate_reference", "simulate_vectorbt", "simulate_vectorbt_columns"]
+def _exit_reasons(model: FillModel, codes: np.ndarray, entry_price: np.ndarray, exit_price: np.ndarray) -> Any:
+    """Each sale's reason as a word of EXIT_REASONS. The broker codes a stop as one reason;
+    which stop it was follows from the sale's price before slippage: a stop-loss sells
+    below the entry fill price, a take-profit above it (each by its whole distance)."""
+    if len(codes) and not np.isin(codes, (1, 2)).all():
+        raise AssertionError(f"sales must be coded 1 (signal) or 2 (stop); got {sorted(set(codes.tolist()))}")
+    if model.take_profit_pct is None:
+        stop = "stop-loss"
+    elif model.stop_loss_pct is None:
+        stop = "take-profit"
+    else:
+        before_slippage = exit_price / (1 - model.slippage)
+        stop = np.where(before_slippage < entry_price, "stop-loss", "take-profit")
+    # One dtype, with or without trades: pandas's string dtype (object before pandas 3).
+    return pd.Series(np.where(codes == 2, stop, "signal"), dtype="str").array
+
+
+__all__ = ["EXIT_REASONS", "TRADE_COLUMNS", "Simulation", "simulate_reference", "simulate_vectorbt", "simulate_vectorbt_columns"]

@@ -95,11 +95,12 @@ def broker_run(state, p, opens, highs, lows, closes, entries, exits, fills, equi
 
 
 @njit(cache=True)
-def broker_orders(p, cash, opens, highs, lows, entries, exits, size, price, fee):  # pragma: no cover - compiled
+def broker_orders(p, cash, opens, highs, lows, entries, exits, size, price, fee, reason):  # pragma: no cover - compiled
     """The orders of many accounts (one per signal column, each starting with ``cash``):
     for every bar and column, the signed units the fill model fills at that bar (+ buy,
-    - sale; NaN: none), at ``price`` per unit (slippage included), paying ``fee``. What the
-    vectorbt engine is given to execute (see :mod:`cival.backtest.simulate`)."""
+    - sale; NaN: none), at ``price`` per unit (slippage included), paying ``fee``, for
+    ``reason`` (a code of :data:`REASONS`). What the vectorbt engine is given to execute
+    (see :mod:`cival.backtest.simulate`)."""
     n, k = entries.shape
     fill = np.empty(6)
     state = np.zeros(7)
@@ -108,7 +109,9 @@ def broker_orders(p, cash, opens, highs, lows, entries, exits, size, price, fee)
         state[S_CASH] = cash
         state[S_ENTRY_BAR] = -1.0
         for i in range(n):
-            if broker_bar(state, p, opens[i], highs[i], lows[i], fill):
+            why = broker_bar(state, p, opens[i], highs[i], lows[i], fill)
+            if why:
+                reason[i, j] = why
                 size[i, j] = fill[0] * fill[1]
                 price[i, j] = fill[2]
                 fee[i, j] = fill[4]
