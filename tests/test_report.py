@@ -8,8 +8,6 @@ import base64
 import gzip
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -159,20 +157,15 @@ def test_the_embedded_plotly_js_is_plotlys_own(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_browser_draws_the_report(tmp_path):
-    """Headless Chromium opens the report and draws its three panels (skips without it)."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        pytest.skip("no Chromium to open the report with")
+def test_a_browser_draws_the_report(tmp_path, chromium):
+    """Headless Chromium opens the report, with no network, and draws its three panels."""
+    from tests.conftest import rendered_dom
+
     bars = synthetic_bars(30_000, timeframe="5m", seed=3)
     bars.attrs["source"] = str(tmp_path / "synthetic_5m.csv")
     result = backtest("alligator", bars)
-    _, page = write(result, tmp_path)
-    dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000", "--dump-dom",
-         (tmp_path / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=180,
-    ).stdout
+    write(result, tmp_path)
+    dom = rendered_dom(chromium, tmp_path / "report.html")
     chart = dom[dom.index('<div id="chart"'):dom.index('<script type="application/json"')]
     assert "could not be drawn" not in chart and "Drawing the chart" not in chart
     assert [chart.count(f'class="subplot {axes}"') for axes in ("xy", "x2y2", "x3y3")] == [1, 1, 1]
