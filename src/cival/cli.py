@@ -344,23 +344,24 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 
 SUMMARY_ROWS = [
-    ("bars", "bars", "{:,}"),
-    ("start", "start", "{}"),
-    ("end", "end", "{}"),
-    ("trades", "closed trades", "{:,}"),
-    ("total_return", "total return", "{:+.2%}"),
-    ("cagr", "CAGR", "{:+.2%}"),
-    ("sharpe", "Sharpe", "{:.3f}"),
-    ("sortino", "Sortino", "{:.3f}"),
-    ("calmar", "Calmar", "{:.3f}"),
-    ("max_drawdown", "max drawdown", "{:.2%}"),
-    ("win_rate", "win rate", "{:.2%}"),
-    ("profit_factor", "profit factor", "{:.3f}"),
-    ("exposure", "exposure", "{:.2%}"),
-    ("fees_paid", "fees paid", "{:,.2f}"),
-    ("final_equity", "final equity", "{:,.2f}"),
+    ("bars", "bars"),
+    ("start", "start"),
+    ("end", "end"),
+    ("trades", "closed trades"),
+    ("total_return", "total return"),
+    ("cagr", "CAGR"),
+    ("sharpe", "Sharpe"),
+    ("sortino", "Sortino"),
+    ("calmar", "Calmar"),
+    ("max_drawdown", "max drawdown"),
+    ("win_rate", "win rate"),
+    ("profit_factor", "profit factor"),
+    ("exposure", "exposure"),
+    ("fees_paid", "fees paid"),
+    ("final_equity", "final equity"),
 ]
-
+"""The rows of ``cival backtest``'s table: metric, label (values by
+:func:`cival.backtest.metrics.format_metric`)."""
 
 def _cost_model(args: argparse.Namespace) -> Any:
     from cival.backtest import fill_model
@@ -421,9 +422,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             print(saved, file=sys.stderr)
         return 0
 
+    from cival.backtest.metrics import format_metric, format_open_position
+    from cival.core.fmt import money, percent
+
     print(f"{strategy.name} {params.model_dump()}")
     print(
-        f"costs: cash {model.cash:,.2f}, fees {model.fee_bps:g} bps, slippage {model.slippage_bps:g} bps, "
+        f"costs: cash {money(model.cash)}, fees {model.fee_bps:g} bps, slippage {model.slippage_bps:g} bps, "
         f"fraction {model.fraction:g}"
         + (f", stop-loss {model.stop_loss_pct:g} %" if model.stop_loss_pct is not None else "")
         + (f", take-profit {model.take_profit_pct:g} %" if model.take_profit_pct is not None else "")
@@ -432,21 +436,17 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     names = [Path(s["data"]).name for s in summaries]
     width = max(16, *(len(n) + 2 for n in names))
     print(f"{'':<16}" + "".join(f"{n:>{width}}" for n in names))
-    for key, label, fmt in SUMMARY_ROWS:
-        cells = "".join(f"{_cell(s.get(key), fmt):>{width}}" for s in summaries)
+    for key, label in SUMMARY_ROWS:
+        cells = "".join(f"{format_metric(key, s.get(key)):>{width}}" for s in summaries)
         print(f"{label:<16}{cells}")
     for s, name in zip(summaries, names, strict=True):
         if s["open_position"]:
-            op = s["open_position"]
-            print(
-                f"{name}: position still open: {op['qty']:g} bought {op['entry_time']} at {op['entry_price']:,.6g}, "
-                f"marked at {op['mark_price']:,.6g} (unrealised {op['unrealized_pnl']:+,.2f})"
-            )
+            print(f"{name}: position still open: {format_open_position(s['open_position'])}")
     if combined:
         print(
             f"\ncombined over {combined['files']} files: {combined['trades']:,} trades, "
-            f"mean total return {combined['mean_total_return']:+.2%}, "
-            f"final equity {combined['final_equity']:,.2f} of {combined['initial_cash']:,.2f}"
+            f"mean total return {percent(combined['mean_total_return'], signed=True)}, "
+            f"final equity {money(combined['final_equity'])} of {money(combined['initial_cash'])}"
         )
     if args.trades_out:
         print(f"\ntrades written to {args.trades_out}")
@@ -521,9 +521,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"in {result.seconds:.1f} s ({result.backend})"
         + (f"; {result.skipped} skipped (they break a rule across parameters)" if result.skipped else "")
     )
+    from cival.backtest.metrics import format_table
+
     shown = [*result.params, *dict.fromkeys([result.metric, "trades", "total_return", "sharpe", "max_drawdown"])]
     print(f"top {len(top)} by {result.metric}:")
-    print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_table(top[shown]).to_string(index=False))
     if args.out:
         print(f"all results written to {args.out}")
     if saved:
@@ -567,13 +569,16 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     params = [c for c in windows.columns if c not in ("window", "train_start", "train_end", "test_start", "test_end")
               and not c.startswith(("is_", "oos_"))]
     shown = windows[["window", "test_start", *params, f"is_{m}", f"oos_{m}", "oos_trades", "oos_total_return"]]
+    from cival.backtest.metrics import format_metric, format_table
+
     print(f"{result.strategy}: {len(windows)} windows, train {result.train} bars, test {result.test} bars, by {m}")
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_table(shown).to_string(index=False))
     oos = result.metrics
     print(
-        f"\nstitched out of sample: {oos['trades']} trades, total return {oos['total_return']:+.2%}, "
-        f"Sharpe {_cell(oos['sharpe'], '{:.3f}')}, max drawdown {oos['max_drawdown']:.2%}; "
-        f"mean in-sample {m} {windows[f'is_{m}'].mean():.3f} vs out of sample {windows[f'oos_{m}'].mean():.3f}"
+        f"\nstitched out of sample: {oos['trades']:,} trades, total return {format_metric('total_return', oos['total_return'])}, "
+        f"Sharpe {format_metric('sharpe', oos['sharpe'])}, max drawdown {format_metric('max_drawdown', oos['max_drawdown'])}; "
+        f"mean in-sample {m} {format_metric(m, windows[f'is_{m}'].mean())} "
+        f"vs out of sample {format_metric(m, windows[f'oos_{m}'].mean())}"
     )
     return 0
 
@@ -587,15 +592,6 @@ def _combined(summaries: list[dict[str, Any]], cash: float) -> dict[str, Any]:
         "final_equity": sum(s["final_equity"] for s in summaries),
         "fees_paid": sum(s["fees_paid"] for s in summaries),
     }
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
 
 
 # -- parser -----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+from cival.backtest.metrics import format_costs, format_metric, format_trades
 
 if TYPE_CHECKING:  # pragma: no cover
     from cival.backtest.api import BacktestResult
@@ -97,12 +98,10 @@ def write_report(result: BacktestResult, path: str | os.PathLike[str]) -> None:
     """Write a self-contained HTML report (plotly.js embedded; no network needed)."""
     fig = backtest_figure(result)
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in result.metrics.items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_metric(k, v))}</td></tr>" for k, v in result.metrics.items()
     )
-    costs = ", ".join(f"{k} {v:g}" for k, v in result.model.model_dump().items() if v is not None)
-    trades = result.trades.copy()
-    for column in ("entry_time", "exit_time"):
-        trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d %H:%M")
+    costs = format_costs(result.model.model_dump())
+    trades = format_trades(result.trades)
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(result.strategy)} backtest</title>
 <style>
@@ -117,7 +116,7 @@ A signal at a bar's close fills at the next bar's open.</p>
 <h2>metrics</h2><table>{rows}</table>
 {fig.to_html(full_html=False, include_plotlyjs=True)}
 <h2>closed trades ({len(trades)})</h2>
-{trades.to_html(index=False, float_format=lambda v: f"{v:,.6g}", border=0)}
+{trades.to_html(index=False, border=0)}
 </body></html>"""
     try:
         with open(path, "w", encoding="utf-8") as handle:
@@ -126,16 +125,6 @@ A signal at a bar's close fills at the next bar's open.</p>
         from cival.core.errors import CivalError
 
         raise CivalError(f"cannot write the report {path}: {exc.strerror or exc}") from None
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-    return str(value)
 
 
 __all__ = ["backtest_figure", "sweep_heatmap", "write_report"]
