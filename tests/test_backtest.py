@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,14 @@ import pandas as pd
 import pytest
 
 from cival.backtest import BacktestError, backtest, fill_model
-from cival.backtest.metrics import compute_metrics
+from cival.backtest.metrics import compute_metrics, format_metric, format_open_position, format_trades
 from cival.backtest.simulate import (
     TRADE_COLUMNS,
     Simulation,
     simulate_reference,
     simulate_vectorbt,
 )
+from cival.core.fmt import money, percent
 from cival.data import load_bars
 from cival.execution import FillModel
 from tests.helpers import cival_in_process
@@ -284,6 +286,46 @@ def test_cli_several_files_and_the_table(shared_data, tmp_path):
     assert "combined over 2 files" in table.stdout
 
 
+def test_cli_table_shows_percentages_money_and_ratios(shared_data, tmp_path):
+    data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
+    args = ("backtest", "darvas", "--data", str(data), "--param", "lookback=10")
+    exact = json.loads(cival(*args, "--json", cwd=tmp_path).stdout)
+    table = cival(*args, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = {line[:16].strip(): line[16:].strip() for line in table.stdout.splitlines() if line[:16].strip()}
+    for key, label in (("total_return", "total return"), ("cagr", "CAGR"), ("max_drawdown", "max drawdown"),
+                       ("win_rate", "win rate"), ("exposure", "exposure")):
+        text = rows[label]  # a fraction is shown as a percentage with two decimals, e.g. -20.29 %
+        assert re.fullmatch(r"[-+]?\d+\.\d{2} %", text), (label, text)
+        assert float(text.removesuffix(" %")) == pytest.approx(exact[key] * 100, abs=0.005)
+    for key, label in (("final_equity", "final equity"), ("fees_paid", "fees paid")):
+        text = rows[label]
+        assert re.fullmatch(r"-?\d{1,3}(,\d{3})*\.\d{2}", text), (label, text)
+        assert float(text.replace(",", "")) == pytest.approx(exact[key], abs=0.005)
+    for key, label in (("sharpe", "Sharpe"), ("sortino", "Sortino"), ("profit_factor", "profit factor")):
+        assert float(rows[label]) == pytest.approx(exact[key], abs=0.005)
+    assert rows["closed trades"] == f"{exact['trades']:,}"
+
+
+def test_an_open_position_and_trades_read_as_people_read_them():
+    rows = [(100, 101, 99, 100), (100, 101, 99, 100), (110, 121, 109, 120)]
+    model = FillModel(cash=1_000, fee_bps=20, slippage_bps=0, qty_step=1)
+    sim = simulate_reference(bars_of(rows), *signals(3, entries=[0]), model)
+    metrics = compute_metrics(sim, model.cash)
+    # 9 units at 100, fee 1.8, marked at 120: 1080 - 900 - 1.8
+    assert format_open_position(metrics["open_position"]) == (
+        "9 bought 2024-01-02T00:00:00Z at 100.00, marked at 120.00 (unrealised +178.20)")
+    assert format_metric("open_position", metrics["open_position"]) == format_open_position(metrics["open_position"])
+    assert format_metric("calmar", None) == "-" and format_metric("sharpe", float("nan")) == "-"
+
+    model = FillModel(cash=10_000, fee_bps=10, slippage_bps=5, qty_step=1)
+    trades = simulate_reference(bars_of(ROUND_TRIP), *signals(4, entries=[0], exits=[2]), model).trades
+    (shown,) = format_trades(trades).to_dict("records")
+    # the round trip above: 97 at 102.051, out at 103.948, fees 19.981903, pnl 164.027097 on 9,908.845947
+    assert shown == {"entry_time": "2024-01-02 00:00", "entry_price": "102.051", "exit_time": "2024-01-04 00:00",
+                     "exit_price": "103.948", "qty": "97", "fees": "19.98", "pnl": "+164.03", "return": "+1.66 %"}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -310,7 +352,9 @@ def test_html_report_is_self_contained_and_complete(shared_data, tmp_path):
     for name in ('"box_top"', '"box_bottom"', '"buy"', '"sell"', '"equity"', '"drawdown"'):
         assert name in page, name
     assert f"closed trades ({len(result.trades)})" in page
-    assert f"{result.metrics['final_equity']:,.6g}" in page
+    assert f"<td>{money(result.metrics['final_equity'])}</td>" in page
+    assert f"<td>{percent(result.metrics['total_return'], signed=True)}</td>" in page
+    assert f"<td>{percent(result.trades['return'].iloc[0], signed=True)}</td>" in page
     figure = result.plot()
     assert [t.name for t in figure.data][:3] == ["close", "box_top", "box_bottom"]
     with pytest.raises(Exception, match="cannot write the report"):

@@ -95,28 +95,63 @@ def line(event_type: str, seq: int = 412, **changes) -> str:
 
 def test_format_event_lines():
     assert line("order_filled") == (
-        "#   412 2024-11-16 20:00Z order_filled        agent:gator-13-8-5  buy 0.5 BTCUSDT @ 71234.5 fee 35.6")
+        "#   412 2024-11-16 20:00Z order_filled        agent:gator-13-8-5  buy 0.5 BTCUSDT @ 71,234.50 fee 35.60")
     assert line("order_filled", qty="0.50000000", price="7E+4", reason="stop").endswith(
-        "buy 0.5 BTCUSDT @ 70000 fee 35.6 (stop)")
+        "buy 0.5 BTCUSDT @ 70,000.00 fee 35.60 (stop)")
     assert line("wallet_balance_update").endswith(
-        "agent:gator-13-8-5  cash 14347.15 USD, BTCUSDT 0.5 (cost 35617.25)")
-    assert line("wallet_balance_update", positions=[]).endswith("cash 14347.15 USD, flat")
-    assert line("fund_allocation").endswith("farm:trend          master -> farm:trend 60000 [fund:master>farm:trend]")
+        "agent:gator-13-8-5  cash 14,347.15 USD, BTCUSDT 0.5 (cost 35,617.25)")
+    assert line("wallet_balance_update", positions=[]).endswith("cash 14,347.15 USD, flat")
+    assert line("fund_allocation").endswith("farm:trend          master -> farm:trend 60,000.00 [fund:master>farm:trend]")
     assert line("fund_collection").endswith("farm:trend -> master 512.34 collected [goal:first-profit:collect]")
-    assert line("goal_progress_update").endswith("goal:first-profit   first-profit active 45.5% collected 0 (bar 400)")
+    assert line("goal_progress_update").endswith(
+        "goal:first-profit   first-profit active 45.50 % collected 0.00 (bar 400)")
     assert line("halt").endswith("halted: drawdown")
     assert line("halt", resume=True).endswith("resumed (drawdown)")
-    assert line("farm_rebalance").endswith("master at bar 400: trend +250.5, breakout -250.5")
+    assert line("farm_rebalance").endswith("master at bar 400: trend +250.50, breakout -250.50")
     assert line("run_finished").endswith(
-        "finished after 720 bars (2024-10-01 00:00Z .. 2024-10-30 23:00Z), total equity 100512.34, audit ok")
+        "finished after 720 bars (2024-10-01 00:00Z .. 2024-10-30 23:00Z), total equity 100,512.34, audit ok")
+    # net P&L = 498.7 + 13.64 - 71.2, with its parts named
     assert line("farm_performance_update").endswith(
-        "equity 60512.34, cash 24895.09, pnl +498.7 realised +13.64 unrealised, fees 71.2, 4 trades, in position, "
-        "dd 2.13%, sharpe 1.37 (bar 412)")
+        "equity 60,512.34, cash 24,895.09, net P&L +441.14 (realised +498.70 + unrealised +13.64 - fees 71.20), "
+        "4 trades, in position, drawdown 2.13 %, Sharpe 1.37 (bar 412)")
+    assert "1 trade, " in line("farm_performance_update", trades=1)
     assert line("wallet_transaction").endswith(
-        "trade_buy #17 [fill:gator:412] agent:gator-13-8-5/cash -35617.25, "
-        "agent:gator-13-8-5/position/BTCUSDT +35617.25 (qty +0.5) - buy 0.5 BTCUSDT @ 71234.5")
+        "trade_buy #17 [fill:gator:412] agent:gator-13-8-5/cash -35,617.25, "
+        "agent:gator-13-8-5/position/BTCUSDT +35,617.25 (qty +0.5) - buy 0.5 BTCUSDT @ 71,234.50")
     assert line("run_started").endswith(
         "demo: local, BTCUSDT from data/btcusdt_1h.parquet, 1 farms, 1 agents, USD; store sqlite, streams redis")
+
+
+# A price and fee as a float-fed fill records them: every digit of the float's binary value.
+NOISY = {"qty": "0.56729293", "price": "2409.5946000000004", "fee": "10.612928550617275", "notional": "1366.9"}
+
+
+def test_a_fill_line_has_no_float_noise():
+    text = line("order_filled", **NOISY)
+    assert text.endswith("buy 0.56729293 BTCUSDT @ 2,409.59 fee 10.61")
+    assert "0000000" not in text and "9999999" not in text
+    # every number after the envelope has at most 8 decimals (a quantity), money at most 2
+    detail = text.split("  ", 1)[1]
+    assert all(len(d) <= 8 for d in re.findall(r"\.(\d+)", detail))
+
+
+def test_a_memo_price_is_shown_as_a_price():
+    memo = "sell 0.56729293 BTCUSDT @ 60159.895005000004"
+    text = line("wallet_transaction", memo=memo)
+    assert text.endswith(" - sell 0.56729293 BTCUSDT @ 60,159.90")
+    assert line("wallet_transaction", memo="fee").endswith(" - fee")  # other memos as they are
+
+
+def test_performance_line_parts_add_up_to_net_pnl():
+    from decimal import Decimal
+
+    changes = {"realized_pnl": "826.666", "unrealized_pnl": "-12.004", "fees": "40.5"}
+    text = line("farm_performance_update", **changes)
+    found = re.search(r"net P&L ([-+][\d,.]+) \(realised ([-+][\d,.]+) \+ unrealised ([-+][\d,.]+) - fees ([\d,.]+)\)", text)
+    assert found, text
+    net, realised, unrealised, fees = (Decimal(g.replace(",", "")) for g in found.groups())
+    assert net == Decimal("774.16")  # 826.666 - 12.004 - 40.5 = 774.162, rounded once
+    assert abs(realised + unrealised - fees - net) <= Decimal("0.02")  # each part rounded to the cent
 
 
 def test_every_type_has_a_specific_line():
@@ -127,6 +162,7 @@ def test_every_type_has_a_specific_line():
         text = format_event(event)
         assert text.startswith(f"#{seq:>6} ") and f" {event_type} " in text
         assert not re.search(r"\d[eE][+-]?\d", text), text  # no exponent anywhere
+        assert not re.search(r"\.\d{9,}", text), text  # no float noise: at most 8 decimals
         generic = ", ".join(f"{k}={v}" for k, v in event.fields().items())
         assert not text.endswith(generic), f"{event_type} has no line of its own"
 

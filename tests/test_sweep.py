@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from cival.backtest import SweepError, backtest, sweep
+from cival.backtest.metrics import format_table
 from cival.backtest.sweep import combinations, parse_grid
+from cival.core.fmt import percent
 from cival.data import load_bars
 from cival.strategies import get_strategy
+from tests.helpers import cival_in_process
 
 
 @pytest.mark.parametrize(
@@ -87,6 +92,27 @@ def test_sweep_rows_equal_single_backtests(btc_1h):
     assert all(isinstance(v, int) for v in best.values())
     ranked = result.ranked()["sharpe"].to_numpy()
     assert (np.diff(ranked) <= 0).all()
+
+
+def test_sweep_table_shows_percentages_not_fractions(btc_1h, shared_data, tmp_path):
+    result = sweep("darvas", btc_1h, {"lookback": [10, 20], "confirm": [2, 3]}, backend="local")
+    shown = format_table(result.top(4))
+    assert list(shown["lookback"]) == list(result.top(4)["lookback"])  # parameters as they are
+    for column in ("total_return", "max_drawdown", "win_rate"):
+        for text, value in zip(shown[column], result.top(4)[column], strict=True):
+            assert re.fullmatch(r"[-+]?\d+\.\d{2} %", text), text
+            assert float(text.removesuffix(" %")) == pytest.approx(value * 100, abs=0.005)
+    assert all(re.fullmatch(r"-?\d+\.\d{2}", text) for text in shown["sharpe"])
+    page = result._repr_html_()
+    assert f"<td>{percent(result.top(1)['total_return'][0], signed=True)}</td>" in page
+
+    out = cival_in_process("sweep", "darvas", "--data", str(shared_data / "intraday_crypto" / "binance_BTCUSDT_1h.csv"),
+                           "--grid", "lookback=10,20", "--local", "--top", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    header = lines.index("top 2 by sharpe:") + 1
+    assert lines[header].split() == ["lookback", "confirm", "sharpe", "trades", "total_return", "max_drawdown"]
+    assert all(re.search(r" %\s+[\d.]+ %$", line) for line in lines[header + 1: header + 3]), lines
 
 
 def test_sweep_plots_and_renders(btc_1h):

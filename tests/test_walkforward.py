@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from cival.backtest import SweepError, sweep, walkforward
+from cival.backtest.metrics import format_metric
 from cival.backtest.simulate import simulate_reference
 from cival.data import load_bars
 from cival.execution import FillModel
@@ -71,6 +72,10 @@ def test_out_of_sample_windows_chain_their_equity(result, bars):
 def test_result_renders(result):
     page = result._repr_html_()
     assert "4 windows" in page and "oos_sharpe" in page and "<table" in page
+    first = result.windows["oos_total_return"].iloc[0]  # a fraction, shown as a percentage
+    assert f"<td>{format_metric('oos_total_return', first)}</td>" in page
+    text = format_metric("oos_total_return", first)
+    assert text.endswith(" %") and float(text.removesuffix(" %")) == pytest.approx(first * 100, abs=0.005)
     figure = result.plot()
     assert figure.data[0].name == "out-of-sample equity" and len(figure.data[0].x) == 4000
 

@@ -311,7 +311,9 @@ def _details(row: dict[str, Any]) -> str:
         return f"{row['events']:,} events"
     if row["kind"] == "backtest":
         ret = row.get("total_return")
-        return f"{row['trades']:,} trades, return {_cell(ret, '{:+.2%}')}, {Path(str(row['data'])).name}"
+        from cival.backtest.metrics import format_metric
+
+        return f"{row['trades']:,} trades, return {format_metric('total_return', ret)}, {Path(str(row['data'])).name}"
     best = " ".join(f"{k}={v}" for k, v in (row.get("best") or {}).items())
     return f"{row['combinations']:,} combinations by {row['metric']}, best {best or '-'}, {Path(str(row['data'])).name}"
 
@@ -436,23 +438,24 @@ def cmd_signals(args: argparse.Namespace) -> int:
 
 
 SUMMARY_ROWS = [
-    ("bars", "bars", "{:,}"),
-    ("start", "start", "{}"),
-    ("end", "end", "{}"),
-    ("trades", "closed trades", "{:,}"),
-    ("total_return", "total return", "{:+.2%}"),
-    ("cagr", "CAGR", "{:+.2%}"),
-    ("sharpe", "Sharpe", "{:.3f}"),
-    ("sortino", "Sortino", "{:.3f}"),
-    ("calmar", "Calmar", "{:.3f}"),
-    ("max_drawdown", "max drawdown", "{:.2%}"),
-    ("win_rate", "win rate", "{:.2%}"),
-    ("profit_factor", "profit factor", "{:.3f}"),
-    ("exposure", "exposure", "{:.2%}"),
-    ("fees_paid", "fees paid", "{:,.2f}"),
-    ("final_equity", "final equity", "{:,.2f}"),
+    ("bars", "bars"),
+    ("start", "start"),
+    ("end", "end"),
+    ("trades", "closed trades"),
+    ("total_return", "total return"),
+    ("cagr", "CAGR"),
+    ("sharpe", "Sharpe"),
+    ("sortino", "Sortino"),
+    ("calmar", "Calmar"),
+    ("max_drawdown", "max drawdown"),
+    ("win_rate", "win rate"),
+    ("profit_factor", "profit factor"),
+    ("exposure", "exposure"),
+    ("fees_paid", "fees paid"),
+    ("final_equity", "final equity"),
 ]
-
+"""The rows of ``cival backtest``'s table: metric, label (values by
+:func:`cival.backtest.metrics.format_metric`)."""
 
 def _cost_model(args: argparse.Namespace) -> Any:
     from cival.backtest import fill_model
@@ -517,8 +520,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if combined:
         print(
             f"\ncombined over {combined['files']} files: {combined['trades']:,} trades, "
-            f"mean total return {combined['mean_total_return']:+.2%}, "
-            f"final equity {combined['final_equity']:,.2f} of {combined['initial_cash']:,.2f}"
+            f"mean total return {percent(combined['mean_total_return'], signed=True)}, "
+            f"final equity {money(combined['final_equity'])} of {money(combined['initial_cash'])}"
         )
     if args.trades_out:
         print(f"\ntrades written to {args.trades_out}")
@@ -532,9 +535,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def _print_backtests(strategy: str, params: dict[str, Any], costs: dict[str, Any], summaries: list[dict[str, Any]]) -> None:
     """A backtest's result as ``cival backtest`` prints it (and ``cival report`` a saved
     one): the strategy, the costs, a column of metrics per data file, open positions."""
+    from cival.backtest.metrics import format_metric, format_open_position
+    from cival.core.fmt import money
+
     print(f"{strategy} {params}")
     print(
-        f"costs: cash {costs['cash']:,.2f}, fees {costs['fee_bps']:g} bps, slippage {costs['slippage_bps']:g} bps, "
+        f"costs: cash {money(costs['cash'])}, fees {costs['fee_bps']:g} bps, slippage {costs['slippage_bps']:g} bps, "
         f"fraction {costs['fraction']:g}"
         + (f", stop-loss {costs['stop_loss_pct']:g} %" if costs.get("stop_loss_pct") is not None else "")
         + (f", take-profit {costs['take_profit_pct']:g} %" if costs.get("take_profit_pct") is not None else "")
@@ -543,16 +549,12 @@ def _print_backtests(strategy: str, params: dict[str, Any], costs: dict[str, Any
     names = [Path(str(s["data"])).name for s in summaries]
     width = max(16, *(len(n) + 2 for n in names))
     print(f"{'':<16}" + "".join(f"{n:>{width}}" for n in names))
-    for key, label, fmt in SUMMARY_ROWS:
-        cells = "".join(f"{_cell(s.get(key), fmt):>{width}}" for s in summaries)
+    for key, label in SUMMARY_ROWS:
+        cells = "".join(f"{format_metric(key, s.get(key)):>{width}}" for s in summaries)
         print(f"{label:<16}{cells}")
     for s, name in zip(summaries, names, strict=True):
         if s.get("open_position"):
-            op = s["open_position"]
-            print(
-                f"{name}: position still open: {op['qty']:g} bought {op['entry_time']} at {op['entry_price']:,.6g}, "
-                f"marked at {op['mark_price']:,.6g} (unrealised {op['unrealized_pnl']:+,.2f})"
-            )
+            print(f"{name}: position still open: {format_open_position(s['open_position'])}")
 
 
 def _in_param_order(strategy: str, names: Any) -> list[str]:
@@ -580,9 +582,11 @@ def _print_sweep(record: dict[str, Any], top: int = 10) -> None:
     grid = {k: record["grid"][k] for k in _in_param_order(record["strategy"], record["grid"])}
     print(f"{record['strategy']}: {record['combinations']:,} combinations on {record['data']}, saved as {record['id']} at {record['created_at']}")
     print("grid: " + "; ".join(f"{name} {', '.join(map(str, values))}" for name, values in grid.items()))
+    from cival.backtest.metrics import format_table
+
     shown = [c for c in _sweep_columns(list(grid), record["metric"]) if c in ranked.columns]
     print(f"top {min(top, len(ranked))} by {record['metric']}:")
-    print(ranked.head(top)[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_table(ranked.head(top)[shown]).to_string(index=False))
 
 
 def _save(args: argparse.Namespace, write: Any) -> str | None:
@@ -661,9 +665,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     where = "on Ray" if result.backend == "ray" else "in this process"
     print(f"ran {where}: {result.backend_reason}" if result.backend_reason else f"ran {where}")
+    from cival.backtest.metrics import format_table
+
     shown = _sweep_columns(result.params, result.metric)
     print(f"top {len(top)} by {result.metric}:")
-    print(top[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_table(top[shown]).to_string(index=False))
     if args.out:
         print(f"all results written to {args.out}")
     if saved:
@@ -707,13 +713,16 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     params = [c for c in windows.columns if c not in ("window", "train_start", "train_end", "test_start", "test_end")
               and not c.startswith(("is_", "oos_"))]
     shown = windows[["window", "test_start", *params, f"is_{m}", f"oos_{m}", "oos_trades", "oos_total_return"]]
+    from cival.backtest.metrics import format_metric, format_table
+
     print(f"{result.strategy}: {len(windows)} windows, train {result.train} bars, test {result.test} bars, by {m}")
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(format_table(shown).to_string(index=False))
     oos = result.metrics
     print(
-        f"\nstitched out of sample: {oos['trades']} trades, total return {oos['total_return']:+.2%}, "
-        f"Sharpe {_cell(oos['sharpe'], '{:.3f}')}, max drawdown {oos['max_drawdown']:.2%}; "
-        f"mean in-sample {m} {windows[f'is_{m}'].mean():.3f} vs out of sample {windows[f'oos_{m}'].mean():.3f}"
+        f"\nstitched out of sample: {oos['trades']:,} trades, total return {format_metric('total_return', oos['total_return'])}, "
+        f"Sharpe {format_metric('sharpe', oos['sharpe'])}, max drawdown {format_metric('max_drawdown', oos['max_drawdown'])}; "
+        f"mean in-sample {m} {format_metric(m, windows[f'is_{m}'].mean())} "
+        f"vs out of sample {format_metric(m, windows[f'oos_{m}'].mean())}"
     )
     return 0
 
@@ -727,15 +736,6 @@ def _combined(summaries: list[dict[str, Any]], cash: float) -> dict[str, Any]:
         "final_equity": sum(s["final_equity"] for s in summaries),
         "fees_paid": sum(s["fees_paid"] for s in summaries),
     }
-
-
-def _cell(value: Any, fmt: str) -> str:
-    if value is None:
-        return "-"
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
 
 
 # -- parser -----------------------------------------------------------------------------

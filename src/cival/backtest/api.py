@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from cival.backtest.errors import BacktestError
-from cival.backtest.metrics import compute_metrics
+from cival.backtest.metrics import compute_metrics, format_metric
 from cival.backtest.report import DEFAULT_BUCKETS
 from cival.backtest.simulate import Simulation, simulate_reference, simulate_vectorbt
 from cival.data.bars import DEFAULT_MAX_MOVE
@@ -71,18 +71,12 @@ class BacktestResult:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_show(v))}</td></tr>"
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(format_metric(k, v))}</td></tr>"
             for k, v in self.metrics.items()
             if k != "open_position"
         )
         title = html.escape(f"{self.strategy} {self.params.model_dump()} on {self.source or 'bars'}")
         return f"<b>{title}</b><table>{rows}</table>"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    return "-" if value is None else str(value)
 
 
 def fill_model(model: FillModel | Mapping[str, Any] | None = None, **costs: Any) -> FillModel:

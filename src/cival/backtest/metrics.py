@@ -22,7 +22,8 @@ from ``E0``):
 * ``open_position``: the position left at the end, marked to the last close, or None.
 
 Ratios that are undefined (no variance, no trades, zero span) are None, so the JSON
-output never holds NaN or infinity.
+output never holds NaN or infinity. People read them through :func:`format_metric`:
+returns and shares as percentages, money with two decimals, ratios with two.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cival.backtest.simulate import Simulation
+from cival.core import fmt
 from cival.core.fmt import iso_utc
 
 DAYS_PER_YEAR = 365.25
@@ -107,4 +109,87 @@ def compute_metrics(sim: Simulation, initial_cash: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["DAYS_PER_YEAR", "METRIC_NAMES", "compute_metrics"]
+PERCENT_METRICS = frozenset({"total_return", "cagr", "max_drawdown", "win_rate", "exposure"})
+"""Metrics that are fractions, shown as percentages (0.2029 -> 20.29 %)."""
+
+SIGNED_METRICS = frozenset({"total_return", "cagr"})
+MONEY_METRICS = frozenset({"fees_paid", "final_equity"})
+RATIO_METRICS = frozenset({"sharpe", "sortino", "calmar", "profit_factor"})
+COUNT_METRICS = frozenset({"bars", "trades"})
+
+
+def format_metric(name: str, value: Any) -> str:
+    """``value`` of metric ``name`` as a person reads it, in every table (the CLI's, the
+    sweep's, walk-forward's, the HTML report's): ``total_return`` -0.202855 -> ``-20.29 %``,
+    ``final_equity`` -> ``7,971.45``, ``sharpe`` -> ``1.52``, ``trades`` -> ``1,234``; an
+    undefined ratio (None, NaN) -> ``-``. A walk-forward column (``is_sharpe``,
+    ``oos_total_return``) is shown as its metric. Other names are shown as they are."""
+    base = name.removeprefix("is_").removeprefix("oos_")
+    if base in PERCENT_METRICS:
+        return fmt.percent(value, signed=base in SIGNED_METRICS)
+    if base in MONEY_METRICS:
+        return fmt.money(value)
+    if base in RATIO_METRICS:
+        return fmt.ratio(value)
+    if base in COUNT_METRICS:  # a mean of counts (walk-forward) is shown as a ratio
+        if value is None or value != value:
+            return fmt.MISSING
+        return f"{int(value):,}" if float(value).is_integer() else fmt.ratio(value)
+    if base == "open_position" and isinstance(value, dict):
+        return format_open_position(value)
+    if value is None or (isinstance(value, float) and value != value):
+        return fmt.MISSING
+    return str(value)
+
+
+def format_open_position(position: dict[str, Any]) -> str:
+    """The position a backtest ends with, for a person: ``0.5 bought 2024-01-31T09:30:00Z
+    at 100.00, marked at 120.00 (unrealised +9.80)``."""
+    return (
+        f"{fmt.quantity(position['qty'])} bought {position['entry_time']} at {fmt.price(position['entry_price'])}, "
+        f"marked at {fmt.price(position['mark_price'])} (unrealised {fmt.money(position['unrealized_pnl'], signed=True)})"
+    )
+
+
+def format_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a table of metrics (a sweep's, walk-forward's windows) with every metric
+    column as text by :func:`format_metric`; other columns (parameters, times) unchanged."""
+    shown = frame.copy()
+    known = set(METRIC_NAMES)
+    for column in shown.columns:
+        if str(column).removeprefix("is_").removeprefix("oos_") in known:
+            shown[column] = [format_metric(str(column), v) for v in shown[column].tolist()]
+    return shown
+
+
+TRADE_CELLS = {
+    "entry_price": fmt.price, "exit_price": fmt.price, "qty": fmt.quantity, "fees": fmt.money,
+    "pnl": lambda v: fmt.money(v, signed=True), "return": lambda v: fmt.percent(v, signed=True),
+}
+"""How each number of a closed trade is shown to people (the other columns as they are)."""
+
+
+def format_trades(trades: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a table of closed trades as people read it: times to the minute, prices,
+    quantities, money and returns by :mod:`cival.core.fmt`."""
+    shown = trades.copy()
+    for column in ("entry_time", "exit_time"):
+        if column in shown.columns:
+            shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
+    for column, show in TRADE_CELLS.items():
+        if column in shown.columns:
+            shown[column] = [show(v) for v in shown[column].tolist()]
+    return shown
+
+
+def format_costs(costs: dict[str, Any]) -> str:
+    """A fill model's costs in one line, as ``--param`` spells values:
+    ``cash=10,000.00, fee_bps=10, ..., qty_step=0.00000001``."""
+    shown = {"cash": fmt.money, "qty_step": fmt.quantity}
+    return ", ".join(f"{k}={shown[k](v) if k in shown else f'{v:g}'}" for k, v in costs.items() if v is not None)
+
+
+__all__ = [
+    "DAYS_PER_YEAR", "METRIC_NAMES", "TRADE_CELLS", "compute_metrics", "format_costs", "format_metric", "format_open_position",
+    "format_table", "format_trades",
+]

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cival.backtest.metrics import format_costs, format_metric, format_open_position, format_trades
+
 if TYPE_CHECKING:  # pragma: no cover
     from cival.backtest.api import BacktestResult
     from cival.backtest.sweep import SweepResult
@@ -265,20 +267,14 @@ def write_report(result: BacktestResult, path: str | os.PathLike[str], buckets: 
     tables are complete."""
     figure_json = _figure_json(backtest_figure(result, buckets))
     rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in result.metrics.items()
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_metric(k, v))}</td></tr>" for k, v in result.metrics.items()
     )
-    costs = params_text({k: f"{v:g}" for k, v in result.model.model_dump().items() if v is not None})
-    trades = result.trades.copy()
-    for column in ("entry_time", "exit_time"):
-        trades[column] = pd.to_datetime(trades[column]).dt.strftime("%Y-%m-%d %H:%M")
+    costs = format_costs(result.model.model_dump())
+    trades = format_trades(result.trades)
     held = result.simulation.open_position
     still_open = ""
     if held is not None:
-        still_open = (
-            f"<p>Open at the end of the data (not a trade): {_fmt(held['qty'])} bought "
-            f"{pd.Timestamp(held['entry_time']):%Y-%m-%d %H:%M} at {_fmt(held['entry_price'])}, "
-            f"marked at the last close {_fmt(held['mark_price'])}: unrealised P&amp;L {_fmt(held['unrealized_pnl'])}.</p>"
-        )
+        still_open = f"<p>Open at the end of the data (not a trade): {html.escape(format_open_position(held))}.</p>"
     name = html.escape(source_name(result))
     strategy = html.escape(result.strategy)
     page = f"""<!DOCTYPE html>
@@ -303,7 +299,7 @@ A signal at a bar's close fills at the next bar's open.</p>
 <p>exit_reason: <b>signal</b> (the strategy's exit signal, filled at the next open),
 <b>stop-loss</b> or <b>take-profit</b> (the stop's level was reached).</p>
 {still_open}
-{trades.to_html(index=False, float_format=lambda v: f"{v:,.6g}", border=0)}
+{trades.to_html(index=False, border=0)}
 </body></html>"""
     try:
         with open(path, "w", encoding="utf-8") as handle:
@@ -312,16 +308,6 @@ A signal at a bar's close fills at the next bar's open.</p>
         from cival.core.errors import CivalError
 
         raise CivalError(f"cannot write the report {path}: {exc.strerror or exc}") from None
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.6g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
-    return str(value)
 
 
 __all__ = ["DEFAULT_BUCKETS", "backtest_figure", "fill_bars", "kept_bars", "sweep_heatmap", "write_report"]

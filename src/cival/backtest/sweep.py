@@ -244,7 +244,9 @@ class SweepResult:
 
     def _repr_html_(self) -> str:
         head = f"<b>{self.strategy}: {len(self.table)} combinations by {self.metric}</b>"
-        return head + self.top(10).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        from cival.backtest.metrics import format_table
+
+        return head + format_table(self.top(10)).to_html(index=False)
 
 
 def _plain(value: Any) -> Any:

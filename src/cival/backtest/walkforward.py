@@ -25,7 +25,7 @@ import pandas as pd
 
 from cival.backtest.api import fill_model, resolve_bars
 from cival.backtest.errors import SweepError
-from cival.backtest.metrics import compute_metrics
+from cival.backtest.metrics import compute_metrics, format_metric, format_table
 from cival.backtest.simulate import Simulation, simulate_vectorbt
 from cival.backtest.sweep import (
     PER_RUN,
@@ -66,9 +66,9 @@ class WalkForwardResult:
         oos = self.metrics
         head = (
             f"<b>{self.strategy} walk-forward: {len(self.windows)} windows (train {self.train}, test {self.test} bars, "
-            f"by {m})</b><br>out of sample: {oos['trades']} trades, total return {oos['total_return']:+.2%}"
+            f"by {m})</b><br>out of sample: {oos['trades']} trades, total return {format_metric('total_return', oos['total_return'])}"
         )
-        return head + table.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        return head + format_table(table).to_html(index=False)
 
     def plot(self) -> Any:
         """The stitched out-of-sample equity, with each test window's start marked."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
-from cival.core.fmt import parse_time, plain_decimal, short_time
+from cival.core.fmt import money, parse_time, percent, plain_decimal, price, quantity, ratio, short_time
 from cival.events.bus import RESYNC_TYPE, redact, redis_client, run_stream_key
 from cival.events.models import (
     AgentFarmAssignment,
@@ -238,15 +239,31 @@ def tail_store(store: Any, run_id: str, *, follow: bool = False, poll: float = 0
 
 
 def _num(value: Decimal | None) -> str:
-    """A plain decimal without exponent or trailing zeros (``71234.50`` -> ``71234.5``)."""
+    """A plain decimal without exponent or trailing zeros (``71234.50`` -> ``71234.5``),
+    for what is not an amount: weights, parameters."""
     if value is None:
         return "-"
     return plain_decimal(value)
 
 
-def _signed(value: Decimal) -> str:
-    text = _num(value)
-    return text if text.startswith("-") or text == "0" else "+" + text
+def _money(value: Decimal | None, signed: bool = False) -> str:
+    return money(value, signed=signed)
+
+
+_MEMO_PRICE = re.compile(r"^(buy|sell) (\S+) (\S+) @ (\S+)$")
+
+
+def _memo(memo: str) -> str:
+    """A fill's memo (``buy QTY SYMBOL @ PRICE``, stored as booked) with its quantity and
+    price as people read them; any other memo as it is."""
+    found = _MEMO_PRICE.match(memo)
+    if found is None:
+        return memo
+    side, qty, symbol, at = found.groups()
+    try:
+        return f"{side} {quantity(qty)} {symbol} @ {price(at)}"
+    except ValueError:
+        return memo
 
 
 def _iso_short(text: str | None) -> str:
@@ -271,7 +288,7 @@ def _compact(mapping: dict[str, Any] | None) -> str:
 
 
 def _order_filled(event: OrderFilled) -> str:
-    text = f"{event.side} {_num(event.qty)} {event.symbol} @ {_num(event.price)} fee {_num(event.fee)}"
+    text = f"{event.side} {quantity(event.qty)} {event.symbol} @ {price(event.price)} fee {_money(event.fee)}"
     return text + (" (stop)" if event.reason == "stop" else "")
 
 
@@ -284,41 +301,46 @@ def _order_rejected(event: OrderRejected) -> str:
 
 
 def _balance(event: WalletBalanceUpdate) -> str:
-    held = "; ".join(f"{p.symbol} {_num(p.qty)} (cost {_num(p.cost)})" for p in event.positions if p.qty != 0)
-    return f"cash {_num(event.cash)} {event.currency}" + (f", {held}" if held else ", flat")
+    held = "; ".join(f"{p.symbol} {quantity(p.qty)} (cost {_money(p.cost)})" for p in event.positions if p.qty != 0)
+    return f"cash {_money(event.cash)} {event.currency}" + (f", {held}" if held else ", flat")
 
 
 def _transaction(event: WalletTransaction) -> str:
     legs = ", ".join(
-        f"{p.account} {_signed(p.amount)}" + (f" (qty {_signed(p.quantity)})" if p.quantity != 0 else "")
+        f"{p.account} {_money(p.amount, signed=True)}" + (f" (qty {quantity(p.quantity, signed=True)})" if p.quantity != 0 else "")
         for p in event.postings
     )
-    return f"{event.tx_type} #{event.tx_seq} [{event.key}] {legs}" + (f" - {event.memo}" if event.memo else "")
+    return f"{event.tx_type} #{event.tx_seq} [{event.key}] {legs}" + (f" - {_memo(event.memo)}" if event.memo else "")
 
 
 def _allocation(event: FundAllocation) -> str:
     kind = "" if event.kind == "allocation" else f" ({event.kind})"
-    return f"{event.source_wallet} -> {event.target} {_num(event.amount)}{kind} [{event.key}]"
+    return f"{event.source_wallet} -> {event.target} {_money(event.amount)}{kind} [{event.key}]"
 
 
 def _collection(event: FundCollection) -> str:
-    return f"{event.source_wallet} -> {event.target} {_num(event.amount)} collected [{event.key}]"
+    return f"{event.source_wallet} -> {event.target} {_money(event.amount)} collected [{event.key}]"
 
 
 def _performance(event: FarmPerformanceUpdate) -> str:
-    figures = [f"equity {_num(event.equity)}", f"cash {_num(event.cash)}",
-               f"pnl {_signed(event.realized_pnl)} realised {_signed(event.unrealized_pnl)} unrealised",
-               f"fees {_num(event.fees)}", f"{event.trades} trades",
-               "in position" if event.in_position else "flat"]
+    net = event.realized_pnl + event.unrealized_pnl - event.fees
+    figures = [f"equity {_money(event.equity)}", f"cash {_money(event.cash)}",
+               f"net P&L {_money(net, signed=True)} (realised {_money(event.realized_pnl, signed=True)} "
+               f"+ unrealised {_money(event.unrealized_pnl, signed=True)} - fees {_money(event.fees)})",
+               _trades(event.trades), "in position" if event.in_position else "flat"]
     if event.max_drawdown is not None:
-        figures.append(f"dd {event.max_drawdown * 100:.2f}%")
+        figures.append(f"drawdown {percent(event.max_drawdown)}")
     if event.sharpe is not None:
-        figures.append(f"sharpe {event.sharpe:.2f}")
-    return " ".join([", ".join(figures), f"(bar {event.bars})"])
+        figures.append(f"Sharpe {ratio(event.sharpe)}")
+    return " ".join([", ".join(figures), f"(bar {event.bars:,})"])
+
+
+def _trades(count: int) -> str:
+    return f"{count:,} trade" + ("" if count == 1 else "s")
 
 
 def _rebalance(event: FarmRebalance) -> str:
-    moves = ", ".join(f"{name} {_signed(move)}" for name, move in event.moves.items())
+    moves = ", ".join(f"{name} {_money(move, signed=True)}" for name, move in event.moves.items())
     return f"{event.wallet} at bar {event.bars}: {moves or 'no moves'}"
 
 
@@ -341,7 +363,8 @@ def _goal_assignment(event: GoalAssignment) -> str:
 
 
 def _goal_progress(event: GoalProgressUpdate) -> str:
-    return f"{event.goal} {event.status} {_num(event.progress)}% collected {_num(event.collected)} (bar {event.bars})"
+    return (f"{event.goal} {event.status} {percent(event.progress / 100)} collected {_money(event.collected)} "
+            f"(bar {event.bars:,})")
 
 
 def _goal_completed(event: GoalCompleted) -> str:
@@ -364,7 +387,7 @@ def _run_started(event: RunStarted) -> str:
 def _run_finished(event: RunFinished) -> str:
     span = f" ({_iso_short(event.start)} .. {_iso_short(event.end)})" if event.start else ""
     audit = "audit ok" if event.audit_ok else "AUDIT FAILED"
-    return f"{event.status} after {event.bars} bars{span}, total equity {_num(event.total_equity)}, {audit}"
+    return f"{event.status} after {event.bars:,} bars{span}, total equity {_money(event.total_equity)}, {audit}"
 
 
 DETAILS: dict[str, Callable[[Any], str]] = {
@@ -397,9 +420,10 @@ def _detail(event: Event) -> str:
 
 
 def format_event(event: Event) -> str:
-    """One line for a terminal: seq, time, type, entity and what happened, amounts as plain
-    decimals, e.g. ``#   412 2024-10-30 16:00Z order_filled        agent:gator-13-8-5  buy 0.5
-    BTCUSDT @ 71234.5 fee 35.6``."""
+    """One line for a terminal: seq, time, type, entity and what happened, numbers as
+    :mod:`cival.core.fmt` shows them to people (money with two decimals, prices with six
+    significant digits, quantities with up to eight decimals), e.g. ``#   412 2024-10-30
+    16:00Z order_filled        agent:gator-13-8-5  buy 0.5 BTCUSDT @ 71,234.50 fee 35.60``."""
     return f"#{event.seq:>6} {short_time(event.at)} {event.type:<19} {event.entity:<18}  {_detail(event)}"
 
 
