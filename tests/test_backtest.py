@@ -323,7 +323,8 @@ def test_an_open_position_and_trades_read_as_people_read_them():
     (shown,) = format_trades(trades).to_dict("records")
     # the round trip above: 97 at 102.051, out at 103.948, fees 19.981903, pnl 164.027097 on 9,908.845947
     assert shown == {"entry_time": "2024-01-02 00:00", "entry_price": "102.051", "exit_time": "2024-01-04 00:00",
-                     "exit_price": "103.948", "qty": "97", "fees": "19.98", "pnl": "+164.03", "return": "+1.66 %"}
+                     "exit_price": "103.948", "qty": "97", "fees": "19.98", "pnl": "+164.03", "return": "+1.66 %",
+                     "exit_reason": "signal"}
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,19 @@ def test_the_summary_gives_net_pnl_with_its_parts():
     assert "  goal g: active, progress 45.50 %, collected 0.00 USD" in lines
     assert ("Total equity 112,137.44 USD from deposits of 100,000.00 USD; net P&L +12,137.43 (realised +16,740.02, "
             "unrealised -201.81, fees 4,400.78).") in lines
+
+
+def test_a_note_stays_above_the_tree_and_the_tree_redraws_below_it():
+    out = io.StringIO()
+    tree = LiveTree("demo", out=out, tty=True, width=80)
+    tree(progress(bars=6_000))  # drawn through the callback: the tree keeps it as the latest
+    tree.note("warning: the cluster keeps up with 6.6 bars/s of the 55.6 asked (12 %)")
+    tree.draw(progress(bars=7_000))
+    first, cleared, redrawn = drawings(out)
+    # The note goes where the tree was; the tree is drawn again under it, then a redraw
+    # goes back over the tree alone, so the note stays.
+    assert int(CURSOR_UP.match(cleared).group(1)) == len(shown(first))
+    lines = shown(cleared)
+    assert lines[0].startswith("warning: the cluster keeps up") and lines[1:] == shown(first)
+    assert int(CURSOR_UP.match(redrawn).group(1)) == len(shown(first))
+    assert "warning" not in "".join(shown(redrawn))

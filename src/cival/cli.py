@@ -182,7 +182,14 @@ def _drive(args: argparse.Namespace, session: Any) -> int:
     session.on_stage = notes
     session.on_start = started
     session.on_progress = progress
-    session.on_warning = lambda text: print(f"warning: {text}", file=sys.stderr, flush=True)
+
+    def warn(text: str) -> None:
+        if live is not None and live.tty:
+            live.note(f"warning: {text}")  # above the tree, which redraws below it
+        else:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
+    session.on_warning = warn
     try:
         result = session.run()
     finally:
@@ -518,6 +525,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     _print_backtests(strategy.name, params.model_dump(), model.model_dump(), summaries)
     if combined:
+        from cival.core.fmt import money, percent
+
         print(
             f"\ncombined over {combined['files']} files: {combined['trades']:,} trades, "
             f"mean total return {percent(combined['mean_total_return'], signed=True)}, "

@@ -294,6 +294,18 @@ class LiveTree:
         self._written = [cell_width(line) for line in lines]
         return lines
 
+    def note(self, text: str) -> None:
+        """Print ``text`` above the tree, where it stays (a redraw only goes back over the
+        tree); then the tree again below it."""
+        width = max(1, self.width())
+        if self._written:
+            self.out.write(f"\x1b[{rows_taken(self._written, width)}F\x1b[J")
+            self._written = []
+        self.out.write(text + "\n")
+        self.out.flush()
+        if self.tty and self.latest is not None:
+            self.draw(self.latest)
+
     def finish(self) -> None:
         """Draw the last state (so a non-terminal log ends with the full tree)."""
         if self.latest is None:
