@@ -24,7 +24,7 @@ def report(entity: str, equity: str, cash: str, realised: str = "0", unrealised:
                              unrealized_pnl=D(unrealised), fees=D(fees), trades=trades)
 
 
-def progress(bars: int = 12_556, agent: str = "gator-13-8-5", trend_halted: str | None = "farm drawdown 25.2%",
+def progress(bars: int = 12_556, agent: str = "gator-13-8-5", trend_halted: str | None = "farm drawdown 25.20 % reached the limit of 25.00 %",
              goals: bool = True) -> Progress:
     """The demo's tree: a halted farm, a farm with an open position, three goals."""
     farms = [

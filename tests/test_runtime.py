@@ -390,6 +390,7 @@ def test_a_completed_goal_collects_the_agents_profit_to_the_master_once():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::cival.session.PaceWarning")  # paced only to feed bar by bar
 def test_goals_act_at_the_same_bars_whatever_the_batching_and_wherever_agents_run():
     config = _goal_config(every=10)
     bars = _demo_bars(config, 1500)

@@ -14,6 +14,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from cival.core.events import EVENT_TYPES
+from cival.core.fmt import price, quantity
 from cival.events import RedisBus, run_stream_key
 from cival.events.watch import parse_entry
 from cival.session import run_paper, session_bars
@@ -133,7 +134,7 @@ def test_cival_watch_follows_a_running_session_on_redis_until_it_ends(redis_url,
     assert [line for line in lines if "order_filled" in line] == [line for line in lines[:-1]]
     assert len(lines) == len(fills) + 1 and "run_finished" in lines[-1]
     first = fills[0].data
-    assert f"{first['side']} {first['qty']} {first['symbol']} @ {first['price']}" in lines[0]
+    assert f"{first['side']} {quantity(first['qty'])} {first['symbol']} @ {price(first['price'])}" in lines[0]
     # A finished run, from the store, with an entity filter.
     again = subprocess.run(
         [sys.executable, "-m", "cival", "watch", run_id, "--from-store", "--entity", "farm:tr*", "--no-follow"],

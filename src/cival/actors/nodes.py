@@ -42,7 +42,7 @@ from cival.core.events import (
     GoalProgressUpdatePayload,
     HaltPayload,
 )
-from cival.core.fmt import format_amount, iso_utc, plain_decimal
+from cival.core.fmt import format_amount, iso_utc, percent, plain_decimal
 from cival.core.ledger import ZERO, TxType
 from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
@@ -435,7 +435,7 @@ class MasterNode:
             limit = float(risk.farm_max_drawdown_pct) / 100
             for name, report in farms.items():
                 if name not in self.halted_farms and report.max_drawdown is not None and report.max_drawdown >= limit:
-                    reason = f"farm drawdown {report.max_drawdown:.1%} reached the limit of {limit:.0%}"
+                    reason = f"farm drawdown {percent(report.max_drawdown)} reached the limit of {percent(limit)}"
                     out.append(self._halt_farm(name, reason, now))
         if risk.master_daily_loss_pct is not None:
             equity = float(self.books.cash(MASTER).amount) + sum(float(r.equity) for r in farms.values())
@@ -448,7 +448,7 @@ class MasterNode:
             loss = (start - equity) / start if start > 0 else 0.0
             limit = float(risk.master_daily_loss_pct) / 100
             if loss >= limit and len(self.halted_farms) < len(self.farms):
-                reason = f"daily loss {loss:.1%} of the cluster reached the limit of {limit:.0%}"
+                reason = f"daily loss {percent(loss)} of the cluster reached the limit of {percent(limit)}"
                 self.halts.append({"reason": reason, "at": iso_utc(now), "resumed": False})
                 out += [self._halt_farm(f, reason, now) for f in self.farms if f not in self.halted_farms]
         return out
