@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -66,8 +67,6 @@ def _not_shipped(exc: BaseException) -> str | None:
     """The market data file an error is about, if it is one the shipped set lacks."""
     if _shipped_dir is None:
         return None
-    import re
-
     found = re.search(re.escape(str(_shipped_dir)) + r"/([\w./-]+\.csv)", str(exc))
     return found.group(1) if found and not (_shipped_dir / found.group(1)).exists() else None
 
@@ -89,7 +88,7 @@ def _skip_unshipped():  # type: ignore[no-untyped-def]
         name = _not_shipped(exc)
         if name is None:
             raise
-        pytest.skip(f"{name} is not among the market data shipped in tests/data/market: ../shared/data beside the checkout (or CIVAL_SHARED_DATA) has it")
+        pytest.skip(f"{name} is {NOT_SHIPPED}")
 
 
 SERVICE_FIXTURES = {"postgres_url", "fresh_postgres_url", "redis_url", "private_postgres", "private_postgres_module", "private_redis"}
@@ -112,6 +111,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.services)
         if names & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        if "shared_data" in names and shared_data_dir() is None:
+            missing = sorted(_unshipped_files(item))
+            if missing:  # known before it runs: its subprocesses would fail on them, not skip
+                item.add_marker(pytest.mark.skip(reason=f"{', '.join(missing)}: {NOT_SHIPPED}"))
+
+
+NOT_SHIPPED = "not among the market data shipped in tests/data/market: ../shared/data beside the checkout (or CIVAL_SHARED_DATA) has it"
+
+_SHARED_NAME = re.compile(r"""["']((?:binance|backtrader|backtestingpy|freqtrade_testdata|nautilus_ftx|pandasta|djia)_[\w.-]+\.csv)["']""")
+"""A file of the full market data set, as tests name it."""
+
+
+def _unshipped_files(item: pytest.Item) -> set[str]:
+    """The full set's files a test names (in its own code or its fixtures') that do not ship."""
+    import inspect
+
+    shipped = {p.name.removesuffix(".gz") for p in SHIPPED.rglob("*.csv.gz")} | {"binance_BTCUSDT_1h.csv"}
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+        functions += [d.func for d in defs]
+    named: set[str] = set()
+    for function in functions:
+        try:
+            named |= set(_SHARED_NAME.findall(inspect.getsource(function)))
+        except (OSError, TypeError):
+            continue
+    return named - shipped
 
 
 POSTGRES_ADMIN_URL = os.environ.get("CIVAL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -287,7 +287,7 @@ def test_cli_several_files_and_the_table(shared_data, tmp_path):
 
 
 def test_cli_table_shows_percentages_money_and_ratios(shared_data, tmp_path):
-    data = shared_data / "intraday_crypto" / "backtestingpy_SOLUSDT_1h.csv"
+    data = shared_data / "intraday_crypto" / "binance_ETHUSDT_1d.csv"
     args = ("backtest", "darvas", "--data", str(data), "--param", "lookback=10")
     exact = json.loads(cival(*args, "--json", cwd=tmp_path).stdout)
     table = cival(*args, cwd=tmp_path)
