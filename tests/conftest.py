@@ -132,12 +132,19 @@ def _unshipped_files(item: pytest.Item) -> set[str]:
     info = getattr(item, "_fixtureinfo", None)
     for defs in (info.name2fixturedefs.values() if info is not None else ()):
         functions += [d.func for d in defs]
+    module = getattr(item, "module", None)
     named: set[str] = set()
     for function in functions:
         try:
-            named |= set(_SHARED_NAME.findall(inspect.getsource(function)))
+            source = inspect.getsource(function)
         except (OSError, TypeError):
             continue
+        named |= set(_SHARED_NAME.findall(source))
+        # ... and in the module's own helpers it calls (one level down)
+        for word in set(re.findall(r"\b([a-z_]\w*)\(", source)):
+            helper = getattr(module, word, None)
+            if inspect.isfunction(helper) and helper.__module__ == getattr(module, "__name__", None):
+                named |= set(_SHARED_NAME.findall(inspect.getsource(helper)))
     return named - shipped
 
 

@@ -463,7 +463,7 @@ def test_a_farm_at_its_drawdown_limit_exits_at_the_next_open_and_stops_trading()
     assert set(halted_at) == {"trend", "breakout", "price-action"}
     index = list(bars.index)
     for name, farm in cluster.farms.items():
-        assert "farm drawdown" in farm.halted and "limit of 25%" in farm.halted
+        assert "farm drawdown" in farm.halted and "limit of 25.00 %" in farm.halted
         agent = cluster.agents[farm.agent_names[0]]
         after = _fills_after(agent, halted_at[name])
         assert all(f.side == "sell" for f in after) and len(after) <= 1
