@@ -150,6 +150,9 @@ class SessionConfig(BaseModel):
     """Seconds between renewals of the run's lease."""
     by: str = Field("local", min_length=1, max_length=200)
     """Who drives the session: the author of commands given without one."""
+    host: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    """The service hosting the session (``cival serve``), written into the run's lease, so
+    that the service takes up its own runs again after a restart."""
 
     @field_validator("speed")
     @classmethod
@@ -448,9 +451,17 @@ class SigtermStop:
 # -- the lease --------------------------------------------------------------------------
 
 
-def driver_name() -> str:
-    """This process as a run's driver: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+def driver_name(host: str | None = None) -> str:
+    """This process as a run's driver: ``machine:pid:token``, the token prefixed with the
+    hosting service's name (``serve-…``) when a service hosts the session."""
+    token = uuid.uuid4().hex[:12]
+    return f"{socket.gethostname()}:{os.getpid()}:{f'{host}-' if host else ''}{token}"
+
+
+def hosted_by(record: RunRecord, host: str) -> bool:
+    """Whether the run's last lease was taken by the service ``host`` (see :func:`driver_name`)."""
+    token = (record.driver or "").split(":", 2)[-1]
+    return token.startswith(f"{host}-")
 
 
 def driver_alive(record: RunRecord, heartbeat: float = HEARTBEAT, now: datetime | None = None) -> bool:
@@ -604,7 +615,7 @@ class Session:
         self.relay: Any = None
         self.cluster: LocalCluster | RayCluster | None = None
         self.lease: Lease | None = None
-        self.driver = driver_name()
+        self.driver = driver_name(self.options.host)
         self._batches: Iterator[BarBatch] = iter(())
         self._buffer: BarBatch | None = None
         self._checkpoints = Checkpoints(self.every)
@@ -620,6 +631,8 @@ class Session:
         self.interrupted = False
         self._t0 = time.perf_counter()
         self._opened = False
+        self.ready = threading.Event()
+        """Set once the session is open: its run recorded, its cluster started and funded."""
         self._closed = False
         self._result: PaperResult | None = None
         self._lock = threading.RLock()
@@ -650,6 +663,7 @@ class Session:
                 self._open_store()
                 self._start_run()
             self._start_cluster()
+            self.ready.set()
         except BaseException:
             self._abort()
             raise
@@ -730,6 +744,7 @@ class Session:
             self._redo_commands()
             resumed = [*record.meta.get("resumed", []), {"at": iso(datetime.now(UTC)), "bars": start}]
             self.store.update_run(record.id, status="running", meta={"resumed": resumed})
+            self.ready.set()
         except BaseException:
             # Nothing was fed: the run stays as it was (resumable once what failed is fixed).
             self._abort(failed=False)
@@ -1774,6 +1789,7 @@ __all__ = [
     "as_config",
     "config_record",
     "driver_alive",
+    "hosted_by",
     "entity_ref",
     "finish_run",
     "interrupted_report",
