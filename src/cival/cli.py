@@ -148,6 +148,57 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _drive(args, session)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``cival serve [CONFIG ...]``: host sessions behind the operator API until stopped."""
+    import signal
+
+    import uvicorn
+
+    from cival.config import load_config
+    from cival.server import ServeError, loopback, server_token
+    from cival.server.app import API, create_app
+    from cival.server.host import SessionHost
+    from cival.session import SessionConfig
+    from cival.store.base import locate
+
+    if not loopback(args.host):
+        raise ServeError(
+            f"--host {args.host}: the API would be reachable from other machines, and user accounts (with TLS in "
+            "front) are not available yet; keep the default 127.0.0.1 and reach it through an SSH tunnel"
+        )
+    configs = [load_config(path) for path in args.configs]  # every config checked before anything starts
+    where = locate(args.url, args.path)
+    with where.open() as store:
+        store.migrate()
+    token, kept = server_token()
+    options = {"local": True} if args.local else {}
+    if args.address:
+        options["address"] = args.address
+    host = SessionHost(where, SessionConfig(**options))
+    try:
+        for run_id in host.take_up():
+            print(f"resumed run {run_id}", flush=True)
+        for path, config in zip(args.configs, configs, strict=True):
+            print(f"started run {host.start(config, by='serve')} of {path}", flush=True)
+        print(f"serving the operator API on http://{args.host}:{args.port}{API} ({where.kind} store: {where}); "
+              f"token: {kept}", flush=True)
+        # uvicorn stops serving on SIGINT/SIGTERM, then raises the signal again: with this
+        # handler in place, that ends here (sessions stopped cleanly), not the process.
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            uvicorn.run(create_app(host, token), host=args.host, port=args.port, log_level="warning", access_log=False)
+        except KeyboardInterrupt:  # the signal uvicorn raised again: a clean stop
+            pass
+    finally:
+        print("stopping: every session ends at its next batch boundary, recorded as interrupted", flush=True)
+        host.close()
+    return 0
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def _started(args: argparse.Namespace) -> Any:
     def started(run_id: str, where: Any) -> None:
         # With --json, stdout carries the report alone.
@@ -962,6 +1013,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no live tree, only the summary")
     _add_ray_arguments(p)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser(
+        "serve",
+        help="host paper-trading sessions behind the operator API",
+        description=(
+            "Start the given configs as sessions and serve the operator API (under /api/v1; OpenAPI at "
+            "/api/v1/openapi.json) until stopped: runs, their reports and wallet trees, pause, resume, stop, "
+            "and operator commands. The API needs the server's token (CIVAL_SERVER_TOKEN, else one kept in the "
+            "data directory, owner-only). Runs the server was driving when it stopped are resumed at start."
+        ),
+    )
+    p.add_argument("configs", nargs="*", metavar="CONFIG", help="cluster configs to start")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    _add_store_arguments(p)
+    _add_ray_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "report",

@@ -1,0 +1,214 @@
+"""The operator API: FastAPI routes over a :class:`~cival.server.host.SessionHost`.
+
+Versioned under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``). Every route but
+``/api/v1/health`` needs ``Authorization: Bearer <token>``, the server's token (see
+:func:`cival.server.server_token`). Every error has one shape::
+
+    {"error": {"code": "invalid_config", "message": "what is wrong and what to do",
+               "field": "farms[0].agents[0].strategy", "issues": [...]}}
+
+``field`` names the part of the request at fault (None when no one part is).
+"""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cival import __version__
+from cival.config import ConfigError, config_from_dict, parse_yaml
+from cival.core.errors import CivalError
+from cival.data.feeds import parse_speed
+from cival.server.host import NotFound, SessionHost
+from cival.session import Booked, Command, CommandError, SessionError
+
+API = "/api/v1"
+
+
+class ApiError(Exception):
+    """An error answered in the API's one shape."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field, self.extra = status, code, message, field, extra
+
+
+def _error(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "field": field, **extra}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+class RunOptions(BaseModel):
+    """How the session runs (the config says what runs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    local: bool | None = None
+    """The nodes in the server's process instead of Ray actors (default: the server's)."""
+    inline: bool | None = None
+    speed: float | str | None = None
+    """``max`` (default), or N: bar by bar at N times the bars' pace."""
+    batch_size: int | None = Field(None, ge=1)
+    max_bars: int | None = Field(None, ge=1)
+
+    @field_validator("speed")
+    @classmethod
+    def _speed(cls, value: float | str | None) -> float | str | None:
+        if value is not None:
+            try:
+                parse_speed(value)
+            except CivalError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class RunCreate(BaseModel):
+    """A run to start: its config (a mapping as in a YAML file, or the YAML text) and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[str, Any] | str
+    options: RunOptions = Field(default_factory=RunOptions)
+
+
+class CommandBody(BaseModel):
+    """An operator command (see :class:`cival.session.Command`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy"]
+    target: str = Field("master", min_length=1, max_length=200)
+    """A farm (allocate, collect, set_policy), a farm or agent (halt, resume), the master (deposit)."""
+    amount: Decimal | None = None
+    """An exact amount, as a string (``"1000.50"``)."""
+    reason: str = Field("", max_length=500)
+    policy: dict[str, Any] | None = None
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def create_app(host: SessionHost, token: str) -> FastAPI:
+    """The API over ``host``, opened by ``token`` (compared in constant time)."""
+    app = FastAPI(
+        title="Cival operator API", version=__version__, openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs",
+        redoc_url=None,
+    )
+    app.state.host = host
+
+    def authorised(request: Request) -> str:
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise ApiError(401, "unauthenticated", "send the server's token: Authorization: Bearer <token> (see `cival serve`)")
+        if not secrets.compare_digest(value.strip().encode(), token.encode()):
+            raise ApiError(401, "unauthenticated", "the token is not this server's: send Authorization: Bearer <token>, with CIVAL_SERVER_TOKEN or the token kept in the file `cival serve` names at start")
+        return f"api@{request.client.host if request.client else 'unknown'}"
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        issues = [{"field": ".".join(str(p) for p in e["loc"][1:]) or None, "message": e["msg"]} for e in exc.errors()]
+        first = issues[0] if issues else {"field": None, "message": "invalid request"}
+        return _error(422, "invalid_request", f"{first['field'] or 'body'}: {first['message']}", first["field"], issues=issues)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = "no such route; the API is under /api/v1 (see /api/v1/openapi.json)" if exc.status_code == 404 else str(exc.detail)
+        return _error(exc.status_code, code, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal_error", "the server failed on this request; its log says why")
+
+    def answer(call: Any) -> Any:
+        try:
+            return call()
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except CommandError as exc:
+            raise ApiError(409, "command_refused", str(exc)) from None
+        except SessionError as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except CivalError as exc:
+            raise ApiError(400, "refused", str(exc)) from None
+
+    @app.get(f"{API}/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "hosted": len(host.runs)}
+
+    @app.get(f"{API}/runs")
+    def runs(who: str = Depends(authorised)) -> list[dict[str, Any]]:
+        return answer(host.summaries)  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs", status_code=201)
+    def create_run(body: RunCreate, who: str = Depends(authorised)) -> dict[str, Any]:
+        try:
+            raw = parse_yaml(body.config, "config") if isinstance(body.config, str) else body.config
+            config = config_from_dict(raw, source="config")
+        except ConfigError as exc:
+            issues = [{"field": f"config.{i.path}" if i.path else "config", "message": i.message} for i in exc.issues]
+            raise ApiError(422, "invalid_config", str(exc), issues[0]["field"] if issues else "config", issues=issues) from None
+        options = body.options.model_dump(exclude_none=True)
+        try:
+            run_id = answer(lambda: host.start(config, options, by=who))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = "options." + ".".join(str(p) for p in error["loc"])
+            raise ApiError(422, "invalid_request", f"{field}: {error['msg']}", field) from None
+        return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}")
+    def run(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/report")
+    def report(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.report(run_id))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/wallets")
+    def wallets(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
+        return answer(lambda: host.wallets(run_id))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/pause")
+    def pause(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        answer(lambda: host.pause(run_id))
+        return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/resume")
+    def unpause(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        answer(lambda: host.unpause(run_id))
+        return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/stop")
+    def stop(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        answer(lambda: host.stop(run_id))
+        return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/commands")
+    def command(run_id: str, body: CommandBody, who: str = Depends(authorised)) -> dict[str, Any]:
+        if body.amount is not None and not body.amount.is_finite():
+            raise ApiError(422, "invalid_request", "amount: give a finite decimal, as a string", "amount")
+        cmd = Command(kind=body.kind, target=body.target, amount=body.amount, reason=body.reason, policy=body.policy, by=who)
+        result = answer(lambda: host.command(run_id, cmd))
+        return result.as_dict() if isinstance(result, Booked) else result  # type: ignore[no-any-return]
+
+    return app
+
+
+__all__ = ["API", "ApiError", "CommandBody", "RunCreate", "RunOptions", "create_app"]

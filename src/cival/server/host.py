@@ -1,0 +1,247 @@
+"""The sessions a server hosts: each runs in a thread of its own, and is reached by run id.
+
+:class:`SessionHost` starts a session of a config (or takes up a run its previous process
+was driving), answers for the runs it drives (their live report, wallet tree, pause,
+stop, operator commands through :meth:`cival.session.Session.command`), and reads the
+others from the store. Commands are applied by the session at its next batch boundary,
+journaled and attributed like any other.
+
+Runs are marked with the host's name in their lease (``SessionConfig.host``); when the
+server starts again after a crash, :meth:`SessionHost.take_up` resumes every run it was
+driving whose driver is gone (``kill -9`` included), as ``cival resume`` would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from cival.config import ClusterConfig
+from cival.core.errors import CivalError
+from cival.runs import run_summary
+from cival.session import (
+    Command,
+    Session,
+    SessionConfig,
+    SessionError,
+    driver_alive,
+    hosted_by,
+    rebuild_report,
+)
+from cival.store.base import StoreLocation
+
+HOST = "serve"
+"""The name the server writes into the leases of the runs it drives."""
+
+
+class NotFound(CivalError):
+    """No run by that id (or not one this server drives, for what only a live run does)."""
+
+
+@dataclass
+class Hosted:
+    """A session this server drives, and its thread."""
+
+    session: Session
+    thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    """Why the session ended with an error (None while it runs, or when it ended well)."""
+    done: bool = False
+
+
+class SessionHost:
+    """The sessions of one server (see the module docstring)."""
+
+    def __init__(self, where: StoreLocation, options: SessionConfig | None = None) -> None:
+        self.where = where
+        self.options = (options or SessionConfig()).model_copy(update={"host": HOST, "persist": True})
+        self.runs: dict[str, Hosted] = {}
+        self._lock = threading.Lock()
+
+    # -- starting ---------------------------------------------------------------------
+
+    def start(self, config: ClusterConfig, options: dict[str, Any] | None = None, by: str | None = None) -> str:
+        """Start a session of ``config`` (``options``: :class:`SessionConfig` fields over the
+        server's); returns its run id once the run is recorded. The cluster starts and the
+        bars flow in the session's thread."""
+        fields = {**(options or {}), "host": HOST, "persist": True}
+        if by is not None:
+            fields["by"] = by
+        opts = SessionConfig.model_validate({**self.options.model_dump(exclude_unset=True), **fields})
+        recorded = threading.Event()
+        session = Session(config, opts, store=self.where, on_start=lambda run_id, where: recorded.set())
+        return self._launch(Hosted(session), recorded)
+
+    def take_up(self) -> list[str]:
+        """Resume the runs this server was driving when it stopped (its lease on them, its
+        process gone); returns their ids. A run that cannot be resumed is left as it is."""
+        db = self.where.open()
+        try:
+            if not db.readable():
+                return []
+            orphans = [r for r in db.runs() if r.status == "running" and hosted_by(r, HOST) and not driver_alive(r)]
+        finally:
+            db.close()
+        resumed = []
+        for record in orphans:
+            try:
+                session = Session.resume(record.id, self.options, store=self.where)
+            except CivalError:
+                continue
+            self._launch(Hosted(session), None)
+            resumed.append(record.id)
+        return resumed
+
+    def _launch(self, hosted: Hosted, recorded: threading.Event | None) -> str:
+        """Run the session in a thread of its own (opening it there, when it is not yet:
+        ``recorded`` is set once its run is in the store)."""
+        session = hosted.session
+
+        def drive() -> None:
+            try:
+                session.run(hosted.stop)
+            except BaseException as exc:  # noqa: BLE001 - kept for the API to show
+                hosted.error = str(exc) or type(exc).__name__
+            finally:
+                hosted.done = True
+                if recorded is not None:
+                    recorded.set()
+
+        hosted.thread = threading.Thread(target=drive, name="cival-session", daemon=True)
+        hosted.thread.start()
+        if recorded is not None:
+            recorded.wait()
+        if session.run_id is None:
+            raise SessionError(hosted.error or "the session ended before its run was recorded")
+        with self._lock:
+            self.runs[session.run_id] = hosted
+        return session.run_id
+
+    # -- looking ----------------------------------------------------------------------
+
+    def hosted(self, run_id: str) -> Hosted:
+        hosted = self.runs.get(run_id)
+        if hosted is None:
+            raise NotFound(f"run {run_id!r} is not driven by this server")
+        return hosted
+
+    def live(self, run_id: str, wait: float = 120.0) -> Session:
+        """The session of a run this server drives and that still runs (waiting, at most
+        ``wait`` seconds, for one that is starting: its cluster, its funding)."""
+        hosted = self.hosted(run_id)
+        deadline = time.monotonic() + wait
+        while not hosted.session.ready.wait(0.05) and not hosted.done:
+            if time.monotonic() > deadline:
+                raise SessionError(f"run {run_id} is still starting; try again in a moment")
+        if hosted.done:
+            raise SessionError(f"run {run_id} has ended" + (f" ({hosted.error})" if hosted.error else ""))
+        return hosted.session
+
+    def summaries(self) -> list[dict[str, Any]]:
+        db = self.where.open()
+        try:
+            records = db.runs() if db.readable() else []
+        finally:
+            db.close()
+        return [self._summary(run_summary(r)) for r in records]
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        db = self.where.open()
+        try:
+            try:
+                record = db.run(run_id)
+            except CivalError:
+                raise NotFound(f"no run {run_id!r} in the store") from None
+        finally:
+            db.close()
+        return self._summary(run_summary(record))
+
+    def _summary(self, row: dict[str, Any]) -> dict[str, Any]:
+        hosted = self.runs.get(row["id"])
+        if hosted is not None:
+            session = hosted.session
+            row["hosted"] = {
+                "bars_fed": session.seen, "bars_total": session.total, "paused": session.paused,
+                "done": hosted.done, "error": hosted.error,
+            }
+        else:
+            row["hosted"] = None
+        return row
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        """The run's report: live for a session that runs, else rebuilt from the store."""
+        hosted = self.runs.get(run_id)
+        if hosted is not None and not hosted.done:
+            try:
+                return hosted.session.report()
+            except SessionError:  # it ended meanwhile: the store has it all
+                pass
+        self.summary(run_id)  # NotFound for an unknown id
+        db = self.where.open()
+        try:
+            report, _ = rebuild_report(db, run_id)
+        finally:
+            db.close()
+        return report
+
+    def wallets(self, run_id: str) -> list[dict[str, Any]]:
+        """The wallet tree: the master, then each farm and its agents."""
+        return wallet_rows(self.report(run_id))
+
+    # -- acting -----------------------------------------------------------------------
+
+    def command(self, run_id: str, command: Command) -> Any:
+        return self.live(run_id).command(command, timeout=60)
+
+    def pause(self, run_id: str) -> None:
+        self.live(run_id).pause()
+
+    def unpause(self, run_id: str) -> None:
+        self.live(run_id).unpause()
+
+    def stop(self, run_id: str, wait: float = 60.0) -> None:
+        """Stop the run at its next batch boundary (recorded as interrupted)."""
+        hosted = self.hosted(run_id)
+        hosted.stop.set()
+        hosted.session.unpause()
+        if hosted.thread is not None:
+            hosted.thread.join(wait)
+
+    def close(self) -> None:
+        """Stop every session (each ends at a batch boundary, recorded as interrupted,
+        resumable) and wait for their threads."""
+        for hosted in list(self.runs.values()):
+            hosted.stop.set()
+            if not hosted.done:
+                hosted.session.unpause()
+        for hosted in list(self.runs.values()):
+            if hosted.thread is not None:
+                hosted.thread.join(120)
+
+
+def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per wallet of a session report: kind, name, parent, cash, equity, net P&L
+    (realised + unrealised - fees), fees, open positions, trades, halted (exact decimal
+    strings)."""
+
+    def row(kind: str, entity: dict[str, Any], parent: str | None, equity: str) -> dict[str, Any]:
+        net = Decimal(entity["realized_pnl"]) + Decimal(entity["unrealized_pnl"]) - Decimal(entity["fees"])
+        return {
+            "kind": kind, "name": entity["name"], "parent": parent, "cash": entity["cash"], "equity": equity,
+            "net_pnl": str(net), "fees": entity["fees"], "positions": entity.get("positions", []),
+            "trades": entity.get("trade_count"), "halted": entity.get("halted"),
+        }
+
+    master = report["master"]
+    rows = [row("master", master, None, report["ledger"]["total_equity"])]
+    for farm in report["farms"]:
+        rows.append(row("farm", farm, master["name"], farm["total_equity"]))
+        rows += [row("agent", agent, farm["name"], agent["equity"]) for agent in farm["agents"]]
+    return rows
+
+
+__all__ = ["HOST", "Hosted", "NotFound", "SessionHost", "wallet_rows"]
