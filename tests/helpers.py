@@ -493,3 +493,78 @@ class Outbox(AgentMessages):
 
     def commit(self) -> None:
         pass
+
+
+class Server:
+    """``cival serve`` in a process of its own, on 127.0.0.1 and a free port, with a store
+    in ``folder``; ``call()`` speaks to its API with its token (or another)."""
+
+    TOKEN = "test-token-" + "x" * 24
+
+    def __init__(self, folder: Path, *args: str, token: str | None = TOKEN) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder = folder
+        self.url = f"http://127.0.0.1:{self.port}/api/v1"
+        env = dict(os.environ, PYTHONPATH=str(SRC), CIVAL_DATA_DIR=str(folder / "data"))
+        env.pop("CIVAL_SERVER_TOKEN", None)
+        if token is not None:
+            env["CIVAL_SERVER_TOKEN"] = token
+        self.token = token
+        self.log = open(folder / f"serve-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cival", "serve", "--local", "--port", str(self.port), "--path", str(folder / "store.sqlite3"), *args],
+            cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if self.call("GET", "/health", token=None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not start: {self.output()}")
+            time.sleep(0.1)
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = "") -> tuple[int, Any]:
+        import urllib.error
+        import urllib.request
+
+        headers = {"Content-Type": "application/json"}
+        key = self.token if token == "" else token
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, method=method, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return (self.folder / f"serve-{self.port}.log").read_text()
+
+    def kill(self) -> None:
+        """SIGKILL, as an out-of-memory killer or a lost machine would."""
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        self.log.close()
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; the exit code."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(120)
+        self.log.close()
+        return self.process.returncode

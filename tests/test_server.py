@@ -1,0 +1,171 @@
+"""``cival serve`` through its real HTTP API on 127.0.0.1: runs started and steered while
+bars flow, the one error shape, the token, and a server killed mid-run that takes its run
+up again when restarted and ends it exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from decimal import Decimal
+
+import pytest
+
+from cival.config import config_from_dict
+from cival.session import run_paper
+from tests.helpers import Server, comparable, run_cival
+
+pytestmark = pytest.mark.slow  # every test here starts a server process of its own
+
+RAW = {
+    "name": "served",
+    "master": {"initial_deposit": "100000", "allocation": {"policy": "equal", "reserve_pct": 10}},
+    "farms": [
+        {"name": "trend", "type": "trend_following", "allocation": {"policy": "equal", "reserve_pct": 5},
+         "agents": [{"name": "gator", "strategy": "alligator"}, {"name": "gator-fast", "strategy": "alligator",
+                    "params": {"jaw_period": 8, "jaw_shift": 5, "teeth_period": 5, "teeth_shift": 3, "lips_period": 3, "lips_shift": 2}}]},
+        {"name": "breakout", "type": "breakout", "agents": [{"name": "darvas", "strategy": "darvas", "params": {"lookback": 10, "confirm": 2}}]},
+    ],
+    "checkpoint": {"every_bars": 24},
+    "data": {"source": "synthetic", "bars": 3000, "seed": 21, "timeframe": "1h"},
+}
+PACED = 3600 * 400  # 400 bars a second: a run of 3,000 bars lasts long enough to be steered
+
+
+def _wait(server: Server, run_id: str, until, timeout: float = 120):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        status, run = server.call("GET", f"/runs/{run_id}")
+        assert status == 200, run
+        if until(run):
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} never got there: {run}"
+        time.sleep(0.1)
+
+
+def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
+    server = Server(tmp_path)
+    try:
+        assert server.call("GET", "/health", token=None)[0] == 200
+        # Without the token, or with another, nothing but the health check answers.
+        for token in (None, "not-the-token"):
+            status, body = server.call("GET", "/runs", token=token)
+            assert status == 401 and body["error"]["code"] == "unauthenticated" and "Bearer" in body["error"]["message"]
+        status, body = server.call("GET", "/nowhere")
+        assert status == 404 and body["error"]["code"] == "not_found" and "/api/v1" in body["error"]["message"]
+
+        # A config with mistakes: every one, with its field, in the one error shape.
+        bad = {**RAW, "farms": [{**RAW["farms"][0], "agents": [{"name": "g", "strategy": "gator"}]}], "master": {}}
+        status, body = server.call("POST", "/runs", {"config": bad})
+        assert status == 422 and body["error"]["code"] == "invalid_config"
+        fields = [i["field"] for i in body["error"]["issues"]]
+        assert "config.master.initial_deposit" in fields and "config.farms[0].agents[0].strategy" in fields
+        status, body = server.call("POST", "/runs", {"config": RAW, "options": {"speed": "fast"}})
+        assert status == 422 and body["error"]["field"] == "options.speed"
+        status, body = server.call("POST", "/runs", {"config": RAW, "colour": "red"})
+        assert status == 422 and body["error"]["field"] == "colour"
+
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}})
+        assert status == 201 and run["status"] == "running" and run["hosted"]["bars_total"] == 3000, run
+        run_id = run["id"]
+        _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 200)
+
+        # Commands while bars flow: each answered with what it booked, or why it was refused.
+        status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "trend", "amount": "2500.50"})
+        assert status == 200 and (booked["command"], booked["target"], booked["amount"]) == ("allocate", "farm:trend", "2500.5")
+        status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "trend", "amount": "1000000"})
+        assert status == 409 and body["error"]["code"] == "command_refused" and "of free cash" in body["error"]["message"]
+        status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "deposit", "amount": "100"})
+        assert status == 200 and booked["target"] == "master"
+        # Held at a batch boundary, nothing trades: a collection beyond the farm's own cash
+        # takes the rest from its agents (the 2,500.50 just allocated is cash there), to the cent.
+        status, paused = server.call("POST", f"/runs/{run_id}/pause")
+        assert status == 200 and paused["hosted"]["paused"]
+        held = paused["hosted"]["bars_fed"]
+        before = {r["name"]: r for r in server.call("GET", f"/runs/{run_id}/wallets")[1]}
+        own = Decimal(before["trend"]["cash"])
+        agents = Decimal(before["gator"]["cash"]) + Decimal(before["gator-fast"]["cash"])
+        assert agents >= Decimal("2000")
+        amount = own + Decimal("1500.25")
+        status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "collect", "target": "trend", "amount": str(amount)})
+        assert status == 200 and Decimal(booked["amount"]) == amount, booked
+        after = {r["name"]: r for r in server.call("GET", f"/runs/{run_id}/wallets")[1]}
+        assert Decimal(after["trend"]["cash"]) == 0
+        assert Decimal(after["gator"]["cash"]) + Decimal(after["gator-fast"]["cash"]) == agents - Decimal("1500.25")
+        assert Decimal(after["master"]["cash"]) == Decimal(before["master"]["cash"]) + amount
+        assert server.call("GET", f"/runs/{run_id}")[1]["hosted"]["bars_fed"] == held  # the feed did not move
+        server.call("POST", f"/runs/{run_id}/resume")
+        _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] > held)
+        status, halted = server.call("POST", f"/runs/{run_id}/commands", {"kind": "halt", "target": "gator-fast", "reason": "checking"})
+        assert status == 200 and halted["entity"] == "agent:gator-fast"
+        status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "halt", "target": "nobody"})
+        assert status == 409 and "no farm or agent named 'nobody'" in body["error"]["message"]
+
+        status, tree = server.call("GET", f"/runs/{run_id}/wallets")
+        assert status == 200 and [r["name"] for r in tree] == ["master", "trend", "gator", "gator-fast", "breakout", "darvas"]
+        assert {r["name"]: r["halted"] for r in tree}["gator-fast"] == "checking"
+        assert Decimal(tree[0]["equity"]) == Decimal(tree[0]["cash"]) + sum(Decimal(r["equity"]) for r in tree if r["kind"] == "farm")
+
+        status, stopped = server.call("POST", f"/runs/{run_id}/stop")
+        assert status == 200 and stopped["status"] == "interrupted" and stopped["hosted"]["done"]
+        status, report = server.call("GET", f"/runs/{run_id}/report")  # rebuilt from the store now
+        assert status == 200 and report["ledger"]["audit_ok"] and report["bars"] == stopped["hosted"]["bars_fed"]
+        assert Decimal(report["ledger"]["deposits"]) == Decimal("100100")
+        status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "deposit", "amount": "1"})
+        assert status == 409 and "has ended" in body["error"]["message"]
+    finally:
+        assert server.stop() == 0, server.output()  # SIGTERM: a clean stop
+    # Every command is in the store with who gave it, from where.
+    from cival.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    commands = store.rows("operator_commands", run_id, order="n")
+    store.close()
+    assert [(c["kind"], c["status"]) for c in commands] == [
+        ("allocate", "applied"), ("allocate", "refused"), ("deposit", "applied"), ("collect", "applied"), ("halt", "applied"),
+    ]
+    assert {c["by"] for c in commands} == {"api@127.0.0.1"}
+    assert server.token not in (tmp_path / f"serve-{server.port}.log").read_text()
+
+
+def test_a_server_killed_mid_run_takes_the_run_up_again_and_ends_it_as_if_uninterrupted(tmp_path):
+    server = Server(tmp_path)
+    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}})
+    assert status == 201, run
+    run_id = run["id"]
+    _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 700)
+    server.kill()
+
+    again = Server(tmp_path)
+    try:
+        assert f"resumed run {run_id}" in again.output()
+        finished = _wait(again, run_id, lambda r: r["status"] != "running", timeout=180)
+        assert finished["status"] == "finished", again.output()
+        status, report = again.call("GET", f"/runs/{run_id}/report")
+        assert status == 200
+    finally:
+        assert again.stop() == 0, again.output()
+    whole = run_paper(config_from_dict(RAW), local=True, persist=False).report
+    a, b = comparable(report), comparable(whole)
+    for r in (a, b):
+        r.pop("interrupted", None)
+    assert a == b
+
+
+def test_the_server_stays_on_this_machine_and_keeps_its_token_to_its_owner(tmp_path):
+    refused = run_cival("serve", "--host", "0.0.0.0", "--path", str(tmp_path / "s.sqlite3"), cwd=tmp_path)
+    assert refused.returncode == 1 and "--host 0.0.0.0" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "s.sqlite3").exists()
+    # Without CIVAL_SERVER_TOKEN a token is made once, kept owner-only, and used again.
+    first = Server(tmp_path, token=None)
+    first.stop()
+    kept = tmp_path / "data" / "server-token"
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
+    token = kept.read_text().strip()
+    assert len(token) >= 32 and token not in first.output() and str(kept) in first.output()
+    second = Server(tmp_path, token=None)
+    try:
+        assert second.call("GET", "/runs", token=token)[0] == 200
+    finally:
+        second.stop()
+    assert kept.read_text().strip() == token
