@@ -169,3 +169,75 @@ def test_the_server_stays_on_this_machine_and_keeps_its_token_to_its_owner(tmp_p
     finally:
         second.stop()
     assert kept.read_text().strip() == token
+
+
+def _read(server: Server, run_id: str, last: int | None = None, most: int | None = None):  # type: ignore[no-untyped-def]
+    """SSE messages of the run's stream: (id, event, data) up to and including the last one
+    that carried an id (a client keeps a group of messages only once it got it whole),
+    the connection dropped after ``most`` messages (None: read to the end)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    headers = {"Authorization": f"Bearer {server.token}"}
+    if last is not None:
+        headers["Last-Event-ID"] = str(last)
+    conn.request("GET", f"/api/v1/runs/{run_id}/stream", headers=headers)
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("content-type", "").startswith("text/event-stream")
+    got, message, kept = [], {}, 0
+    try:
+        while most is None or len(got) < most:
+            line = response.readline().decode()
+            if not line:
+                break
+            line = line.rstrip("\n")
+            if line.startswith(":"):
+                continue
+            if line:
+                key, _, value = line.partition(": ")
+                message[key] = value
+                continue
+            got.append((int(message["id"]) if "id" in message else None, message["event"], message["data"]))
+            if "id" in message:
+                kept = len(got)
+            message = {}
+    finally:
+        conn.close()
+    return got[:kept]
+
+
+def test_the_stream_resumes_with_last_event_id_and_misses_nothing(tmp_path):
+    import json
+    import random
+
+    server = Server(tmp_path)
+    try:
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED, "max_bars": 1500}})
+        assert status == 201, run
+        run_id = run["id"]
+        rng = random.Random(7)
+        pieces, last, connections = [], None, 0
+        while True:  # the client drops the connection at random points while bars flow
+            got = _read(server, run_id, last, most=rng.randint(1, 400))
+            connections += 1
+            pieces += got
+            if got:
+                last = got[-1][0]
+            if pieces and pieces[-1][1] == "RUN_FINISHED":
+                break
+            assert connections < 500, "the stream never reached the run's end"
+        whole = _read(server, run_id)  # after the run: everything, in one go
+        status, body = server.call("GET", f"/runs/{run_id}/stream", token="wrong")
+        assert status == 401
+    finally:
+        server.stop()
+    assert connections > 3
+    assert pieces == whole, "reconnecting with Last-Event-ID lost, repeated or reordered events"
+    customs = [json.loads(data)["value"]["seq"] for _, event, data in whole if event == "CUSTOM"]
+    from cival.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    stored = [e.seq for e in store.events(run_id)]
+    store.close()
+    assert customs == stored == list(range(1, len(stored) + 1))
+    assert whole[0][1] == "RUN_STARTED" and [e for _, e, _ in whole].count("STATE_SNAPSHOT") == 1

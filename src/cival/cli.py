@@ -150,6 +150,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``cival serve [CONFIG ...]``: host sessions behind the operator API until stopped."""
+    import logging
     import signal
 
     import uvicorn
@@ -185,6 +186,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn stops serving on SIGINT/SIGTERM, then raises the signal again: with this
         # handler in place, that ends here (sessions stopped cleanly), not the process.
         signal.signal(signal.SIGTERM, _terminate)
+        # A stream client that left is noticed at the next message; the writes to its closed
+        # socket meanwhile are not worth a line each in the log.
+        logging.getLogger("asyncio").setLevel(logging.ERROR)
         try:
             uvicorn.run(create_app(host, token), host=args.host, port=args.port, log_level="warning", access_log=False)
         except KeyboardInterrupt:  # the signal uvicorn raised again: a clean stop

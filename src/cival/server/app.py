@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,6 +27,7 @@ from cival.config import ConfigError, config_from_dict, parse_yaml
 from cival.core.errors import CivalError
 from cival.data.feeds import parse_speed
 from cival.server.host import NotFound, SessionHost
+from cival.server.stream import events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
 
 API = "/api/v1"
@@ -199,6 +200,25 @@ def create_app(host: SessionHost, token: str) -> FastAPI:
     def stop(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
         answer(lambda: host.stop(run_id))
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/stream", response_class=StreamingResponse)
+    def stream(run_id: str, request: Request, who: str = Depends(authorised)) -> StreamingResponse:
+        """The run's AG-UI events as Server-Sent Events, resumable with ``Last-Event-ID``
+        (see :mod:`cival.server.stream`)."""
+        try:
+            after = resume_point(request.headers.get("last-event-id"))
+        except CivalError as exc:
+            raise ApiError(422, "invalid_request", str(exc), "Last-Event-ID") from None
+        record = answer(lambda: host.summary(run_id))
+
+        def running() -> bool:
+            hosted = host.runs.get(record["id"])
+            return hosted is not None and not hosted.done
+
+        return StreamingResponse(
+            events(host.where, record["id"], after, running, request.is_disconnected), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.post(f"{API}/runs/{{run_id}}/commands")
     def command(run_id: str, body: CommandBody, who: str = Depends(authorised)) -> dict[str, Any]:
