@@ -501,7 +501,7 @@ class Server:
 
     TOKEN = "test-token-" + "x" * 24
 
-    def __init__(self, folder: Path, *args: str, token: str | None = TOKEN) -> None:
+    def __init__(self, folder: Path, *args: str, token: str | None = TOKEN, env: dict[str, str] | None = None) -> None:
         import socket
 
         with socket.socket() as probe:
@@ -509,7 +509,8 @@ class Server:
             self.port = probe.getsockname()[1]
         self.folder = folder
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
-        env = dict(os.environ, PYTHONPATH=str(SRC), CIVAL_DATA_DIR=str(folder / "data"))
+        extra = env or {}
+        env = dict(os.environ, PYTHONPATH=str(SRC), CIVAL_DATA_DIR=str(folder / "data"), **extra)
         env.pop("CIVAL_SERVER_TOKEN", None)
         if token is not None:
             env["CIVAL_SERVER_TOKEN"] = token

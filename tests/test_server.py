@@ -48,9 +48,10 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
     try:
         assert server.call("GET", "/health", token=None)[0] == 200
         # Without the token, or with another, nothing but the health check answers.
-        for token in (None, "not-the-token"):
-            status, body = server.call("GET", "/runs", token=token)
-            assert status == 401 and body["error"]["code"] == "unauthenticated" and "Bearer" in body["error"]["message"]
+        status, body = server.call("GET", "/runs", token=None)
+        assert status == 401 and body["error"]["code"] == "unauthenticated" and "Bearer" in body["error"]["message"]
+        status, body = server.call("GET", "/runs", token="not-the-token")
+        assert status == 401 and body["error"]["code"] == "unauthenticated"
         status, body = server.call("GET", "/nowhere")
         assert status == 404 and body["error"]["code"] == "not_found" and "/api/v1" in body["error"]["message"]
 
@@ -124,7 +125,7 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
     assert [(c["kind"], c["status"]) for c in commands] == [
         ("allocate", "applied"), ("allocate", "refused"), ("deposit", "applied"), ("collect", "applied"), ("halt", "applied"),
     ]
-    assert {c["by"] for c in commands} == {"api@127.0.0.1"}
+    assert {c["by"] for c in commands} == {"server-token@127.0.0.1"}
     assert server.token not in (tmp_path / f"serve-{server.port}.log").read_text()
 
 
@@ -241,3 +242,87 @@ def test_the_stream_resumes_with_last_event_id_and_misses_nothing(tmp_path):
     store.close()
     assert customs == stored == list(range(1, len(stored) + 1))
     assert whole[0][1] == "RUN_STARTED" and [e for _, e, _ in whole].count("STATE_SNAPSHOT") == 1
+
+
+def test_users_sign_in_and_act_by_their_role(tmp_path):
+    store_path = str(tmp_path / "store.sqlite3")
+    passwords = {"vera": "vera-password-123", "otto": "otto-password-456", "ada": "ada-password-789"}
+    for name, role in (("vera", "viewer"), ("otto", "operator"), ("ada", "admin")):
+        added = run_cival("users", "add", name, "--role", role, "--path", store_path, cwd=tmp_path,
+                          env={**os.environ, "CIVAL_PASSWORD": passwords[name], "CIVAL_DATA_DIR": str(tmp_path / "data")})
+        assert added.returncode == 0, added.stderr
+    weak = run_cival("users", "add", "eve", "--role", "admin", "--path", store_path, cwd=tmp_path,
+                     env={**os.environ, "CIVAL_PASSWORD": "short", "CIVAL_DATA_DIR": str(tmp_path / "data")})
+    assert weak.returncode == 1 and "at least 12 characters" in weak.stderr
+    from cival.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    hashes = {u["name"]: u["password_hash"] for u in store.rows("users")}
+    store.close()
+    assert set(hashes) == {"vera", "otto", "ada"}  # eve was refused
+    assert all(h.startswith("$argon2id$") and passwords[n] not in h for n, h in hashes.items())
+
+    server = Server(tmp_path, env={"CIVAL_ACCESS_TTL": "3"})
+    try:
+        def login(name: str, password: str) -> tuple[int, dict]:
+            return server.call("POST", "/auth/login", {"name": name, "password": password}, token=None)
+
+        assert login("otto", "not-his-password")[0] == 401
+        status, body = login("nobody", "whatever-it-is")
+        assert status == 401 and body["error"]["message"] == "wrong user name or password"
+        tokens = {}
+        for name, password in passwords.items():
+            status, body = login(name, password)
+            assert status == 200 and body["token_type"] == "bearer" and body["expires_in"] == 3
+            tokens[name] = body
+        access = {name: t["access_token"] for name, t in tokens.items()}
+        assert server.call("GET", "/auth/me", token=access["otto"])[1] == {"name": "otto", "role": "operator"}
+
+        # Roles: a viewer reads; an operator also commands; an admin also starts and stops runs.
+        for name in ("vera", "otto"):
+            status, body = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}}, token=access[name])
+            assert status == 403 and body["error"]["code"] == "forbidden" and "admin role" in body["error"]["message"]
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}}, token=access["ada"])
+        assert status == 201, run
+        run_id = run["id"]
+        assert server.call("GET", "/runs", token=access["vera"])[0] == 200
+        status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "halt", "target": "trend"}, token=access["vera"])
+        assert status == 403 and "vera is a viewer; this needs the operator role" in body["error"]["message"]
+        status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "halt", "target": "trend"}, token=access["otto"])
+        assert status == 200, body
+        assert server.call("POST", f"/runs/{run_id}/stop", token=access["otto"])[0] == 403
+
+        # API keys: shown once, kept hashed, revocable.
+        status, key = server.call("POST", "/keys", {"label": "nightly script"}, token=access["otto"])
+        assert status == 201 and key["key"].startswith("cvk_")
+        assert server.call("POST", f"/runs/{run_id}/commands", {"kind": "resume", "target": "trend"}, token=key["key"])[0] == 200
+        status, listed = server.call("GET", "/keys", token=access["otto"])
+        assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0] and "key_hash" not in listed[0]
+        assert server.call("DELETE", f"/keys/{key['id']}", token=access["otto"])[0] == 200
+        status, body = server.call("GET", "/runs", token=key["key"])
+        assert status == 401 and "revoked" in body["error"]["message"]
+
+        # Tokens: a refresh token buys new ones; an access token does not refresh; they expire.
+        assert server.call("POST", "/auth/refresh", {"refresh_token": access["ada"]}, token=None)[0] == 401
+        time.sleep(3.5)
+        status, body = server.call("GET", "/runs", token=access["ada"])
+        assert status == 401 and "expired" in body["error"]["message"]
+        status, fresh = server.call("POST", "/auth/refresh", {"refresh_token": tokens["ada"]["refresh_token"]}, token=None)
+        assert status == 200 and server.call("POST", f"/runs/{run_id}/stop", token=fresh["access_token"])[0] == 200
+
+        # A removed user's tokens stop working.
+        removed = run_cival("users", "remove", "vera", "--path", store_path, cwd=tmp_path,
+                            env={**os.environ, "CIVAL_DATA_DIR": str(tmp_path / "data")})
+        assert removed.returncode == 0, removed.stderr
+        status, fresh = server.call("POST", "/auth/refresh", {"refresh_token": tokens["vera"]["refresh_token"]}, token=None)
+        assert status == 401 and "no longer exists" in fresh["error"]["message"]
+    finally:
+        server.stop()
+    log = server.output()
+    assert not any(secret in log for secret in [*passwords.values(), *access.values(), key["key"]])
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    commands = store.rows("operator_commands", run_id, order="n")
+    keys = store.rows("api_keys")
+    store.close()
+    assert [(c["kind"], c["by"]) for c in commands] == [("halt", "otto@127.0.0.1"), ("resume", "otto@127.0.0.1")]
+    assert keys[0]["revoked_at"] is not None and key["key"].split("_", 2)[2] not in keys[0]["key_hash"]

@@ -157,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cival.config import load_config
     from cival.server import ServeError, loopback, server_token
+    from cival.server.accounts import Accounts, signing_secret
     from cival.server.app import API, create_app
     from cival.server.host import SessionHost
     from cival.session import SessionConfig
@@ -189,13 +190,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A stream client that left is noticed at the next message; the writes to its closed
         # socket meanwhile are not worth a line each in the log.
         logging.getLogger("asyncio").setLevel(logging.ERROR)
+        accounts = Accounts(where, signing_secret())
         try:
-            uvicorn.run(create_app(host, token), host=args.host, port=args.port, log_level="warning", access_log=False)
+            uvicorn.run(create_app(host, token, accounts), host=args.host, port=args.port, log_level="warning", access_log=False)
         except KeyboardInterrupt:  # the signal uvicorn raised again: a clean stop
             pass
     finally:
         print("stopping: every session ends at its next batch boundary, recorded as interrupted", flush=True)
         host.close()
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """``cival users add|list|remove``: the accounts of the operator API."""
+    import getpass
+    import os
+
+    from cival.server.accounts import Accounts, signing_secret
+    from cival.store.base import locate
+
+    where = locate(args.url, args.path)
+    accounts = Accounts(where, signing_secret())
+    if args.action == "add":
+        if not args.name or not args.role:
+            raise CivalError("cival users add NAME --role viewer|operator|admin")
+        password = os.environ.get("CIVAL_PASSWORD")
+        if password is None:
+            if not sys.stdin.isatty():
+                raise CivalError("give the password in CIVAL_PASSWORD, or run this on a terminal to be asked for it")
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise CivalError("the two passwords differ; nothing was changed")
+        with where.open() as store:
+            store.migrate()
+        accounts.add_user(args.name, args.role, password, by=f"cli:{getpass.getuser()}")
+        print(f"user {args.name} ({args.role}) added")
+    elif args.action == "remove":
+        if not args.name:
+            raise CivalError("cival users remove NAME")
+        accounts.remove_user(args.name)
+        print(f"user {args.name} removed; their API keys are revoked")
+    else:
+        users = accounts.users()
+        if args.json:
+            print(json.dumps(users, indent=2, default=str))
+        elif not users:
+            print("no users yet: `cival users add NAME --role admin` makes the first")
+        for u in users if not args.json else []:
+            print(f"{u['name']:<24} {u['role']:<9} added {u['created_at']:%Y-%m-%d %H:%M} by {u['created_by']}")
     return 0
 
 
@@ -1034,6 +1076,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(p)
     _add_ray_arguments(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "users",
+        help="the accounts of the operator API (cival serve)",
+        description=(
+            "Add, list or remove the users who may sign in to the operator API, each with a role: viewer "
+            "(reads), operator (also commands), admin (also starts and stops runs). The password comes from "
+            "CIVAL_PASSWORD or a prompt, never from an argument; only its argon2 hash is kept."
+        ),
+    )
+    p.add_argument("action", choices=["add", "list", "remove"])
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--role", choices=["viewer", "operator", "admin"])
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    _add_store_arguments(p)
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser(
         "report",

@@ -26,6 +26,7 @@ from cival import __version__
 from cival.config import ConfigError, config_from_dict, parse_yaml
 from cival.core.errors import CivalError
 from cival.data.feeds import parse_speed
+from cival.server.accounts import Accounts, Principal, Unauthenticated
 from cival.server.host import NotFound, SessionHost
 from cival.server.stream import events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
@@ -100,22 +101,62 @@ class CommandBody(BaseModel):
 # -- the app ------------------------------------------------------------------------------
 
 
-def create_app(host: SessionHost, token: str) -> FastAPI:
-    """The API over ``host``, opened by ``token`` (compared in constant time)."""
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Refresh(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class KeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field("", max_length=200)
+
+
+def create_app(host: SessionHost, token: str, accounts: Accounts | None = None) -> FastAPI:
+    """The API over ``host``, opened by the server's ``token`` (compared in constant time;
+    it acts as an admin) and, with ``accounts``, by users' access tokens and API keys."""
     app = FastAPI(
         title="Cival operator API", version=__version__, openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs",
         redoc_url=None,
     )
     app.state.host = host
 
-    def authorised(request: Request) -> str:
+    def principal(request: Request) -> Principal:
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
+        value = value.strip()
         if scheme.lower() != "bearer" or not value:
-            raise ApiError(401, "unauthenticated", "send the server's token: Authorization: Bearer <token> (see `cival serve`)")
-        if not secrets.compare_digest(value.strip().encode(), token.encode()):
-            raise ApiError(401, "unauthenticated", "the token is not this server's: send Authorization: Bearer <token>, with CIVAL_SERVER_TOKEN or the token kept in the file `cival serve` names at start")
-        return f"api@{request.client.host if request.client else 'unknown'}"
+            raise ApiError(401, "unauthenticated", "send a credential: Authorization: Bearer <access token, API key or the server's token>")
+        if secrets.compare_digest(value.encode(), token.encode()):
+            return Principal("server-token", "admin")
+        if accounts is None:
+            raise ApiError(401, "unauthenticated", "not this server's token (CIVAL_SERVER_TOKEN, or the file `cival serve` names at start)")
+        try:
+            return accounts.check_key(value) if value.startswith("cvk_") else accounts.check_token(value)
+        except Unauthenticated as exc:
+            raise ApiError(401, "unauthenticated", str(exc)) from None
+
+    def require(role: str) -> Any:
+        def check(request: Request) -> str:
+            who = principal(request)
+            if not who.may(role):
+                raise ApiError(403, "forbidden", f"{who.name} is a {who.role}; this needs the {role} role")
+            request.state.principal = who
+            return f"{who.name}@{request.client.host if request.client else 'unknown'}"
+
+        return check
+
+    authorised = require("viewer")
+    operator = require("operator")
+    admin = require("admin")
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -158,7 +199,7 @@ def create_app(host: SessionHost, token: str) -> FastAPI:
         return answer(host.summaries)  # type: ignore[no-any-return]
 
     @app.post(f"{API}/runs", status_code=201)
-    def create_run(body: RunCreate, who: str = Depends(authorised)) -> dict[str, Any]:
+    def create_run(body: RunCreate, who: str = Depends(admin)) -> dict[str, Any]:
         try:
             raw = parse_yaml(body.config, "config") if isinstance(body.config, str) else body.config
             config = config_from_dict(raw, source="config")
@@ -187,17 +228,17 @@ def create_app(host: SessionHost, token: str) -> FastAPI:
         return answer(lambda: host.wallets(run_id))  # type: ignore[no-any-return]
 
     @app.post(f"{API}/runs/{{run_id}}/pause")
-    def pause(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+    def pause(run_id: str, who: str = Depends(operator)) -> dict[str, Any]:
         answer(lambda: host.pause(run_id))
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
     @app.post(f"{API}/runs/{{run_id}}/resume")
-    def unpause(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+    def unpause(run_id: str, who: str = Depends(operator)) -> dict[str, Any]:
         answer(lambda: host.unpause(run_id))
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
     @app.post(f"{API}/runs/{{run_id}}/stop")
-    def stop(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+    def stop(run_id: str, who: str = Depends(admin)) -> dict[str, Any]:
         answer(lambda: host.stop(run_id))
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
@@ -221,12 +262,53 @@ def create_app(host: SessionHost, token: str) -> FastAPI:
         )
 
     @app.post(f"{API}/runs/{{run_id}}/commands")
-    def command(run_id: str, body: CommandBody, who: str = Depends(authorised)) -> dict[str, Any]:
+    def command(run_id: str, body: CommandBody, who: str = Depends(operator)) -> dict[str, Any]:
         if body.amount is not None and not body.amount.is_finite():
             raise ApiError(422, "invalid_request", "amount: give a finite decimal, as a string", "amount")
         cmd = Command(kind=body.kind, target=body.target, amount=body.amount, reason=body.reason, policy=body.policy, by=who)
         result = answer(lambda: host.command(run_id, cmd))
         return result.as_dict() if isinstance(result, Booked) else result  # type: ignore[no-any-return]
+
+    # -- accounts -------------------------------------------------------------------
+
+    def the_accounts() -> Accounts:
+        if accounts is None:
+            raise ApiError(404, "not_found", "this server has no user accounts")
+        return accounts
+
+    @app.post(f"{API}/auth/login")
+    def login(body: Login) -> dict[str, Any]:
+        try:
+            who = the_accounts().sign_in(body.name, body.password)
+        except Unauthenticated as exc:
+            raise ApiError(401, "unauthenticated", str(exc)) from None
+        return the_accounts().tokens(who)
+
+    @app.post(f"{API}/auth/refresh")
+    def refresh(body: Refresh) -> dict[str, Any]:
+        try:
+            who = the_accounts().check_token(body.refresh_token, "refresh")
+        except Unauthenticated as exc:
+            raise ApiError(401, "unauthenticated", str(exc)) from None
+        return the_accounts().tokens(who)
+
+    @app.get(f"{API}/auth/me")
+    def me(request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
+        p = request.state.principal
+        return {"name": p.name, "role": p.role}
+
+    @app.post(f"{API}/keys", status_code=201)
+    def create_key(body: KeyBody, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
+        return the_accounts().create_key(request.state.principal, body.label)
+
+    @app.get(f"{API}/keys")
+    def keys(request: Request, who: str = Depends(authorised)) -> list[dict[str, Any]]:
+        return the_accounts().keys(request.state.principal)
+
+    @app.delete(f"{API}/keys/{{key_id}}")
+    def revoke_key(key_id: str, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
+        answer(lambda: the_accounts().revoke_key(request.state.principal, key_id))
+        return {"id": key_id, "revoked": True}
 
     return app
 

@@ -275,6 +275,15 @@ class Store(ABC):
         written (Decimal money, aware datetimes, parsed JSON); ``columns``: only these."""
 
     @abstractmethod
+    def update_row(self, table: str, row: dict[str, Any]) -> bool:
+        """Set the columns ``row`` gives of the row with its key (outside a run's journal:
+        accounts); whether a row was changed."""
+
+    @abstractmethod
+    def delete_row(self, table: str, key: dict[str, Any]) -> bool:
+        """Delete the row with this key (accounts); whether there was one."""
+
+    @abstractmethod
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         """Insert rows outside a run's journal (backtest and sweep results)."""
 

@@ -566,6 +566,17 @@ class PostgresStore(Store):
 
         return [decode_row(table, names, tuple(r)) for r in self._call(go, transaction=False)]
 
+    def update_row(self, table: str, row: dict[str, Any]) -> bool:
+        columns, values = update_values(table, row, "postgres")
+        done = self._call(lambda con: con.execute(update_sql(table, columns, "postgres"), *values))
+        return not str(done).endswith(" 0")
+
+    def delete_row(self, table: str, key: dict[str, Any]) -> bool:
+        names = KEYS[table]
+        sql = f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ${i}" for i, k in enumerate(names, start=1))
+        done = self._call(lambda con: con.execute(sql, *[key[k] for k in names]))
+        return not str(done).endswith(" 0")
+
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         self._call(lambda con: con.executemany(insert_sql(table, "postgres"), [row_values(table, r, "postgres") for r in rows]))
 

@@ -142,6 +142,15 @@ COLUMNS["operator_commands"] = [
     ("bars", "bigint"), ("status", "text"), ("result", "json?"),
 ]
 
+# Version 5: the accounts of `cival serve` (passwords and API keys only as argon2 hashes).
+COLUMNS["users"] = [
+    ("name", "text"), ("role", "text"), ("password_hash", "text"), ("created_at", "time"), ("created_by", "text"),
+]
+COLUMNS["api_keys"] = [
+    ("id", "text"), ("user_name", "text"), ("key_hash", "text"), ("label", "text"), ("created_at", "time"),
+    ("revoked_at", "time?"),
+]
+
 KEYS: dict[str, tuple[str, ...]] = {
     "node_states": ("run_id", "source"),
     "events": ("run_id", "seq"),
@@ -159,6 +168,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "operator_commands": ("run_id", "n"),
     "backtest_results": ("id",),
     "sweep_results": ("id",),
+    "users": ("name",),
+    "api_keys": ("id",),
 }
 
 _TYPES = {
@@ -239,6 +250,15 @@ def _v4(dialect: str) -> str:
     )
 
 
+def _v5(dialect: str) -> str:
+    types = _TYPES[dialect]
+    out = []
+    for table in ("users", "api_keys"):
+        cols = [f"{name} {types[column_kind(spec)[0]]}{'' if column_kind(spec)[1] else ' NOT NULL'}" for name, spec in COLUMNS[table]]
+        out.append(f"CREATE TABLE {table} ({', '.join(cols)}, PRIMARY KEY ({', '.join(KEYS[table])}));\n")
+    return "".join(out)
+
+
 _V4_DOC = """Version 4: who drives a run (``runs.driver``: host, process and a token, with
 ``heartbeat_at``, renewed while it drives: a lease, so that two processes never drive one
 run and a run whose driver died is seen as interrupted), and ``operator_commands``: the
@@ -255,6 +275,7 @@ MIGRATIONS = [
     Migration(2, "sessions: journal, events, orders, fills, equity, registry, results", _ddl("postgres"), _ddl("sqlite")),
     Migration(3, "chained ledger rows, journaled replies as JSON", _V3, _V3),
     Migration(4, "run leases and operator commands", _v4("postgres"), _v4("sqlite")),
+    Migration(5, "accounts of the operator API", _v5("postgres"), _v5("sqlite")),
 ]
 
 CHAINED = 3

@@ -420,6 +420,19 @@ class SqliteStore(Store):
         return [decode_row(table, names, r) for r in found]
 
     @_mapped
+    def update_row(self, table: str, row: dict[str, Any]) -> bool:
+        columns, values = update_values(table, row, "sqlite")
+        with self._lock, self._transaction():
+            return self._db.execute(update_sql(table, columns, "sqlite"), values).rowcount > 0
+
+    @_mapped
+    def delete_row(self, table: str, key: dict[str, Any]) -> bool:
+        names = KEYS[table]
+        with self._lock, self._transaction():
+            sql = f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ?" for k in names)
+            return self._db.execute(sql, [key[k] for k in names]).rowcount > 0
+
+    @_mapped
     def save(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         with self._lock, self._transaction():
             self._db.executemany(insert_sql(table, "sqlite"), [row_values(table, r, "sqlite") for r in rows])
