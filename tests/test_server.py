@@ -71,7 +71,11 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
         run_id = run["id"]
         _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 200)
 
-        # Commands while bars flow: each answered with what it booked, or why it was refused.
+        # Commands, the feed held at a batch boundary (commands still apply): each answered
+        # with what it booked, or why it was refused.
+        status, paused = server.call("POST", f"/runs/{run_id}/pause")
+        assert status == 200 and paused["hosted"]["paused"]
+        held = paused["hosted"]["bars_fed"]
         status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "trend", "amount": "2500.50"})
         assert status == 200 and (booked["command"], booked["target"], booked["amount"]) == ("allocate", "farm:trend", "2500.5")
         status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "trend", "amount": "1000000"})
@@ -80,9 +84,6 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
         assert status == 200 and booked["target"] == "master"
         # Held at a batch boundary, nothing trades: a collection beyond the farm's own cash
         # takes the rest from its agents (the 2,500.50 just allocated is cash there), to the cent.
-        status, paused = server.call("POST", f"/runs/{run_id}/pause")
-        assert status == 200 and paused["hosted"]["paused"]
-        held = paused["hosted"]["bars_fed"]
         before = {r["name"]: r for r in server.call("GET", f"/runs/{run_id}/wallets")[1]}
         own = Decimal(before["trend"]["cash"])
         agents = Decimal(before["gator"]["cash"]) + Decimal(before["gator-fast"]["cash"])

@@ -197,8 +197,16 @@ class SessionHost:
     def command(self, run_id: str, command: Command) -> Any:
         return self.live(run_id).command(command, timeout=60)
 
-    def pause(self, run_id: str) -> None:
-        self.live(run_id).pause()
+    def pause(self, run_id: str, wait: float = 60.0) -> None:
+        """Hold the feed at its next batch boundary; returns once it holds there (or the
+        run ended), so that the bars fed no longer move."""
+        hosted = self.hosted(run_id)
+        session = self.live(run_id)
+        session.pause()
+        deadline = time.monotonic() + wait
+        while not session.holding.wait(0.05) and not hosted.done:
+            if time.monotonic() > deadline:
+                raise SessionError(f"run {run_id} did not reach a batch boundary within {wait:.0f} s; it will hold there")
 
     def unpause(self, run_id: str) -> None:
         self.live(run_id).unpause()
