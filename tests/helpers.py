@@ -545,7 +545,10 @@ class Server:
             with urllib.request.urlopen(request, timeout=120) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+            body = json.loads(exc.read())
+            if exc.code == 429:  # the header and the body say the same wait
+                assert exc.headers.get("Retry-After") == str(body["error"]["retry_after"])
+            return exc.code, body
 
     def output(self) -> str:
         if not self.log.closed:

@@ -327,3 +327,28 @@ def test_users_sign_in_and_act_by_their_role(tmp_path):
     store.close()
     assert [(c["kind"], c["by"]) for c in commands] == [("halt", "otto@127.0.0.1"), ("resume", "otto@127.0.0.1")]
     assert keys[0]["revoked_at"] is not None and key["key"].split("_", 2)[2] not in keys[0]["key_hash"]
+
+
+def test_rate_limits_answer_429_with_retry_after_and_recover(tmp_path):
+    added = run_cival("users", "add", "otto", "--role", "operator", "--path", str(tmp_path / "store.sqlite3"), cwd=tmp_path,
+                      env={**os.environ, "CIVAL_PASSWORD": "otto-password-456", "CIVAL_DATA_DIR": str(tmp_path / "data")})
+    assert added.returncode == 0, added.stderr
+    server = Server(tmp_path, env={"CIVAL_RATE_LOGIN": "3 per 4 seconds", "CIVAL_RATE_USER": "5 per 4 seconds"})
+    try:
+        # Sign-in attempts: three wrong ones, then even the right password waits.
+        assert [server.call("POST", "/auth/login", {"name": "otto", "password": f"guess-{i}-xxxxxxx"}, token=None)[0]
+                for i in range(3)] == [401, 401, 401]
+        status, body = server.call("POST", "/auth/login", {"name": "otto", "password": "otto-password-456"}, token=None)
+        assert status == 429 and body["error"]["code"] == "rate_limited" and 1 <= body["error"]["retry_after"] <= 4
+        time.sleep(body["error"]["retry_after"] + 0.2)
+        status, tokens = server.call("POST", "/auth/login", {"name": "otto", "password": "otto-password-456"}, token=None)
+        assert status == 200, tokens
+        # Requests by one user: five, then 429 (the health check is never limited), then again.
+        statuses = [server.call("GET", "/runs", token=tokens["access_token"])[0] for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        assert server.call("GET", "/health", token=None)[0] == 200
+        assert server.call("GET", "/runs")[0] == 200  # another user (the server's token) is not held back
+        time.sleep(4.2)
+        assert server.call("GET", "/runs", token=tokens["access_token"])[0] == 200
+    finally:
+        server.stop()

@@ -28,6 +28,7 @@ from cival.core.errors import CivalError
 from cival.data.feeds import parse_speed
 from cival.server.accounts import Accounts, Principal, Unauthenticated
 from cival.server.host import NotFound, SessionHost
+from cival.server.limits import RateLimited, RateLimits
 from cival.server.stream import events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
 
@@ -45,7 +46,17 @@ class ApiError(Exception):
 def _error(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "field": field, **extra}}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": str(extra.get("retry_after", 1))}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _limited(exc: RateLimited) -> JSONResponse:
+    return _error(429, "rate_limited", str(exc), retry_after=exc.retry_after)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -120,7 +131,7 @@ class KeyBody(BaseModel):
     label: str = Field("", max_length=200)
 
 
-def create_app(host: SessionHost, token: str, accounts: Accounts | None = None) -> FastAPI:
+def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, limits: RateLimits | None = None) -> FastAPI:
     """The API over ``host``, opened by the server's ``token`` (compared in constant time;
     it acts as an admin) and, with ``accounts``, by users' access tokens and API keys."""
     app = FastAPI(
@@ -128,6 +139,16 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None) 
         redoc_url=None,
     )
     app.state.host = host
+    rates = limits or RateLimits.from_environment()
+
+    @app.middleware("http")
+    async def per_address(request: Request, call_next: Any) -> Any:
+        if request.url.path != f"{API}/health":
+            try:
+                rates.hit(rates.address, "requests from this address", "address", _address(request))
+            except RateLimited as exc:
+                return _limited(exc)
+        return await call_next(request)
 
     def principal(request: Request) -> Principal:
         given = request.headers.get("authorization", "")
@@ -147,6 +168,10 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None) 
     def require(role: str) -> Any:
         def check(request: Request) -> str:
             who = principal(request)
+            try:
+                rates.hit(rates.user, f"requests by {who.name}", "user", who.name)
+            except RateLimited as exc:
+                raise ApiError(429, "rate_limited", str(exc), retry_after=exc.retry_after) from None
             if not who.may(role):
                 raise ApiError(403, "forbidden", f"{who.name} is a {who.role}; this needs the {role} role")
             request.state.principal = who
@@ -277,7 +302,12 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None) 
         return accounts
 
     @app.post(f"{API}/auth/login")
-    def login(body: Login) -> dict[str, Any]:
+    def login(body: Login, request: Request) -> dict[str, Any]:
+        try:
+            rates.hit(rates.login, "sign-in attempts from this address", "login-address", _address(request))
+            rates.hit(rates.login, f"sign-in attempts as {body.name}", "login-name", body.name)
+        except RateLimited as exc:
+            raise ApiError(429, "rate_limited", str(exc), retry_after=exc.retry_after) from None
         try:
             who = the_accounts().sign_in(body.name, body.password)
         except Unauthenticated as exc:
