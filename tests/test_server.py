@@ -352,3 +352,58 @@ def test_rate_limits_answer_429_with_retry_after_and_recover(tmp_path):
         assert server.call("GET", "/runs", token=tokens["access_token"])[0] == 200
     finally:
         server.stop()
+
+
+def test_a_runs_books_fills_equity_and_events_read_in_pages(tmp_path):
+    server = Server(tmp_path)
+    try:
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 1200}})
+        assert status == 201, run
+        run_id = run["id"]
+        _wait(server, run_id, lambda r: r["status"] == "finished")
+        report = server.call("GET", f"/runs/{run_id}/report")[1]
+
+        def pages(path: str, size: int) -> list[dict]:
+            items, offset = [], 0
+            while True:
+                status, page = server.call("GET", f"{path}{'&' if '?' in path else '?'}offset={offset}&limit={size}")
+                assert status == 200, page
+                items += page["items"]
+                offset += size
+                if offset >= page["total"]:
+                    return items
+
+        everything = server.call("GET", f"/runs/{run_id}/transactions?limit=1000")[1]
+        assert everything["total"] == report["ledger"]["transactions"] > 100
+        assert pages(f"/runs/{run_id}/transactions", 37) == everything["items"][: everything["total"]] or everything["total"] > 1000
+        trend = pages(f"/runs/{run_id}/transactions?wallet=farm:trend", 50)
+        assert trend and all(any(p["account"].startswith("farm:trend/") for p in t["postings"]) for t in trend)
+        allocations = pages(f"/runs/{run_id}/transactions?type=allocation", 50)
+        assert allocations and {t["type"] for t in allocations} == {"allocation"}
+        for t in everything["items"]:  # every transaction balances, in exact decimal strings
+            assert sum(Decimal(p["amount"]) for p in t["postings"]) == 0
+
+        fills = pages(f"/runs/{run_id}/fills", 25)
+        agents = [a for f in report["farms"] for a in f["agents"]]
+        assert len(fills) == sum(2 * a["trade_count"] + len(a["positions"]) for a in agents)
+        darvas = pages(f"/runs/{run_id}/fills?agent=darvas", 25)
+        assert darvas and {f["agent"] for f in darvas} == {"darvas"} and all(Decimal(f["qty"]) > 0 for f in darvas)
+        trades = server.call("GET", f"/runs/{run_id}/trades")[1]
+        assert len(trades) == sum(a["trade_count"] for a in agents)
+        equity = pages(f"/runs/{run_id}/equity?entity=farm:trend", 100)
+        assert equity and {e["entity"] for e in equity} == {"farm:trend"}
+
+        seen, after = [], 0
+        while True:
+            page = server.call("GET", f"/runs/{run_id}/events?after={after}&limit=200")[1]["items"]
+            if not page:
+                break
+            seen += page
+            after = page[-1]["seq"]
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1)) and seen[-1]["type"] == "run_finished"
+        fills_only = server.call("GET", f"/runs/{run_id}/events?type=order_filled&limit=1000")[1]["items"]
+        assert len(fills_only) == len(fills)
+        status, body = server.call("GET", f"/runs/{run_id}/fills?limit=5000")
+        assert status == 422 and body["error"]["field"] == "limit"
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ import secrets
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -251,6 +251,55 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     @app.get(f"{API}/runs/{{run_id}}/wallets")
     def wallets(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
         return answer(lambda: host.wallets(run_id))  # type: ignore[no-any-return]
+
+    Offset = Query(0, ge=0, description="items to skip")
+    Limit = Query(100, ge=1, le=1000, description="items to return (at most 1,000)")
+
+    @app.get(f"{API}/runs/{{run_id}}/transactions")
+    def transactions(
+        run_id: str, wallet: str | None = None, type: str | None = None, offset: int = Offset, limit: int = Limit,
+        who: str = Depends(authorised),
+    ) -> dict[str, Any]:
+        """The run's ledger transactions, every ledger, oldest first (``wallet``: those moving
+        that wallet, e.g. ``farm:trend``; ``type``: e.g. ``allocation``, ``buy``)."""
+        return answer(lambda: host.transactions(run_id, wallet, type, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/fills")
+    def fills(run_id: str, agent: str | None = None, offset: int = Offset, limit: int = Limit, who: str = Depends(authorised)) -> dict[str, Any]:
+        columns = ["id", "agent", "n", "symbol", "side", "qty", "price", "fee", "notional", "reason", "at", "order_id"]
+        return answer(lambda: host.table(run_id, "fills", {"agent": agent}, columns, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/orders")
+    def orders(run_id: str, agent: str | None = None, offset: int = Offset, limit: int = Limit, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.table(run_id, "orders", {"agent": agent}, None, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/equity")
+    def equity(run_id: str, entity: str | None = None, offset: int = Offset, limit: int = Limit, who: str = Depends(authorised)) -> dict[str, Any]:
+        """Equity snapshots per wallet (``entity``: ``master``, ``farm:trend``, ``agent:g1``), for charts."""
+        return answer(lambda: host.table(run_id, "equity_snapshots", {"entity": entity}, None, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/halts")
+    def halts(run_id: str, offset: int = Offset, limit: int = Limit, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.table(run_id, "halts", None, None, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/allocations")
+    def allocations(run_id: str, offset: int = Offset, limit: int = Limit, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.table(run_id, "fund_allocations", None, None, offset, limit))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/goals")
+    def goals(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
+        return answer(lambda: host.table(run_id, "goals", None, None, 0, 1000))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/trades")
+    def trades(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
+        return answer(lambda: host.trades(run_id))  # type: ignore[no-any-return]
+
+    @app.get(f"{API}/runs/{{run_id}}/events")
+    def stored_events(
+        run_id: str, after: int = Query(0, ge=0), limit: int = Limit, type: str | None = None, who: str = Depends(authorised),
+    ) -> dict[str, Any]:
+        """The run's events from the store, after sequence number ``after`` (paged)."""
+        return answer(lambda: host.events(run_id, after, limit, type))  # type: ignore[no-any-return]
 
     @app.post(f"{API}/runs/{{run_id}}/pause")
     def pause(run_id: str, who: str = Depends(operator)) -> dict[str, Any]:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from cival.config import ClusterConfig
 from cival.core.errors import CivalError
+from cival.core.fmt import iso_utc, plain_decimal
 from cival.runs import run_summary
 from cival.session import (
     Command,
@@ -192,6 +194,61 @@ class SessionHost:
         """The wallet tree: the master, then each farm and its agents."""
         return wallet_rows(self.report(run_id))
 
+    def table(
+        self, run_id: str, table: str, where: dict[str, Any] | None = None, columns: list[str] | None = None,
+        offset: int = 0, limit: int = 100,
+    ) -> dict[str, Any]:
+        """A page of one of the run's tables: ``{"total", "offset", "items"}``, values as
+        JSON (exact decimal strings, ISO times)."""
+        run_id = self.summary(run_id)["id"]
+        with self.where.open(read_only=True) as store:
+            rows = store.rows(table, run_id, where={k: v for k, v in (where or {}).items() if v is not None}, columns=columns)
+        return {"total": len(rows), "offset": offset, "items": [plain_row(r) for r in rows[offset : offset + limit]]}
+
+    def transactions(
+        self, run_id: str, wallet: str | None = None, kind: str | None = None, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """A page of the run's ledger transactions, every node's ledger, oldest first;
+        ``wallet``: only those that move that wallet's accounts (``farm:trend``...);
+        ``kind``: only that type (``allocation``, ``buy``...)."""
+        run_id = self.summary(run_id)["id"]
+        with self.where.open(read_only=True) as store:
+            ledgers = store.node_sources(run_id)
+            found = []
+            for ledger in ledgers:
+                for tx in store.transactions(run_id, ledger):
+                    if kind is not None and tx.type.value != kind:
+                        continue
+                    if wallet is not None and not any(p.account.startswith(f"{wallet}/") for p in tx.postings):
+                        continue
+                    found.append((tx.at, ledger, tx))
+        found.sort(key=lambda item: (item[0], item[1], item[2].seq))
+        items = [
+            {"ledger": ledger, "seq": tx.seq, "type": tx.type.value, "key": tx.idempotency_key, "at": iso_utc(tx.at),
+             "memo": tx.memo, "currency": tx.currency,
+             "postings": [{"account": p.account, "amount": plain_decimal(p.amount), "quantity": plain_decimal(p.quantity)}
+                          for p in tx.postings]}
+            for _, ledger, tx in found[offset : offset + limit]
+        ]
+        return {"total": len(found), "offset": offset, "items": items}
+
+    def events(self, run_id: str, after: int = 0, limit: int = 100, kind: str | None = None) -> dict[str, Any]:
+        """The run's stored events after sequence number ``after`` (of one type, with ``kind``)."""
+        run_id = self.summary(run_id)["id"]
+        with self.where.open(read_only=True) as store:
+            rows = store.events(run_id, after, None if kind else limit)
+        if kind is not None:
+            rows = [r for r in rows if r.type == kind][:limit]
+        items = [{"seq": r.seq, "id": r.id, "type": r.type, "entity": r.entity, "source": r.source,
+                  "at": iso_utc(r.at), "data": r.data} for r in rows]
+        return {"after": after, "items": items}
+
+    def trades(self, run_id: str) -> list[dict[str, Any]]:
+        """Every agent's closed trades, with its farm and name, oldest exit first."""
+        report = self.report(run_id)
+        out = [{"farm": f["name"], "agent": a["name"], **t} for f in report["farms"] for a in f["agents"] for t in a["trades"]]
+        return sorted(out, key=lambda t: (t["exit_time"], t["farm"], t["agent"]))
+
     # -- acting -----------------------------------------------------------------------
 
     def command(self, run_id: str, command: Command) -> Any:
@@ -253,3 +310,17 @@ def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 __all__ = ["HOST", "Hosted", "NotFound", "SessionHost", "wallet_rows"]
+
+
+def plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A store row as JSON: Decimals as exact strings, times in ISO 8601 UTC."""
+    out = {}
+    for key, value in row.items():
+        if key == "run_id":
+            continue
+        if isinstance(value, Decimal):
+            value = plain_decimal(value)
+        elif isinstance(value, datetime):
+            value = iso_utc(value)
+        out[key] = value
+    return out
