@@ -352,6 +352,11 @@ SAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "notional": "35617.25", "reason": "signal",
     }),
     "halt": ("agent:gator-13-8-5", "farm:trend", {"reason": "drawdown", "resume": False}),
+    "operator_action": ("run", "session", {
+        "n": 3, "command": "allocate", "target": "trend", "by": "alice@127.0.0.1", "status": "applied",
+        "result": {"command": "allocate", "n": 3, "source": "master", "target": "farm:trend", "amount": "1500.5",
+                   "at": "2024-10-30T20:00:00Z", "key": "command:3"},
+    }),
     "run_finished": ("run", "run", {
         "status": "finished", "bars": 720, "start": "2024-10-01T00:00:00Z", "end": "2024-10-30T23:00:00Z",
         "total_equity": "100512.34", "audit_ok": True,

@@ -151,7 +151,7 @@ def _payload_of(event_type: str, data: dict[str, Any]):
 
 @pytest.mark.slow
 def test_a_session_through_every_producer_stores_only_events_that_read_back_strictly(tmp_path):
-    from cival.session import run_paper, session_bars
+    from cival.session import Session, SessionConfig, session_bars
     from cival.store.sqlite import SqliteStore
 
     config = _session_config()
@@ -162,6 +162,7 @@ def test_a_session_through_every_producer_stores_only_events_that_read_back_stri
         (600, "resume it", lambda c: c.halt("agent:gator-b", "checked", resume=True)),
         (800, "collect", lambda c: c.collect("trend", Decimal("100.50"), "by hand")),
         (900, "halt a farm", lambda c: c.halt("farm:waves", "too volatile")),
+        (1000, "an operator's command", lambda c: session.deposit("10", by="tester")),
     )
 
     def on_progress(progress: Any) -> None:
@@ -172,8 +173,9 @@ def test_a_session_through_every_producer_stores_only_events_that_read_back_stri
 
     store = SqliteStore(tmp_path / "store.sqlite3")
     store.migrate()
-    result = run_paper(config, bars=session_bars(config), local=True, store=store, batch_size=100,
-                       on_cluster=clusters.append, on_progress=on_progress)
+    session = Session(config, SessionConfig(local=True, batch_size=100), bars=session_bars(config), store=store,
+                      on_cluster=clusters.append, on_progress=on_progress)
+    result = session.run()
     assert len(done) == len(by_hand) and result.audit.ok
     rows = store.events(result.run_id)
     store.close()
@@ -184,6 +186,9 @@ def test_a_session_through_every_producer_stores_only_events_that_read_back_stri
     assert {("halt", "agent"), ("halt", "farm"), ("farm_rebalance", "master"), ("farm_rebalance", "farm")} <= entities
     reasons = {row.data.get("reason") for row in rows if row.type == "halt"}
     assert {"checking by hand", "checked", "too volatile"} <= reasons and any("drawdown" in str(r) for r in reasons)
+    (action,) = [row for row in rows if row.type == "operator_action"]
+    assert (action.data["command"], action.data["by"], action.data["status"], action.data["result"]["amount"]) == (
+        "deposit", "tester", "applied", "10")
     hand = [row for row in rows if row.type == "fund_collection" and row.data["amount"] == "100.5"]
     assert hand and hand[0].data["source"] == "farm:trend"
     for row in rows:

@@ -108,6 +108,15 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
         assert {r["name"]: r["halted"] for r in tree}["gator-fast"] == "checking"
         assert Decimal(tree[0]["equity"]) == Decimal(tree[0]["cash"]) + sum(Decimal(r["equity"]) for r in tree if r["kind"] == "farm")
 
+        # The kill switch: every farm halted; at the next open every agent has sold.
+        status, killed = server.call("POST", f"/runs/{run_id}/commands", {"kind": "kill", "reason": "market closed"})
+        assert status == 200 and killed["halted"] == ["trend", "breakout"], killed
+        at = server.call("GET", f"/runs/{run_id}")[1]["hosted"]["bars_fed"]
+        _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= at + 3)
+        tree = server.call("GET", f"/runs/{run_id}/wallets")[1]
+        assert all(r["halted"] == "market closed" for r in tree if r["kind"] == "farm")
+        assert all(not r["positions"] for r in tree if r["kind"] == "agent"), tree
+
         status, stopped = server.call("POST", f"/runs/{run_id}/stop")
         assert status == 200 and stopped["status"] == "interrupted" and stopped["hosted"]["done"]
         status, report = server.call("GET", f"/runs/{run_id}/report")  # rebuilt from the store now
@@ -122,11 +131,18 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
 
     store = SqliteStore(tmp_path / "store.sqlite3")
     commands = store.rows("operator_commands", run_id, order="n")
+    actions = [e for e in store.events(run_id) if e.type == "operator_action"]
     store.close()
     assert [(c["kind"], c["status"]) for c in commands] == [
         ("allocate", "applied"), ("allocate", "refused"), ("deposit", "applied"), ("collect", "applied"), ("halt", "applied"),
+        ("kill", "applied"),
     ]
     assert {c["by"] for c in commands} == {"server-token@127.0.0.1"}
+    # ... and an operator_action event each, with who, what and what it did.
+    assert [(a.data["n"], a.data["command"], a.data["status"], a.data["by"]) for a in actions] == [
+        (c["n"], c["kind"], c["status"], c["by"]) for c in commands
+    ]
+    assert "of free cash" in actions[1].data["result"]["error"] and actions[3].data["result"]["amount"] == str(amount)
     assert server.token not in (tmp_path / f"serve-{server.port}.log").read_text()
 
 

@@ -64,6 +64,7 @@ from cival.core.events import (
     FarmCreatedPayload,
     GoalAssignmentPayload,
     GoalCreatedPayload,
+    OperatorActionPayload,
     RunFinishedPayload,
     RunStartedPayload,
 )
@@ -256,9 +257,10 @@ class Command:
     ``kind``: ``deposit`` (``target`` "master", ``amount``), ``allocate`` (``target`` a farm,
     ``amount``), ``collect`` (a farm; ``amount`` None: everything), ``halt`` / ``resume``
     (``farm:NAME`` or ``agent:NAME``, or a bare name), ``set_policy`` (a farm, ``policy``
-    as in a config). ``by``: who gave it."""
+    as in a config), ``kill`` (every farm halted: each agent sells what it holds at the next
+    open and enters nothing more). ``by``: who gave it."""
 
-    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy"]
+    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy", "kill"]
     target: str
     amount: Decimal | None = None
     reason: str = ""
@@ -1081,6 +1083,11 @@ class Session:
         cash and all its agents' (their positions stay open)."""
         return self.command(Command("collect", farm, amount=_amount(amount) if amount is not None else None, reason=reason, by=by))  # type: ignore[no-any-return]
 
+    def kill(self, reason: str = "", by: str | None = None) -> dict[str, Any]:
+        """The kill switch: halt every farm, so that every agent sells what it holds at the
+        next open and enters nothing more (``release`` a farm to let it trade again)."""
+        return self.command(Command("kill", "master", reason=reason, by=by))  # type: ignore[no-any-return]
+
     def halt(self, entity: str, reason: str = "halted by hand", by: str | None = None) -> dict[str, Any]:
         """Halt ``farm:<name>`` or ``agent:<name>`` (a bare name is looked up): it exits at
         the next open and takes no new entries."""
@@ -1179,6 +1186,13 @@ class Session:
                 transfer = cluster.send_collect(msg)
                 answer = Booked(kind, n, msg.source, MASTER, transfer.amount, msg.at, transfer.id)
                 result = answer.as_dict()
+            elif kind == "kill":
+                at = self._clock()
+                reason = command.reason or f"kill switch by {command.by}"
+                farms = [f.name for f in self.spec.farms]
+                for farm in farms:
+                    cluster.send_halt(Halt(id=f"command:{n}>{farm_ref(farm)}", at=at, entity=farm_ref(farm), reason=reason))
+                answer = result = {"command": kind, "n": n, "halted": farms, "reason": reason}
             elif kind in ("halt", "resume"):
                 halt = Halt(id=f"command:{n}", at=self._clock(), entity=command.target, reason=command.reason or f"{kind} by {command.by}", resume=kind == "resume")
                 cluster.send_halt(halt)
@@ -1189,15 +1203,15 @@ class Session:
                 answer = result = {"command": kind, "n": n, "farm": command.target}
         except CivalError as exc:
             status, result = "refused", {"error": str(exc)}
-            self._record_command(n, status, result)
+            self._record_command(n, command, status, result)
             raise CommandError(f"{kind} {command.target}: {exc}") from None
         except Exception as exc:
             failure = actor_error(exc)
             if isinstance(failure, CivalError) and not isinstance(failure, StoreError):
-                self._record_command(n, "refused", {"error": str(failure)})
+                self._record_command(n, command, "refused", {"error": str(failure)})
                 raise CommandError(f"{kind} {command.target}: {failure}") from None
             raise
-        self._record_command(n, status, result)
+        self._record_command(n, command, status, result)
         if self.relay is not None:
             self.relay.nudge()
         if kind in ("deposit", "allocate", "collect"):
@@ -1221,10 +1235,19 @@ class Session:
             "(deposit(amount)), or keep a larger reserve in the config"
         )
 
-    def _record_command(self, n: int, status: str, result: dict[str, Any] | None) -> None:
+    def _record_command(self, n: int, command: Command, status: str, result: dict[str, Any] | None) -> None:
+        """The command's outcome in its row, and an ``operator_action`` event (at the bar's
+        time, under an id of its own: recorded again after a resume, it is stored once)."""
         if self.store is not None and self.run_id is not None:
             update = {"run_id": self.run_id, "n": n, "status": status, "result": result}
-            self.store.commit(self.run_id, JournalBatch(source="session", version=n, updates={"operator_commands": [update]}))
+            action = OperatorActionPayload(
+                n=n, command=command.kind, target=command.target, by=command.by or self.options.by, status=status,
+                result=result or {},
+            )
+            event = EventDraft(f"operator:{n}", "run", self._clock(), action)
+            self.store.commit(
+                self.run_id, JournalBatch(source="session", version=n, updates={"operator_commands": [update]}, events=[event]),
+            )
 
     def _checked(self, command: Command) -> Command:
         """The command with its target resolved and its author set, or CommandError."""
@@ -1236,7 +1259,7 @@ class Session:
             raise CommandError(f"allocate {command.target}: an allocation must be positive, got {command.amount}")
         if command.kind == "deposit" and (command.amount is None or not command.amount > 0):
             raise CommandError(f"deposit: the amount must be positive, got {command.amount}")
-        if command.kind == "deposit":
+        if command.kind in ("deposit", "kill"):
             return replace(command, target="master", by=by)
         if command.kind == "collect" and command.amount is not None and not command.amount > 0:
             raise CommandError(f"collect {command.target}: the amount must be positive (or omitted: everything), got {command.amount}")

@@ -381,6 +381,20 @@ class HaltPayload(Payload):
     resume: Flag
 
 
+class OperatorActionPayload(Payload):
+    """An operator's command to a running session (number ``n``): what it was (``command``,
+    ``target``), who gave it (``by``), and what it did (``status`` ``applied`` or
+    ``refused``; ``result``: what it booked, or the error). Entity: ``run``."""
+
+    event_type: ClassVar[str] = "operator_action"
+    n: Count
+    command: Name
+    target: Name
+    by: Name
+    status: Literal["applied", "refused"]
+    result: JsonObject
+
+
 class RunStartedPayload(Payload):
     """A run began: where it runs, what it trades, its wallet tree and config. Entity: ``run``."""
 
@@ -416,8 +430,8 @@ PAYLOADS: dict[str, type[Payload]] = {
         WalletBalanceUpdatePayload, FundAllocationPayload, FundCollectionPayload, WalletTransactionPayload,
         FarmCreatedPayload, FarmPerformanceUpdatePayload, AgentFarmAssignmentPayload, FarmRebalancePayload,
         GoalCreatedPayload, GoalProgressUpdatePayload, GoalCompletedPayload, GoalAssignmentPayload,
-        OrderSubmittedPayload, OrderRejectedPayload, OrderFilledPayload, HaltPayload, RunStartedPayload,
-        RunFinishedPayload,
+        OrderSubmittedPayload, OrderRejectedPayload, OrderFilledPayload, HaltPayload, OperatorActionPayload,
+        RunStartedPayload, RunFinishedPayload,
     )
 }
 """Every domain event type -> its payload class, in the order the documentation lists
@@ -577,6 +591,7 @@ __all__ = [
     "AgentFarmAssignmentPayload", "Amount", "Count", "EventDraft", "EventLog", "FarmCreatedPayload",
     "FarmPerformanceUpdatePayload", "FarmRebalancePayload", "Flag", "FundAllocationPayload", "FundCollectionPayload",
     "GoalAssignmentPayload", "GoalCompletedPayload", "GoalCreatedPayload", "GoalProgressUpdatePayload", "HaltPayload",
+    "OperatorActionPayload",
     "IsoTime", "JsonObject", "Name", "OrderFilledPayload", "OrderFilledRef", "OrderRejectedPayload",
     "OrderSubmittedPayload", "OrderSubmittedRef", "Payload", "PositionLine", "PostingLine", "Ratio",
     "RunFinishedPayload", "RunStartedPayload", "StoredEvent", "Text", "WalletBalanceUpdatePayload", "WalletNode",

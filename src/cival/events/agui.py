@@ -401,7 +401,7 @@ STATE_CHANGES: dict[str, Any] = {
 """Event types that change the state (``run_started`` sets it whole), each with how."""
 
 CUSTOM_ONLY: frozenset[str] = frozenset(
-    {"wallet_transaction", "farm_rebalance", "order_submitted", "order_rejected", "order_filled"}
+    {"wallet_transaction", "farm_rebalance", "order_submitted", "order_rejected", "order_filled", "operator_action"}
 )
 """Event types sent as ``CUSTOM`` only. With :data:`STATE_CHANGES` and ``run_started``,
 every type of :data:`cival.core.events.EVENT_TYPES`, each once (a test holds them to it)."""

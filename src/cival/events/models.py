@@ -52,6 +52,7 @@ from cival.core.events import (
     GoalCreatedPayload,
     GoalProgressUpdatePayload,
     HaltPayload,
+    OperatorActionPayload,
     Name,
     OrderFilledPayload,
     OrderRejectedPayload,
@@ -255,6 +256,12 @@ class Halt(HaltPayload, Event):
     type: Literal["halt"] = "halt"
 
 
+class OperatorAction(OperatorActionPayload, Event):
+    """An operator's command to a running session, who gave it and what it did. Entity: ``run``."""
+
+    type: Literal["operator_action"] = "operator_action"
+
+
 class RunStarted(RunStartedPayload, Event):
     """A run began: where it runs, what it trades, its wallet tree and config. Entity: ``run``."""
 
@@ -398,6 +405,7 @@ __all__ = [
     "GoalCreated",
     "GoalProgressUpdate",
     "Halt",
+    "OperatorAction",
     "OrderFilled",
     "OrderRejected",
     "OrderSubmitted",

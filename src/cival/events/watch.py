@@ -34,6 +34,7 @@ from cival.events.models import (
     GoalCreated,
     GoalProgressUpdate,
     Halt,
+    OperatorAction,
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
@@ -376,6 +377,14 @@ def _halt(event: Halt) -> str:
     return f"resumed ({event.reason})" if event.resume else f"halted: {event.reason}"
 
 
+def _operator_action(event: OperatorAction) -> str:
+    what = f"{event.command} {event.target} by {event.by}"
+    if event.status == "refused":
+        return f"{what}: refused ({event.result.get('error', '')})"
+    amount = event.result.get("amount")
+    return f"{what}: {event.status}" + (f", {money(amount)}" if amount is not None else "")
+
+
 def _run_started(event: RunStarted) -> str:
     kinds = [node.kind for node in event.wallets]
     tree = f"{kinds.count('farm')} farms, {kinds.count('agent')} agents"
@@ -407,6 +416,7 @@ DETAILS: dict[str, Callable[[Any], str]] = {
     "order_rejected": _order_rejected,
     "order_filled": _order_filled,
     "halt": _halt,
+    "operator_action": _operator_action,
     "run_started": _run_started,
     "run_finished": _run_finished,
 }

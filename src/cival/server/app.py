@@ -100,9 +100,10 @@ class CommandBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy"]
+    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy", "kill"]
     target: str = Field("master", min_length=1, max_length=200)
-    """A farm (allocate, collect, set_policy), a farm or agent (halt, resume), the master (deposit)."""
+    """A farm (allocate, collect, set_policy), a farm or agent (halt, resume), the master
+    (deposit, and kill: every farm halted and flattened)."""
     amount: Decimal | None = None
     """An exact amount, as a string (``"1000.50"``)."""
     reason: str = Field("", max_length=500)
