@@ -423,3 +423,59 @@ def test_a_runs_books_fills_equity_and_events_read_in_pages(tmp_path):
         assert status == 422 and body["error"]["field"] == "limit"
     finally:
         server.stop()
+
+
+def test_the_client_and_the_cli_speak_to_a_served_run(tmp_path):
+    from cival import Client
+    from cival.client import ClientError
+
+    env = {**os.environ, "CIVAL_DATA_DIR": str(tmp_path / "data")}
+    for name, role in (("otto", "operator"), ("vera", "viewer")):
+        added = run_cival("users", "add", name, "--role", role, "--path", str(tmp_path / "store.sqlite3"), cwd=tmp_path,
+                          env={**env, "CIVAL_PASSWORD": f"{name}-password-123"})
+        assert added.returncode == 0, added.stderr
+    server = Server(tmp_path)
+    try:
+        admin = Client(server.url, Server.TOKEN)
+        run_id = admin.start(config_from_dict(RAW).model_dump(mode="json"), speed=PACED, max_bars=2000)
+        with Client(server.url.removesuffix("/api/v1"), name="otto", password="otto-password-123") as otto:
+            assert otto.me() == {"name": "otto", "role": "operator"}
+            tree = otto.wallets(run_id)
+            assert list(tree.index) == ["master", "trend", "gator", "gator-fast", "breakout", "darvas"]
+            assert tree["equity"].dtype == "float64" and isinstance(otto.wallets(run_id, exact=True)["cash"].iloc[0], Decimal)
+            assert otto.halt(run_id, "darvas", "client test")["entity"] == "agent:darvas"
+            with pytest.raises(ClientError) as refused:
+                otto.allocate(run_id, "trend", "1000000000")
+            assert refused.value.status == 409 and "of free cash" in str(refused.value)
+            events, kept, last = [], 0, None
+            for event in otto.stream(run_id):  # the connection breaks after 300 messages...
+                events.append(event)
+                if event["_id"] is not None:
+                    kept, last = len(events), event["_id"]
+                if len(events) == 300:
+                    break
+            events = events[:kept]  # ... keeping what ended with an id, and takes up from there
+            events += list(otto.stream(run_id, last_event_id=last))
+            assert events[-1]["type"] == "RUN_FINISHED"
+            seqs = [e["value"]["seq"] for e in events if e["type"] == "CUSTOM"]
+            assert seqs == list(range(1, len(seqs) + 1))
+        with Client(server.url, name="vera", password="vera-password-123") as vera:
+            with pytest.raises(ClientError) as forbidden:
+                vera.kill(run_id)
+            assert forbidden.value.status == 403 and forbidden.value.code == "forbidden"
+            assert len(vera.trades(run_id)) > 0
+
+        # The CLI: sign in once, then status and commands; the tokens kept owner-only.
+        client_env = {**env, "CIVAL_DATA_DIR": str(tmp_path / "client"), "CIVAL_PASSWORD": "otto-password-123"}
+        signed = run_cival("login", "otto", "--server", server.url, cwd=tmp_path, env=client_env)
+        assert signed.returncode == 0 and "signed in" in signed.stdout, signed.stderr
+        kept = tmp_path / "client" / "client.json"
+        assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
+        listed = run_cival("status", cwd=tmp_path, env=client_env)
+        assert listed.returncode == 0 and run_id in listed.stdout and "finished" in listed.stdout
+        tree_text = run_cival("status", run_id, cwd=tmp_path, env=client_env)
+        assert tree_text.returncode == 0 and "darvas" in tree_text.stdout and "HALTED: client test" in tree_text.stdout
+        ended = run_cival("command", run_id, "deposit", "10", cwd=tmp_path, env=client_env)
+        assert ended.returncode == 1 and "has ended" in ended.stderr and "Traceback" not in ended.stderr
+    finally:
+        server.stop()

@@ -6,7 +6,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Cluster", "__version__"]
+__all__ = ["Client", "Cluster", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from cival.notebook import Cluster
 
         return Cluster
+    if name == "Client":
+        from cival.client import Client
+
+        return Client
     raise AttributeError(f"module 'cival' has no attribute {name!r}")

@@ -241,6 +241,104 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Any:
+    """A Client of --server (else CIVAL_SERVER), with CIVAL_TOKEN or the tokens `cival login` kept."""
+    import os
+
+    from cival.client import Client
+    from cival.store.base import data_dir
+
+    kept = data_dir() / "client.json"
+    saved = json.loads(kept.read_text(encoding="utf-8")) if kept.is_file() else {}
+    server = args.server or os.environ.get("CIVAL_SERVER") or saved.get("server")
+    client = Client(server, os.environ.get("CIVAL_TOKEN") or saved.get("access_token"))
+    client.refresh_token = saved.get("refresh_token")
+    return client
+
+
+def _keep_login(client: Any) -> None:
+    import os
+
+    from cival.store.base import data_dir
+
+    kept = data_dir() / "client.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"server": client.url, "access_token": client.token, "refresh_token": client.refresh_token}, out)
+    os.chmod(kept, 0o600)
+
+
+def _with_refresh(client: Any, call: Any) -> Any:
+    """``call()``, signing in again with the kept refresh token once if the access token expired."""
+    from cival.client import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if exc.status != 401 or client.refresh_token is None or "expired" not in str(exc):
+            raise
+    client.refresh()
+    _keep_login(client)
+    return call()
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    """``cival login NAME``: sign in to a server; the tokens are kept owner-only for the client commands."""
+    import getpass
+    import os
+
+    client = _client(args)
+    password = os.environ.get("CIVAL_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise CivalError("give the password in CIVAL_PASSWORD, or run this on a terminal to be asked for it")
+        password = getpass.getpass(f"password for {args.name}: ")
+    signed = client.login(args.name, password)
+    _keep_login(client)
+    print(f"signed in to {client.url} as {signed['name']}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``cival status [RUN]``: a server's runs, or one run's wallet tree."""
+    client = _client(args)
+    if args.run_id is None:
+        runs = _with_refresh(client, lambda: client._call("GET", "/runs"))
+        if args.json:
+            print(json.dumps(runs, indent=2))
+            return 0
+        for r in runs:
+            hosted = r.get("hosted") or {}
+            fed = f"{hosted.get('bars_fed', 0):,}/{hosted.get('bars_total') or 0:,} bars" if hosted else ""
+            print(f"{r['id']:<26} {r['name'][:16]:<16} {r['status']:<12} {fed}")
+        if not runs:
+            print("no runs on this server yet")
+        return 0
+    rows = _with_refresh(client, lambda: client._call("GET", f"/runs/{args.run_id}/wallets"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from cival.core.fmt import money
+
+    for r in rows:
+        indent = {"master": "", "farm": "  ", "agent": "    "}[r["kind"]]
+        print(f"{indent + r['name']:<28} cash {money(r['cash']):>14}  equity {money(r['equity']):>14}  "
+              f"net P&L {money(r['net_pnl'], signed=True):>12}" + (f"  HALTED: {r['halted']}" if r["halted"] else ""))
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    """``cival command RUN KIND [TARGET] [AMOUNT]``: an operator command to a served run."""
+    client = _client(args)
+    target, amount = args.target or "master", args.amount
+    if args.kind == "deposit" and amount is None:  # cival command RUN deposit 1000
+        target, amount = "master", args.target
+    done = _with_refresh(client, lambda: client.command(args.run_id, args.kind, target, amount, args.reason or ""))
+    print(json.dumps(done, indent=2))
+    return 0
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
@@ -1076,6 +1174,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_arguments(p)
     _add_ray_arguments(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("login", help="sign in to a cival serve (the client commands use it)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--server", metavar="URL", help="the server (default: CIVAL_SERVER, else http://127.0.0.1:8000)")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("status", help="a served run's wallet tree, or the server's runs")
+    p.add_argument("run_id", nargs="?", metavar="RUN")
+    p.add_argument("--server", metavar="URL", help="the server (default: CIVAL_SERVER, else the one signed in to)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "command", help="give an operator command to a served run",
+        description="KIND: deposit AMOUNT, allocate FARM AMOUNT, collect FARM [AMOUNT], halt NAME, resume NAME, kill.",
+    )
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("kind", choices=["deposit", "allocate", "collect", "halt", "resume", "kill"])
+    p.add_argument("target", nargs="?", metavar="TARGET", help="a farm or agent (the master for deposit and kill)")
+    p.add_argument("amount", nargs="?", metavar="AMOUNT", help="an exact amount, e.g. 1000.50")
+    p.add_argument("--reason", help="why (shown with the halt)")
+    p.add_argument("--server", metavar="URL")
+    p.set_defaults(func=cmd_command)
 
     p = sub.add_parser(
         "users",

@@ -179,7 +179,7 @@ class SessionHost:
         hosted = self.runs.get(run_id)
         if hosted is not None and not hosted.done:
             try:
-                return hosted.session.report()
+                return self.live(run_id).report()  # once it is open (funded)
             except SessionError:  # it ended meanwhile: the store has it all
                 pass
         self.summary(run_id)  # NotFound for an unknown id
