@@ -59,6 +59,35 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    """``unauthenticated``, ``forbidden``, ``not_found``, ``invalid_request``, ``invalid_config``,
+    ``command_refused``, ``conflict``, ``refused``, ``rate_limited``, ``internal_error``..."""
+    message: str
+    """What is wrong, and what to do."""
+    field: str | None = None
+    """The part of the request at fault (``config.farms[0].name``, ``limit``...), if one is."""
+    issues: list[dict[str, Any]] | None = None
+    retry_after: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "refused (a rule of the books or of the session)", 401: "no valid credential", 403: "a role that may not",
+        404: "no such run, route or key", 405: "method not allowed", 409: "a command the books refuse, or a run that has ended",
+        422: "a request with a wrong field (the field is named)", 429: "beyond a rate limit (see Retry-After)",
+        500: "the server failed (its log says why)",
+    }.items()
+}
+
+
 # -- request bodies ------------------------------------------------------------------------
 
 
@@ -137,7 +166,7 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     it acts as an admin) and, with ``accounts``, by users' access tokens and API keys."""
     app = FastAPI(
         title="Cival operator API", version=__version__, openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs",
-        redoc_url=None,
+        redoc_url=None, responses=ERRORS,
     )
     app.state.host = host
     rates = limits or RateLimits.from_environment()
@@ -379,6 +408,8 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
 
     @app.post(f"{API}/keys", status_code=201)
     def create_key(body: KeyBody, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
+        if request.state.principal.name == "server-token":
+            raise ApiError(403, "forbidden", "API keys belong to users: sign in as one (cival users add, then /auth/login)")
         return the_accounts().create_key(request.state.principal, body.label)
 
     @app.get(f"{API}/keys")
