@@ -506,7 +506,9 @@ class Server:
 
     TOKEN = "test-token-" + "x" * 24
 
-    def __init__(self, folder: Path, *args: str, token: str | None = TOKEN, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, *args: str, token: str | None = TOKEN, env: dict[str, str] | None = None, store_url: str | None = None,
+    ) -> None:
         import socket
 
         with socket.socket() as probe:
@@ -522,7 +524,8 @@ class Server:
         self.token = token
         self.log = open(folder / f"serve-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cival", "serve", "--local", "--port", str(self.port), "--path", str(folder / "store.sqlite3"), *args],
+            [sys.executable, "-m", "cival", "serve", "--local", "--port", str(self.port),
+             *(["--url", store_url] if store_url else ["--path", str(folder / "store.sqlite3")]), *args],
             cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         deadline = time.monotonic() + 90

@@ -479,3 +479,39 @@ def test_the_client_and_the_cli_speak_to_a_served_run(tmp_path):
         assert ended.returncode == 1 and "has ended" in ended.stderr and "Traceback" not in ended.stderr
     finally:
         server.stop()
+
+
+def test_on_postgresql_and_redis_accounts_commands_and_the_stream_work_alike(tmp_path, fresh_postgres_url, redis_url):
+    import redis as redis_lib
+
+    from cival import Client
+    from cival.client import ClientError
+
+    env = {**os.environ, "CIVAL_DATA_DIR": str(tmp_path / "data")}
+    added = run_cival("users", "add", "otto", "--role", "operator", "--url", fresh_postgres_url, cwd=tmp_path,
+                      env={**env, "CIVAL_PASSWORD": "otto-password-123"})
+    assert added.returncode == 0, added.stderr
+    server = Server(tmp_path, store_url=fresh_postgres_url, env={"REDIS_URL": redis_url})
+    try:
+        run_id = Client(server.url, Server.TOKEN).start(RAW, speed=PACED, max_bars=1500)
+        with Client(server.url, name="otto", password="otto-password-123") as otto:
+            assert otto.halt(run_id, "trend", "on postgres")["entity"] == "farm:trend"
+            key = otto._call("POST", "/keys", {"label": "pg"})
+            assert otto._call("DELETE", f"/keys/{key['id']}")["revoked"]  # an update in PostgreSQL
+            with pytest.raises(ClientError):
+                Client(server.url, key["key"]).runs()
+            events = list(otto.stream(run_id))
+            assert events[-1]["type"] == "RUN_FINISHED" and events[-1]["result"]["audit_ok"]
+            seqs = [e["value"]["seq"] for e in events if e["type"] == "CUSTOM"]
+            assert seqs == list(range(1, len(seqs) + 1))
+            assert any(e["type"] == "CUSTOM" and e["name"] == "operator_action" for e in events)
+        # The rate limits counted in Redis, shared by every process of the server.
+        client = redis_lib.Redis.from_url(redis_url)
+        assert any(b"otto" in k for k in client.scan_iter("LIMITS*", count=1000))
+        client.close()
+        removed = run_cival("users", "remove", "otto", "--url", fresh_postgres_url, cwd=tmp_path, env=env)  # a delete
+        assert removed.returncode == 0, removed.stderr
+        status, body = server.call("POST", "/auth/login", {"name": "otto", "password": "otto-password-123"}, token=None)
+        assert status == 401
+    finally:
+        server.stop()
