@@ -12,6 +12,7 @@ Versioned under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``). Every route b
 
 from __future__ import annotations
 
+import logging
 import secrets
 from decimal import Decimal
 from typing import Any, Literal
@@ -33,6 +34,8 @@ from cival.server.stream import events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
 
 API = "/api/v1"
+
+log = logging.getLogger("cival.server")
 
 
 class ApiError(Exception):
@@ -231,6 +234,8 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The method and path only: headers and bodies may hold credentials.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return _error(500, "internal_error", "the server failed on this request; its log says why")
 
     def answer(call: Any) -> Any:
