@@ -12,6 +12,7 @@ Versioned under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``). Every route b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from decimal import Decimal
@@ -30,7 +31,7 @@ from cival.data.feeds import parse_speed
 from cival.server.accounts import Accounts, Principal, Unauthenticated
 from cival.server.host import NotFound, SessionHost
 from cival.server.limits import RateLimited, RateLimits
-from cival.server.stream import events, resume_point
+from cival.server.stream import Feeds, events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
 
 API = "/api/v1"
@@ -351,22 +352,25 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         answer(lambda: host.stop(run_id))
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
+    feeds = Feeds()
+
     @app.get(f"{API}/runs/{{run_id}}/stream", response_class=StreamingResponse)
-    def stream(run_id: str, request: Request, who: str = Depends(authorised)) -> StreamingResponse:
+    async def stream(run_id: str, request: Request, who: str = Depends(authorised)) -> StreamingResponse:
         """The run's AG-UI events as Server-Sent Events, resumable with ``Last-Event-ID``
         (see :mod:`cival.server.stream`)."""
         try:
             after = resume_point(request.headers.get("last-event-id"))
         except CivalError as exc:
             raise ApiError(422, "invalid_request", str(exc), "Last-Event-ID") from None
-        record = answer(lambda: host.summary(run_id))
+        record = await asyncio.to_thread(answer, lambda: host.summary(run_id))
 
         def running() -> bool:
             hosted = host.runs.get(record["id"])
             return hosted is not None and not hosted.done
 
+        feed = feeds.feed(host.where, record["id"], running)
         return StreamingResponse(
-            events(host.where, record["id"], after, running, request.is_disconnected), media_type="text/event-stream",
+            events(feed, after, request.is_disconnected), media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 

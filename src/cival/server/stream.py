@@ -10,12 +10,15 @@ whole, in order, none twice. The deltas a reconnecting client gets apply to the 
 had; one that comes without a ``Last-Event-ID`` starts from the run's beginning.
 
 Events are read from the store, where the session commits every event before anyone can
-see it, each client with a connection of its own: a slow client delays nobody but itself.
+see it, by one reader per run that encodes each once (:class:`RunFeed`); every subscriber
+of the run is sent the same text from there, at its own pace: a slow client delays nobody
+but itself, and a hundred cost little more than one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,42 +64,102 @@ def frames(encoder: AguiEncoder, row: Any) -> str:
     return "".join(out)
 
 
-async def events(where: StoreLocation, run_id: str, after: int, running: Any, gone: Any) -> AsyncIterator[str]:
-    """The SSE text of the run's events after ``after``, following the run until it ends
-    (``running()``: whether a session may still write events) and the last one is sent,
-    or until the client has gone (``await gone()``)."""
-    store: Store = await asyncio.to_thread(where.open, False, True)
-    try:
-        record = await asyncio.to_thread(store.run, run_id)
-        encoder = AguiEncoder(record.id)
-        seen = 0
-        quiet = 0.0
-        while True:
-            if await gone():
-                return
-            rows = await asyncio.to_thread(store.events, record.id, seen, PAGE)
-            for i, row in enumerate(rows):
-                text = frames(encoder, row)  # the encoder must see every event, sent or not
-                seen = row.seq
-                if row.seq > after:
-                    yield text
-                    if i % 50 == 49 and await gone():
-                        return
-            if rows:
-                quiet = 0.0
-                continue
-            if not running():
-                now = await asyncio.to_thread(store.run, record.id)
-                over = now.status in ENDED or not driver_alive(now)  # a driver that died writes no more
-                if over and not await asyncio.to_thread(store.events, record.id, seen, 1):
-                    return
-            await asyncio.sleep(POLL)
-            quiet += POLL
+class RunFeed:
+    """One run's events as SSE text, read from the store and encoded once, for every
+    subscriber of the run: ``frames`` (sequence number, text) grows as the run goes on;
+    ``ended`` once the run is over and its last event read."""
+
+    def __init__(self, where: StoreLocation, run_id: str, running: Any) -> None:
+        self.where = where
+        self.run_id = run_id
+        self.running = running
+        self.frames: list[tuple[int, str]] = []
+        self.ended = False
+        self.failed: BaseException | None = None
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            store: Store = await asyncio.to_thread(self.where.open, False, True)
+            try:
+                encoder = AguiEncoder(self.run_id)
+                seen = 0
+                while True:
+                    rows = await asyncio.to_thread(store.events, self.run_id, seen, PAGE)
+                    if rows:
+                        texts = await asyncio.to_thread(lambda: [(r.seq, frames(encoder, r)) for r in rows])
+                        seen = rows[-1].seq
+                        self.frames.extend(texts)
+                        self._wake()
+                        continue
+                    if not self.running():
+                        now = await asyncio.to_thread(store.run, self.run_id)
+                        over = now.status in ENDED or not driver_alive(now)  # a driver that died writes no more
+                        if over and not await asyncio.to_thread(store.events, self.run_id, seen, 1):
+                            return
+                    await asyncio.sleep(POLL)
+            finally:
+                await asyncio.to_thread(store.close)
+        except BaseException as exc:  # noqa: BLE001 - told to every subscriber
+            self.failed = exc
+            raise
+        finally:
+            self.ended = True
+            self._wake()
+
+    def _wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class Feeds:
+    """The :class:`RunFeed` of each run being streamed (kept once the run is over, for
+    late subscribers: at most ``keep`` runs' worth)."""
+
+    def __init__(self, keep: int = 16) -> None:
+        self.keep = keep
+        self.feeds: dict[str, RunFeed] = {}
+
+    def feed(self, where: StoreLocation, run_id: str, running: Any) -> RunFeed:
+        feed = self.feeds.get(run_id)
+        if feed is None or feed.failed is not None:
+            feed = self.feeds[run_id] = RunFeed(where, run_id, running)
+            for old in [k for k, f in self.feeds.items() if f.ended][: max(0, len(self.feeds) - self.keep)]:
+                del self.feeds[old]
+        feed.start()
+        return feed
+
+
+async def events(feed: RunFeed, after: int, gone: Any) -> AsyncIterator[str]:
+    """The SSE text of the feed's events after ``after``, until the run's last one is sent
+    or the client has gone (``await gone()``)."""
+    at = bisect.bisect_right(feed.frames, after, key=lambda f: f[0])
+    quiet = 0.0
+    while True:
+        if await gone():
+            return
+        if at < len(feed.frames):
+            end = len(feed.frames)
+            yield "".join(text for _, text in feed.frames[at:end])
+            at, quiet = end, 0.0
+            continue
+        if feed.ended:
+            if feed.failed is not None:
+                raise feed.failed
+            return
+        changed = feed.changed
+        try:
+            await asyncio.wait_for(changed.wait(), POLL * 5)
+        except TimeoutError:
+            quiet += POLL * 5
             if quiet >= KEEPALIVE:
                 quiet = 0.0
                 yield ": still here\n\n"
-    finally:
-        await asyncio.to_thread(store.close)
 
 
-__all__ = ["KEEPALIVE", "POLL", "events", "frames", "resume_point"]
+__all__ = ["KEEPALIVE", "POLL", "Feeds", "RunFeed", "events", "frames", "resume_point"]
