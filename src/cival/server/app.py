@@ -1,8 +1,11 @@
 """The operator API: FastAPI routes over a :class:`~cival.server.host.SessionHost`.
 
 Versioned under ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``). Every route but
-``/api/v1/health`` needs ``Authorization: Bearer <token>``, the server's token (see
-:func:`cival.server.server_token`). Every error has one shape::
+``/api/v1/health`` and signing in needs ``Authorization: Bearer <credential>``: a user's
+access token or API key (see :mod:`cival.server.accounts`; the user's role decides what it
+may do: viewers read, operators also command, admins also start and stop runs), or the
+server's own token (:func:`cival.server.server_token`), which acts as an admin. Requests
+are rate-limited (:mod:`cival.server.limits`). Every error has one shape::
 
     {"error": {"code": "invalid_config", "message": "what is wrong and what to do",
                "field": "farms[0].agents[0].strategy", "issues": [...]}}
