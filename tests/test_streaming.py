@@ -55,10 +55,15 @@ def test_every_event_type_reaches_redis_as_ag_ui_events_exactly_as_stored(redis_
     config = _with_an_idle_farm()
     store = SqliteStore(tmp_path / "store.sqlite3")
     store.migrate()
-    result = run_paper(
-        config, bars=session_bars(config, max_bars=3000), local=True, store=store,
+    from cival.session import Session, SessionConfig
+
+    session = Session(
+        config, SessionConfig(local=True), bars=session_bars(config, max_bars=3000), store=store,
         events=lambda run: RedisBus(redis_url, run, prefix=prefix),
-    )
+    ).open()
+    session.step(1000)
+    session.deposit("10", by="tester")  # an operator_action
+    result = session.run()
     stored = store.events(result.run_id)
     import redis
 
