@@ -421,6 +421,9 @@ def test_a_runs_books_fills_equity_and_events_read_in_pages(tmp_path):
         assert len(fills_only) == len(fills)
         status, body = server.call("GET", f"/runs/{run_id}/fills?limit=5000")
         assert status == 422 and body["error"]["field"] == "limit"
+        for query in ("events?after=", "fills?offset="):  # beyond what the store's integers hold: refused, not a 500
+            status, body = server.call("GET", f"/runs/{run_id}/{query}{2**70}")
+            assert status == 422, body
     finally:
         server.stop()
 

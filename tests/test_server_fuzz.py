@@ -4,6 +4,7 @@ and every answer is one the document declares, in the shape it declares."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -56,7 +57,7 @@ def test_no_request_makes_a_server_error_and_every_answer_is_declared(served):  
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=int(os.environ.get("CIVAL_FUZZ_EXAMPLES", "30")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def fuzz(case):  # type: ignore[no-untyped-def]
             if case.path_parameters and "run_id" in case.path_parameters and len(CALLS) % 2:
                 case.path_parameters["run_id"] = run_id  # half the calls reach the real run
@@ -67,8 +68,10 @@ def test_no_request_makes_a_server_error_and_every_answer_is_declared(served):  
 
         try:
             fuzz()
-        except Exception as exc:  # noqa: BLE001 - every operation is fuzzed; the failures are listed together
-            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every operation is fuzzed; the failures are listed together
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc!r}")
     assert not failures, "\n\n".join(failures)
 
 

@@ -291,7 +291,7 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     def wallets(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
         return answer(lambda: host.wallets(run_id))  # type: ignore[no-any-return]
 
-    Offset = Query(0, ge=0, description="items to skip")
+    Offset = Query(0, ge=0, le=2**62, description="items to skip")
     Limit = Query(100, ge=1, le=1000, description="items to return (at most 1,000)")
 
     @app.get(f"{API}/runs/{{run_id}}/transactions")
@@ -335,7 +335,8 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
 
     @app.get(f"{API}/runs/{{run_id}}/events")
     def stored_events(
-        run_id: str, after: int = Query(0, ge=0), limit: int = Limit, type: str | None = None, who: str = Depends(authorised),
+        run_id: str, after: int = Query(0, ge=0, le=2**62), limit: int = Limit, type: str | None = None,
+        who: str = Depends(authorised),
     ) -> dict[str, Any]:
         """The run's events from the store, after sequence number ``after`` (paged)."""
         return answer(lambda: host.events(run_id, after, limit, type))  # type: ignore[no-any-return]
