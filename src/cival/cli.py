@@ -257,16 +257,11 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def _keep_login(client: Any) -> None:
-    import os
-
+    from cival.server import write_owner_only
     from cival.store.base import data_dir
 
-    kept = data_dir() / "client.json"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump({"server": client.url, "access_token": client.token, "refresh_token": client.refresh_token}, out)
-    os.chmod(kept, 0o600)
+    tokens = {"server": client.url, "access_token": client.token, "refresh_token": client.refresh_token}
+    write_owner_only(data_dir() / "client.json", json.dumps(tokens))
 
 
 def _with_refresh(client: Any, call: Any) -> Any:

@@ -36,18 +36,30 @@ def server_token(folder: Path | None = None) -> tuple[str, str]:
             raise ServeError(f"{TOKEN_ENV} is too short to be a secret: give at least 24 characters")
         return given, f"${TOKEN_ENV}"
     path = (folder or data_dir()) / "server-token"
+    return kept_secret(path, shortest=24, size=32), str(path)
+
+
+def write_owner_only(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable and writable by its owner only (created so:
+    never readable by others, not even for a moment)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # a file that existed keeps its mode through os.open
+
+
+def kept_secret(path: Path, shortest: int, size: int) -> str:
+    """The random secret kept in ``path`` (owner-only); made there (``size`` random bytes,
+    URL-safe) when the file is missing or holds fewer than ``shortest`` characters."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        kept = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        token = ""
-    if len(token) < 24:
-        token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(token + "\n")
-    os.chmod(path, 0o600)
-    return token, str(path)
+        kept = ""
+    if len(kept) < shortest:
+        kept = secrets.token_urlsafe(size)
+    write_owner_only(path, kept + "\n")
+    return kept
 
 
 def loopback(host: str) -> bool:
@@ -60,4 +72,4 @@ def loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["TOKEN_ENV", "ServeError", "loopback", "server_token"]
+__all__ = ["TOKEN_ENV", "ServeError", "kept_secret", "loopback", "server_token", "write_owner_only"]

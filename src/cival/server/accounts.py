@@ -27,6 +27,7 @@ import jwt
 from pwdlib import PasswordHash
 
 from cival.core.errors import CivalError
+from cival.server import kept_secret
 from cival.store.base import StoreLocation, data_dir
 
 ROLES = ("viewer", "operator", "admin")
@@ -68,19 +69,7 @@ def signing_secret(folder: Path | None = None) -> str:
         if len(given) < 32:
             raise AccountError(f"{SECRET_ENV} is too short: give at least 32 random characters")
         return given
-    path = (folder or data_dir()) / "secret-key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        kept = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        kept = ""
-    if len(kept) < 32:
-        kept = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(kept + "\n")
-    os.chmod(path, 0o600)
-    return kept
+    return kept_secret((folder or data_dir()) / "secret-key", shortest=32, size=48)
 
 
 class Accounts:
