@@ -31,9 +31,8 @@ import pandas as pd
 
 from cival.actors.books import ClusterAudit
 from cival.actors.nodes import FarmUpdate
-from cival.config import ClusterConfig
 from cival.core.errors import CivalError
-from cival.session import Booked, Session, SessionConfig, as_config
+from cival.session import Booked, ConfigSource, Session, SessionConfig, as_config
 
 
 class Cluster:
@@ -42,7 +41,7 @@ class Cluster:
 
     def __init__(
         self,
-        config: ClusterConfig | str | Path | dict[str, Any],
+        config: ConfigSource,
         bars: pd.DataFrame | None = None,
         ray: bool = False,
         store: Any = None,

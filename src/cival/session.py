@@ -100,6 +100,10 @@ STALE_AFTER = 5
 """A lease not renewed for this many heartbeats is stale: its driver is gone."""
 
 
+ConfigSource = ClusterConfig | str | os.PathLike[str] | Mapping[str, Any]
+"""What a session takes as its config: the model, a YAML file's path, or a mapping (see :func:`as_config`)."""
+
+
 class SessionError(CivalError):
     """A session was used in a way it cannot be (a bad option, a closed session, ...)."""
 
@@ -572,7 +576,7 @@ class Session:
 
     def __init__(
         self,
-        config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any],
+        config: ConfigSource,
         options: SessionConfig | None = None,
         *,
         bars: pd.DataFrame | None = None,
@@ -1476,7 +1480,7 @@ def entity_ref(entity: str, spec: ClusterSpec) -> str:
     raise CommandError(f"no farm or agent named {entity!r}; farms: {', '.join(sorted(farms))}; agents: {', '.join(sorted(agents))}")
 
 
-def as_config(config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any]) -> ClusterConfig:
+def as_config(config: ConfigSource) -> ClusterConfig:
     """A cluster config from a :class:`ClusterConfig`, a YAML file's path, or a mapping as
     in a YAML file."""
     if isinstance(config, ClusterConfig):
@@ -1492,7 +1496,7 @@ def as_config(config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any]
 
 
 def run_paper(
-    config: ClusterConfig | str | os.PathLike[str] | Mapping[str, Any],
+    config: ConfigSource,
     options: SessionConfig | None = None,
     *,
     bars: pd.DataFrame | None = None,
@@ -1798,6 +1802,7 @@ __all__ = [
     "Booked",
     "Checkpoints",
     "Command",
+    "ConfigSource",
     "CommandError",
     "Lease",
     "Pace",
