@@ -120,10 +120,11 @@ def test_report_entry():
     tracker = goal("trade_volume", {"trades": 4})
     tracker.on_trade(trades([1])[0])
     entry = tracker.as_dict()
-    assert entry | {"assigned": None} == {
+    assert entry | {"assigned": None, "assign": None} == {
         "name": "the-goal", "type": "trade_volume", "status": "active", "progress": "25", "completed_at": None,
-        "completing_trade": None, "collected": "0", "on_complete": "collect_profit", "assigned": None,
+        "completing_trade": None, "collected": "0", "on_complete": "collect_profit", "assigned": None, "assign": None,
     }
+    assert entry["assign"] == [a.model_dump(mode="json", exclude_none=True) for a in tracker.config.assign]
 
 
 def test_unknown_assignees_are_refused():

@@ -160,3 +160,27 @@ def test_rebalancing_with_liquidate_on_ray_equals_the_same_in_process():
     halts = [h for a in on_ray.report["farms"][0]["agents"] for h in a["halts"]]
     assert any(h["reason"] == "paused: selling to rebalance" for h in halts)
     assert on_ray.audit.ok
+
+
+def test_goals_changed_by_hand_on_ray_equal_the_same_in_process():
+    from cival.session import Session, SessionConfig
+
+    config = rebalance_config({"policy": "equal"})
+    bars = session_bars(config, max_bars=1200)
+    reports = []
+    for local in (False, True):
+        session = Session(config, SessionConfig(local=local, persist=False), bars=bars).open()
+        session.step(300)
+        session.add_goal({"name": "busy", "type": "trade_volume", "target": {"trades": 4}, "assign": [{"agent": "fast"}]})
+        session.assign_goal("busy", [{"agent": "mid", "weight": 0.5}])
+        session.add_goal({"name": "rich", "type": "profit_target", "target": {"profit": "100000"}, "assign": [{"farm": "trend"}]})
+        assert session.cancel_goal("rich")["goal"]["status"] == "cancelled"
+        result = session.run()
+        assert result.audit.ok
+        reports.append(result.report)
+    on_ray, in_process = reports
+    assert on_ray["mode"] == "ray"
+    goals = {g["name"]: g for g in on_ray["goals"]}
+    assert goals["busy"]["status"] == "completed" and goals["busy"]["assigned"] == {"fast": "1", "mid": "0.5"}
+    assert goals["rich"]["status"] == "cancelled"
+    assert comparable(on_ray) == comparable(in_process)

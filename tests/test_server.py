@@ -26,7 +26,7 @@ RAW = {
                     "params": {"jaw_period": 8, "jaw_shift": 5, "teeth_period": 5, "teeth_shift": 3, "lips_period": 3, "lips_shift": 2}}]},
         {"name": "breakout", "type": "breakout", "agents": [{"name": "darvas", "strategy": "darvas", "params": {"lookback": 10, "confirm": 2}}]},
     ],
-    "checkpoint": {"every_bars": 24},
+    "checkpoint": {"every_bars": 24, "always": True},  # goals may be added while it runs
     "data": {"source": "synthetic", "bars": 3000, "seed": 21, "timeframe": "1h"},
 }
 PACED = 3600 * 400  # 400 bars a second: a run of 3,000 bars lasts long enough to be steered
@@ -103,6 +103,26 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
         status, body = server.call("POST", f"/runs/{run_id}/commands", {"kind": "halt", "target": "nobody"})
         assert status == 409 and "no farm or agent named 'nobody'" in body["error"]["message"]
 
+        # Goals: added (validated as a config's goals are), given to more agents, cancelled.
+        goal = {"name": "busy", "type": "trade_volume", "target": {"trades": 0}, "assign": [{"farm": "trend"}]}
+        status, body = server.call("POST", f"/runs/{run_id}/goals", goal)
+        assert status == 422 and body["error"]["code"] == "invalid_goal" and body["error"]["field"] == "target.trades", body
+        status, added = server.call("POST", f"/runs/{run_id}/goals", {**goal, "target": {"trades": 1_000_000}})
+        assert status == 201 and added["goal"]["status"] == "active" and added["goal"]["assigned"] == {"gator": "1", "gator-fast": "1"}
+        status, body = server.call("POST", f"/runs/{run_id}/goals", {**goal, "target": {"trades": 5}})
+        assert status == 409 and "a goal named 'busy' exists" in body["error"]["message"]
+        status, assigned = server.call("POST", f"/runs/{run_id}/goals/busy/assign", {"assign": [{"agent": "darvas", "weight": "0.5"}]})
+        assert status == 200 and assigned["goal"]["assigned"]["darvas"] == "0.5"
+        status, body = server.call("POST", f"/runs/{run_id}/goals/busy/assign", {"assign": [{"farm": "trend", "agent": "darvas"}]})
+        assert status == 422 and body["error"]["field"].startswith("assign.0"), body
+        status, cancelled = server.call("POST", f"/runs/{run_id}/goals/busy/cancel", {"reason": "changed my mind"})
+        assert status == 200 and cancelled["goal"]["status"] == "cancelled"
+        status, body = server.call("POST", f"/runs/{run_id}/goals/ghost/cancel")
+        assert status == 409 and "no goal named 'ghost'" in body["error"]["message"]
+        status, goals = server.call("GET", f"/runs/{run_id}/goals")
+        assert status == 200 and [(g["name"], g["status"], g["goal_type"]) for g in goals] == [("busy", "cancelled", "trade_volume")]
+        assert sorted(goals[0]["assign"], key=str) == sorted([{"farm": "trend", "weight": "1"}, {"agent": "darvas", "weight": "0.5"}], key=str)
+
         status, tree = server.call("GET", f"/runs/{run_id}/wallets")
         assert status == 200 and [r["name"] for r in tree] == ["master", "trend", "gator", "gator-fast", "breakout", "darvas"]
         assert {r["name"]: r["halted"] for r in tree}["gator-fast"] == "checking"
@@ -135,7 +155,7 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
     store.close()
     assert [(c["kind"], c["status"]) for c in commands] == [
         ("allocate", "applied"), ("allocate", "refused"), ("deposit", "applied"), ("collect", "applied"), ("halt", "applied"),
-        ("kill", "applied"),
+        ("add_goal", "applied"), ("assign_goal", "applied"), ("cancel_goal", "applied"), ("kill", "applied"),
     ]
     assert {c["by"] for c in commands} == {"server-token@127.0.0.1"}
     # ... and an operator_action event each, with who, what and what it did.

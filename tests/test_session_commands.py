@@ -37,6 +37,8 @@ def _plan() -> list[Command]:
         Command("set_policy", "trend", policy={"policy": "equal", "reserve_pct": 10}, by="carol"),
         Command("collect", "waves", by="alice"),  # everything
         Command("allocate", "waves", amount=Decimal(3000), by="alice"),
+        Command("add_goal", "busy", goal={"name": "busy", "type": "trade_volume", "target": {"trades": 3}, "assign": [{"farm": "trend"}]}, by="dana"),
+        Command("cancel_goal", "waves-quality", by="dana"),
     ]
 
 
@@ -115,8 +117,8 @@ def test_commands_from_another_thread_equal_the_same_commands_given_in_one_threa
 
     threaded = _stored(where, result.run_id)  # type: ignore[arg-type]
     commands = threaded["commands"]
-    assert [c["status"] for c in commands] == ["applied", "applied", "applied", "refused", "applied", "applied", "applied", "applied"]
-    assert [c["by"] for c in commands] == ["alice", "bob", "alice", "alice", "bob", "carol", "alice", "alice"]
+    assert [c["status"] for c in commands] == ["applied", "applied", "applied", "refused", "applied", "applied", "applied", "applied", "applied", "applied"]
+    assert [c["by"] for c in commands] == ["alice", "bob", "alice", "alice", "bob", "carol", "alice", "alice", "dana", "dana"]
     bars = [c["bars"] for c in commands]
     assert bars == sorted(bars) and 200 <= bars[0] and bars[-1] < BARS, f"commands were not given while bars flowed: {bars}"
     assert all(b % config.checkpoint.every_bars == 0 for b in bars), "a command was applied inside a batch"

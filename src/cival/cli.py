@@ -334,6 +334,57 @@ def cmd_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operate(args: argparse.Namespace) -> int:
+    """``cival allocate|collect|halt|release|kill RUN ...``: one operator command to a served run."""
+    client = _client(args)
+    kind = {"release": "resume"}.get(args.command, args.command)
+    target = getattr(args, "target", None) or "master"
+    amount = getattr(args, "amount", None)
+    done = _with_refresh(client, lambda: client.command(args.run_id, kind, target, amount, args.reason or ""))
+    print(json.dumps(done, indent=2))
+    return 0
+
+
+def cmd_goals(args: argparse.Namespace) -> int:
+    """``cival goals list|add|assign|cancel RUN ...``: the goals of a served run."""
+    client = _client(args)
+    if args.action == "list":
+        rows = _with_refresh(client, lambda: client._call("GET", f"/runs/{args.run_id}/goals"))
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for g in rows:
+            assigned = ", ".join(f"{'farm ' + a['farm'] if 'farm' in a else 'agent ' + a['agent']} x{a['weight']}" for a in g["assign"])
+            print(f"{g['name'][:24]:<24} {g['goal_type']:<21} {g['status']:<10} {g['progress']:>6} %  collected {g['collected']}  ({assigned})")
+        if not rows:
+            print("no goals in this run")
+        return 0
+    if args.action == "add":
+        if args.name is None:
+            raise CivalError("cival goals add RUN FILE: give a YAML or JSON file holding one goal, as in a config's goals (- for standard input)")
+        from cival.config import parse_yaml
+
+        source = "standard input" if args.name == "-" else args.name
+        try:
+            text = sys.stdin.read() if args.name == "-" else Path(args.name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CivalError(f"cannot read the goal file {args.name}: {exc.strerror}") from None
+        goal = parse_yaml(text, source)
+        done = _with_refresh(client, lambda: client._call("POST", f"/runs/{args.run_id}/goals", goal))
+    else:
+        if args.name is None:
+            raise CivalError(f"cival goals {args.action} RUN NAME: name the goal")
+        if args.action == "assign":
+            assign = [{"farm": f, "weight": args.weight} for f in args.farm or []] + [{"agent": a, "weight": args.weight} for a in args.agent or []]
+            if not assign:
+                raise CivalError("cival goals assign RUN NAME: give --farm FARM or --agent AGENT (each may repeat)")
+            done = _with_refresh(client, lambda: client.assign_goal(args.run_id, args.name, assign, args.reason or ""))
+        else:
+            done = _with_refresh(client, lambda: client.cancel_goal(args.run_id, args.name, args.reason or ""))
+    print(json.dumps(done, indent=2))
+    return 0
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
@@ -1192,6 +1243,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (shown with the halt)")
     p.add_argument("--server", metavar="URL")
     p.set_defaults(func=cmd_command)
+
+    for name, text in (
+        ("allocate", "allocate an amount of the master's free cash to a farm of a served run"),
+        ("collect", "bring a farm's money (an amount, or everything) back to the master of a served run"),
+        ("halt", "halt a farm or an agent of a served run: it exits at the next open and enters nothing more"),
+        ("release", "let a halted farm or agent of a served run trade again"),
+        ("kill", "the kill switch of a served run: every farm halted, every position sold at the next open"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_id", metavar="RUN")
+        if name in ("allocate", "collect"):
+            p.add_argument("target", metavar="FARM")
+            p.add_argument("amount", nargs=None if name == "allocate" else "?", metavar="AMOUNT",
+                           help="an exact amount, e.g. 1000.50" + (" (default: everything)" if name == "collect" else ""))
+        elif name in ("halt", "release"):
+            p.add_argument("target", metavar="NAME", help="a farm or an agent (farm:NAME or agent:NAME when both exist)")
+        p.add_argument("--reason", help="why (kept in the audit trail)")
+        p.add_argument("--server", metavar="URL")
+        p.set_defaults(func=cmd_operate)
+
+    p = sub.add_parser(
+        "goals", help="list, add, assign or cancel the goals of a served run",
+        description=(
+            "list RUN; add RUN FILE (a YAML or JSON file of one goal, as in a config's goals; - for standard input); "
+            "assign RUN NAME --farm FARM / --agent AGENT [--weight W]; cancel RUN NAME."
+        ),
+    )
+    p.add_argument("action", choices=["list", "add", "assign", "cancel"])
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("name", nargs="?", metavar="NAME|FILE", help="the goal (assign, cancel) or the goal's file (add)")
+    p.add_argument("--farm", action="append", help="assign: a farm whose agents' trades count (may repeat)")
+    p.add_argument("--agent", action="append", help="assign: an agent whose trades count (may repeat)")
+    p.add_argument("--weight", default="1", help="assign: each trade counts this much (default 1)")
+    p.add_argument("--reason", help="why (kept in the audit trail)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--server", metavar="URL")
+    p.set_defaults(func=cmd_goals)
 
     p = sub.add_parser(
         "users",

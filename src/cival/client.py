@@ -169,6 +169,29 @@ class Client:
     def kill(self, run_id: str, reason: str = "") -> dict[str, Any]:
         return self.command(run_id, "kill", reason=reason)
 
+    # -- goals --------------------------------------------------------------------------
+
+    def goals(self, run_id: str) -> pd.DataFrame:
+        """Every goal of the run (status, progress in percent, collected, assignments), by name."""
+        rows = self._call("GET", f"/runs/{run_id}/goals")
+        return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame(columns=["goal_type", "status", "progress"])
+
+    def add_goal(self, run_id: str, goal: dict[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+        """Set a new goal (a mapping as in a config's ``goals``, or a YAML/JSON file of one)."""
+        if isinstance(goal, str | os.PathLike):
+            from cival.config import parse_yaml
+
+            path = Path(goal)
+            goal = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        return self._call("POST", f"/runs/{run_id}/goals", goal)  # type: ignore[no-any-return]
+
+    def assign_goal(self, run_id: str, name: str, assign: list[dict[str, Any]], reason: str = "") -> dict[str, Any]:
+        """Give goal ``name`` to more farms or agents (``[{"farm": "trend"}, {"agent": "g1", "weight": "0.5"}]``)."""
+        return self._call("POST", f"/runs/{run_id}/goals/{name}/assign", {"assign": assign, "reason": reason})  # type: ignore[no-any-return]
+
+    def cancel_goal(self, run_id: str, name: str, reason: str = "") -> dict[str, Any]:
+        return self._call("POST", f"/runs/{run_id}/goals/{name}/cancel", {"reason": reason})  # type: ignore[no-any-return]
+
     # -- the stream ---------------------------------------------------------------------
 
     def stream(self, run_id: str, last_event_id: int | None = None) -> Iterator[dict[str, Any]]:

@@ -544,9 +544,13 @@ class StreamsConfig(StrictModel):
 
 class CheckpointConfig(StrictModel):
     """Goals are evaluated (and their collections made) every ``every_bars`` bars; replay
-    batches end on these checkpoints, so results do not depend on the batch size."""
+    batches end on these checkpoints, so results do not depend on the batch size. A run
+    takes checkpoints when its config has goals, risk limits or scheduled rebalancing, or
+    when ``always`` is set (so that goals can be added while it runs)."""
 
     every_bars: WholeNumber = Field(100, gt=0)
+    always: bool = False
+    """Take checkpoints even with no goal, risk limit or rebalancing in the config."""
 
 
 class ClusterConfig(StrictModel):
@@ -791,6 +795,25 @@ def config_from_dict(data: Any, source: str = "<config>", base: Path | None = No
     if issues:
         raise ConfigError(source, issues, total=len(issues) + sum(1 for _ in checks))
     return config
+
+
+_GOAL: TypeAdapter[Any] = TypeAdapter(GoalConfig)
+
+
+def goal_from_dict(data: Any, source: str = "goal") -> TradeVolumeGoal | ProfitTargetGoal | StrategyPerformanceGoal:
+    """Validate one goal, as in a config's ``goals`` (for goals added to a running cluster).
+    A :class:`ConfigError` names the fields as paths inside the goal (``target.trades``)."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigIssue("", "a goal is a mapping with name, type, target and assign, as in a config's goals")])
+    try:
+        return _GOAL.validate_python(data)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        errors = exc.errors()
+        issues = []
+        for err in errors[:MAX_ISSUES]:
+            issue = _issue({**err, "loc": ("goals", 0, *err["loc"])})
+            issues.append(ConfigIssue(issue.path.removeprefix("goals[0]").lstrip("."), issue.message))
+        raise ConfigError(source, issues, total=len(errors)) from None
 
 
 def _counts(data: dict[Any, Any]) -> Iterable[ConfigIssue]:

@@ -15,8 +15,10 @@ its assignment's ``weight``:
 
 Progress is a percentage from 0 to 100, to 2 places. A goal completes on the trade that
 completes it, exactly once: trades are recognised by id, so one delivered twice counts
-once, and a completed or failed goal never changes again. With a ``deadline`` (a number
-of bars, or a time), a goal still active when it passes has ``failed``.
+once, and a completed, failed or cancelled goal never changes again. With a ``deadline``
+(a number of bars, or a time), a goal still active when it passes has ``failed``. An
+operator may cancel an active goal (:meth:`GoalTracker.cancel`): it counts nothing more
+and collects nothing.
 
 :func:`collectable` says how much a completed goal's action takes back to the master.
 Nothing here does I/O or moves money; the runtime books the collection.
@@ -48,6 +50,7 @@ class GoalStatus(StrEnum):
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,12 @@ class GoalTracker:
     @classmethod
     def for_goal(cls, goal: Any, farms: Mapping[str, Iterable[str]]) -> GoalTracker:
         """A tracker for ``goal``; ``farms`` maps each farm to its agents' names."""
+        return cls(config=goal, weights=cls.weights_of(goal, farms))
+
+    @staticmethod
+    def weights_of(goal: Any, farms: Mapping[str, Iterable[str]]) -> dict[str, Decimal]:
+        """Each agent's weight under ``goal``'s assignments (a farm assignment covers all
+        its agents; an agent assigned twice counts with the sum)."""
         weights: dict[str, Decimal] = {}
         agents = {a for names in farms.values() for a in names}
         for assignment in goal.assign:
@@ -125,7 +134,23 @@ class GoalTracker:
                 members = [assignment.agent]
             for name in members:
                 weights[name] = weights.get(name, ZERO) + Decimal(assignment.weight)
-        return cls(config=goal, weights=weights)
+        return weights
+
+    def reassign(self, goal: Any, farms: Mapping[str, Iterable[str]]) -> None:
+        """Take ``goal`` (this goal's config with more assignments) from now on: trades
+        already counted stay counted; the new assignees' trades count from now."""
+        if goal.name != self.name or goal.type != self.type:
+            raise GoalError(f"goal {self.name!r}: a reassignment must keep its name and type")
+        self.weights = self.weights_of(goal, farms)
+        self.config = goal
+
+    def cancel(self, at: datetime) -> GoalEvent | None:
+        """Stop following the goal (an active one only): it counts and collects nothing more."""
+        if self.status is not GoalStatus.ACTIVE:
+            return None
+        self.status = GoalStatus.CANCELLED
+        self.completed_at = at
+        return GoalEvent(self.name, GoalStatus.CANCELLED, at)
 
     @property
     def name(self) -> str:
@@ -213,6 +238,7 @@ class GoalTracker:
             "collected": plain_decimal(self.collected),
             "on_complete": self.config.on_complete,
             "assigned": {a: plain_decimal(w) for a, w in self.weights.items()},
+            "assign": [a.model_dump(mode="json", exclude_none=True) for a in self.config.assign],
         }
 
     def _met(self) -> bool:

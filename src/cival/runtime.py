@@ -41,7 +41,7 @@ from cival.core.costs import (
     DEFAULT_SLIPPAGE_BPS,
 )
 from cival.core.errors import CivalError
-from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.core.messages import Allocate, Collect, GoalChange, Halt, Transfer
 from cival.core.money import DEFAULT_QTY_STEP, AmountError, check_amount, to_decimal
 from cival.core.urls import redact
 from cival.rayconnect import RaySession, RayUnavailable, connect, local_processes_alive, ray_address
@@ -286,6 +286,10 @@ class LocalCluster:
     def goal_states(self) -> list[dict[str, Any]]:
         return self.master.goal_states()
 
+    def change_goal(self, msg: GoalChange) -> dict[str, Any]:
+        """Add, reassign or cancel a goal (see :meth:`MasterNode.change_goal`)."""
+        return self.master.run_change_goal(self.ports, msg)
+
     def set_policy(self, farm: str, policy: Any) -> None:
         self.farms[farm].set_policy(policy)
         self.commit(self.farms[farm])
@@ -441,6 +445,10 @@ class RayCluster:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self._get(self.master.goal_states.remote())  # type: ignore[no-any-return]
+
+    def change_goal(self, msg: GoalChange) -> dict[str, Any]:
+        """Add, reassign or cancel a goal (see :meth:`MasterNode.change_goal`)."""
+        return self._get(self.master.change_goal.remote(msg))  # type: ignore[no-any-return]
 
     def master_snapshot(self) -> dict[str, Any]:
         return self._get(self.master.snapshot.remote())  # type: ignore[no-any-return]

@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cival.actors.books import ClusterAudit, combine
 from cival.actors.nodes import ClusterSpec, FarmUpdate, NodeError, cluster_spec
-from cival.config import ClusterConfig, FileData, SyntheticData, config_from_dict, load_config
+from cival.config import Assignment, ClusterConfig, ConfigError, FileData, SyntheticData, config_from_dict, goal_from_dict, load_config
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.errors import CivalError, Terminated
 from cival.core.events import (
@@ -71,7 +71,7 @@ from cival.core.events import (
 from cival.core.fmt import format_amount
 from cival.core.fmt import iso_utc as iso
 from cival.core.fmt import plain_decimal as dec
-from cival.core.messages import Allocate, Collect, Halt
+from cival.core.messages import Allocate, Collect, GoalChange, Halt
 from cival.core.urls import redact
 from cival.core.wallets import MASTER, agent_ref, farm_ref
 from cival.data.feeds import ReplayFeed, parse_speed
@@ -262,14 +262,17 @@ class Command:
     ``amount``), ``collect`` (a farm; ``amount`` None: everything), ``halt`` / ``resume``
     (``farm:NAME`` or ``agent:NAME``, or a bare name), ``set_policy`` (a farm, ``policy``
     as in a config), ``kill`` (every farm halted: each agent sells what it holds at the next
-    open and enters nothing more). ``by``: who gave it."""
+    open and enters nothing more), ``add_goal`` (``goal``: a goal as in a config's ``goals``;
+    ``target`` its name), ``assign_goal`` (``target`` a goal, ``goal``: ``{"assign": [...]}``,
+    assignments as in a config), ``cancel_goal`` (``target`` a goal). ``by``: who gave it."""
 
-    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy", "kill"]
+    kind: Literal["deposit", "allocate", "collect", "halt", "resume", "set_policy", "kill", "add_goal", "assign_goal", "cancel_goal"]
     target: str
     amount: Decimal | None = None
     reason: str = ""
     policy: dict[str, Any] | None = None
     by: str | None = None
+    goal: dict[str, Any] | None = None
 
     def args(self) -> dict[str, Any]:
         out: dict[str, Any] = {"target": self.target}
@@ -279,6 +282,8 @@ class Command:
             out["reason"] = self.reason
         if self.policy is not None:
             out["policy"] = self.policy
+        if self.goal is not None:
+            out["goal"] = self.goal
         return out
 
     @classmethod
@@ -287,7 +292,7 @@ class Command:
         amount = args.get("amount")
         return cls(
             kind=row["kind"], target=args["target"], amount=Decimal(amount) if amount is not None else None,
-            reason=args.get("reason", ""), policy=args.get("policy"), by=row["by"],
+            reason=args.get("reason", ""), policy=args.get("policy"), by=row["by"], goal=args.get("goal"),
         )
 
 
@@ -404,10 +409,12 @@ class Checkpoints:
 
 
 def needs_checkpoints(config: ClusterConfig) -> bool:
-    """Whether goals, risk limits or scheduled rebalancing need the session's checkpoints."""
+    """Whether goals, risk limits or scheduled rebalancing need the session's checkpoints
+    (or the config asks for them: ``checkpoint.always``)."""
     risk = config.risk
     return bool(
         config.goals
+        or config.checkpoint.always
         or risk.farm_max_drawdown_pct is not None
         or risk.master_daily_loss_pct is not None
         or config.master.rebalance.every_bars is not None
@@ -1106,6 +1113,21 @@ class Session:
         to new allocations and to its scheduled rebalancing."""
         return self.command(Command("set_policy", farm, policy=dict(policy), by=by))  # type: ignore[no-any-return]
 
+    def add_goal(self, goal: dict[str, Any], by: str | None = None) -> dict[str, Any]:
+        """Set a new goal (a mapping as in a config's ``goals``) from now on: it counts the
+        trades closed from the next checkpoint. Returns its state."""
+        name = goal.get("name") if isinstance(goal, dict) else None
+        return self.command(Command("add_goal", str(name or ""), goal=goal, by=by))  # type: ignore[no-any-return]
+
+    def assign_goal(self, goal: str, assign: list[dict[str, Any]], by: str | None = None) -> dict[str, Any]:
+        """Give an active goal to more farms or agents (``assign``: as in a config, e.g.
+        ``[{"farm": "trend", "weight": 1}]``); their trades count from now on."""
+        return self.command(Command("assign_goal", goal, goal={"assign": assign}, by=by))  # type: ignore[no-any-return]
+
+    def cancel_goal(self, goal: str, reason: str = "", by: str | None = None) -> dict[str, Any]:
+        """Stop following an active goal: it counts and collects nothing more."""
+        return self.command(Command("cancel_goal", goal, reason=reason, by=by))  # type: ignore[no-any-return]
+
     def command(self, command: Command, timeout: float | None = None) -> Any:
         """Apply ``command`` and return its result (or raise what refused it). From the
         thread feeding bars, or while no bars are being fed, it applies at once; from
@@ -1201,6 +1223,15 @@ class Session:
                 halt = Halt(id=f"command:{n}", at=self._clock(), entity=command.target, reason=command.reason or f"{kind} by {command.by}", resume=kind == "resume")
                 cluster.send_halt(halt)
                 answer = result = {"command": kind, "n": n, "entity": command.target}
+            elif kind in ("add_goal", "assign_goal", "cancel_goal"):
+                action = {"add_goal": "add", "assign_goal": "assign", "cancel_goal": "cancel"}[kind]
+                change = GoalChange(
+                    id=f"command:{n}", at=self._clock(), action=action, goal=command.target,
+                    config=command.goal if action == "add" else None,
+                    assign=(command.goal or {}).get("assign") if action == "assign" else None, reason=command.reason,
+                )
+                state = cluster.change_goal(change)
+                answer = result = {"command": kind, "n": n, "goal": state}
             else:
                 assert command.policy is not None
                 cluster.set_policy(command.target, command.policy)
@@ -1216,6 +1247,8 @@ class Session:
                 raise CommandError(f"{kind} {command.target}: {failure}") from None
             raise
         self._record_command(n, command, status, result)
+        if kind in ("add_goal", "assign_goal", "cancel_goal"):
+            self.goals = cluster.goal_states()
         if self.relay is not None:
             self.relay.nudge()
         if kind in ("deposit", "allocate", "collect"):
@@ -1249,9 +1282,35 @@ class Session:
                 result=result or {},
             )
             event = EventDraft(f"operator:{n}", "run", self._clock(), action)
+            rows = self._goal_rows(command) if status == "applied" else {}
             self.store.commit(
-                self.run_id, JournalBatch(source="session", version=n, updates={"operator_commands": [update]}, events=[event]),
+                self.run_id,
+                JournalBatch(source="session", version=n, rows=rows, updates={"operator_commands": [update]}, events=[event]),
             )
+
+    def _goal_rows(self, command: Command) -> dict[str, list[dict[str, Any]]]:
+        """The registry rows a goal command adds (a new goal and its assignments; more
+        assignments), stored with the command's outcome."""
+        assert self.run_id is not None
+        rows: dict[str, list[dict[str, Any]]] = {}
+        if command.kind == "add_goal":
+            goal = goal_from_dict(command.goal)
+            raw = goal.model_dump(mode="json")
+            rows["goals"] = [{
+                "run_id": self.run_id, "name": goal.name, "goal_type": goal.type, "target": raw["target"],
+                "on_complete": goal.on_complete, "deadline": raw.get("deadline"), "status": "active",
+                "progress": Decimal(0), "collected": Decimal(0),
+            }]
+            assigned = list(goal.assign)
+        elif command.kind == "assign_goal":
+            assigned = [Assignment.model_validate(a) for a in (command.goal or {}).get("assign", [])]
+        else:
+            return rows
+        rows["farm_goal_assignments"] = [
+            {"run_id": self.run_id, "goal": command.target, "farm": a.farm, "agent": a.agent, "weight": Decimal(str(a.weight))}
+            for a in assigned
+        ]
+        return rows
 
     def _checked(self, command: Command) -> Command:
         """The command with its target resolved and its author set, or CommandError."""
@@ -1271,7 +1330,60 @@ class Session:
             return replace(command, target=entity_ref(command.target, self.spec), by=by)
         if command.kind == "set_policy" and not isinstance(command.policy, dict):
             raise CommandError(f"set_policy {command.target}: the policy must be a mapping, as in a config")
+        if command.kind in ("add_goal", "assign_goal", "cancel_goal"):
+            return replace(command, by=by, **self._checked_goal(command))
         return replace(command, by=by)
+
+    def _checked_goal(self, command: Command) -> dict[str, Any]:
+        """A goal command's target and goal, checked against the cluster and its goals."""
+        assert self.cluster is not None
+        kind = command.kind
+        goals = {g["name"]: g for g in self.cluster.goal_states()}
+        if kind != "cancel_goal" and self.every is None:
+            raise CommandError(
+                f"{kind}: this run takes no checkpoints (its config sets no goals, risk limits or scheduled "
+                "rebalancing), so a goal would never be judged; start the run with checkpoint.always: true (or a goal, or a risk limit) in its config"
+            )
+        if kind == "add_goal":
+            try:
+                goal = goal_from_dict(command.goal)
+            except ConfigError as exc:
+                raise CommandError("add_goal: " + "; ".join(f"goal.{i.path}: {i.message}" if i.path else i.message for i in exc.issues)) from None
+            if goal.name in goals:
+                raise CommandError(f"add_goal: a goal named {goal.name!r} exists; give the new goal another name")
+            self._check_assignments(kind, goal.name, list(goal.assign), [])
+            return {"target": goal.name, "goal": goal.model_dump(mode="json", exclude_none=True)}
+        current = goals.get(command.target)
+        if current is None:
+            raise CommandError(f"{kind}: no goal named {command.target!r}; goals: {', '.join(goals) or 'none'}")
+        if current["status"] != "active":
+            raise CommandError(f"{kind} {command.target}: the goal is {current['status']}; only an active goal can change")
+        if kind == "cancel_goal":
+            return {}
+        raw = (command.goal or {}).get("assign") if isinstance(command.goal, dict) else None
+        if not isinstance(raw, list) or not raw:
+            raise CommandError(f"assign_goal {command.target}: give goal.assign, a list of assignments as in a config ([{{farm: NAME}}] or [{{agent: NAME, weight: 0.5}}])")
+        try:
+            assigned = [Assignment.model_validate(a) for a in raw]
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise CommandError(f"assign_goal {command.target}: goal.assign: {error['msg']}") from None
+        self._check_assignments(kind, command.target, assigned, current.get("assign", []))
+        return {"goal": {"assign": [a.model_dump(mode="json", exclude_none=True) for a in assigned]}}
+
+    def _check_assignments(self, kind: str, goal: str, assigned: list[Any], existing: list[dict[str, Any]]) -> None:
+        farms = {f.name for f in self.spec.farms}
+        agents = {a.name for f in self.spec.farms for a in f.agents}
+        seen = {(e.get("farm"), e.get("agent")) for e in existing}
+        for a in assigned:
+            if a.farm is not None and a.farm not in farms:
+                raise CommandError(f"{kind} {goal}: no farm named {a.farm!r}; farms: {', '.join(sorted(farms))}")
+            if a.agent is not None and a.agent not in agents:
+                raise CommandError(f"{kind} {goal}: no agent named {a.agent!r}")
+            if (a.farm, a.agent) in seen:
+                who = f"farm {a.farm}" if a.farm else f"agent {a.agent}"
+                raise CommandError(f"{kind} {goal}: {who} is assigned to the goal already (once per farm or agent)")
+            seen.add((a.farm, a.agent))
 
     def _redo_commands(self) -> None:
         """After a resume: apply again the commands journaled but not applied (the driver

@@ -29,7 +29,7 @@ from cival.actors.books import send_up
 from cival.actors.performance import PerformanceTracker
 from cival.actors.state import CheckpointStep, FarmState, MasterState, RebalanceStep
 from cival.allocation import plan_for, split
-from cival.config import ClusterConfig, ConfigError, FarmConfig, data_symbol, symbol_issues
+from cival.config import ClusterConfig, ConfigError, FarmConfig, data_symbol, goal_from_dict, symbol_issues
 from cival.core.bar import BarBatch, timestamp_of
 from cival.core.codec import apply, capture
 from cival.core.errors import CivalError
@@ -38,16 +38,18 @@ from cival.core.events import (
     EventLog,
     FarmPerformanceUpdatePayload,
     FarmRebalancePayload,
+    GoalAssignmentPayload,
     GoalCompletedPayload,
+    GoalCreatedPayload,
     GoalProgressUpdatePayload,
     HaltPayload,
 )
 from cival.core.fmt import format_amount, iso_utc, percent, plain_decimal
 from cival.core.ledger import ZERO, TxType
-from cival.core.messages import Allocate, Collect, Halt, PerformanceReport, Transfer
+from cival.core.messages import Allocate, Collect, GoalChange, Halt, PerformanceReport, Transfer
 from cival.core.wallets import MASTER, EntityKind, WalletTree, agent_ref, farm_ref
 from cival.execution.fills import FillModel
-from cival.goals import ClosedTrade, GoalTracker
+from cival.goals import ClosedTrade, GoalError, GoalStatus, GoalTracker
 
 PAUSED = "paused: selling to rebalance"
 
@@ -247,6 +249,14 @@ class FarmPorts(Protocol):
     def agent_snapshots(self) -> list[dict[str, Any]]: ...
 
 
+def goal_config(raw: dict[str, Any]) -> Any:
+    """A goal's config from its JSON (as in a config's ``goals``), or NodeError naming the field."""
+    try:
+        return goal_from_dict(raw)
+    except ConfigError as exc:
+        raise NodeError("; ".join(str(i) for i in exc.issues)) from None
+
+
 # -- master -----------------------------------------------------------------------------
 
 
@@ -263,6 +273,10 @@ class MasterNode:
         self.farm_agents = {f.name: [a.name for a in f.agents] for f in spec.farms}
         self.farm_of = {a: f for f, names in self.farm_agents.items() for a in names}
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
+        self.goal_configs: list[dict[str, Any]] | None = None
+        """Every goal's config now, once an operator changed them (None: the cluster config's)."""
+        self.goal_changes: list[str] = []
+        """Ids of the :class:`GoalChange` messages applied (each applies once)."""
         self.events = EventLog()
         """What happened that the books do not say, for the journal to take."""
         self._liquidating: list[tuple[str, str]] = []
@@ -289,7 +303,75 @@ class MasterNode:
 
     def restore(self, state: MasterState) -> None:
         """Take up a :meth:`state` (after the books' restore)."""
+        if state.goal_configs is not None:
+            self.goals = [GoalTracker.for_goal(goal_config(c), self.farm_agents) for c in state.goal_configs]
         apply(self, state, "master")
+
+    # goals changed by hand
+
+    def change_goal(self, msg: GoalChange) -> dict[str, Any]:
+        """Add, reassign or cancel a goal (see :class:`GoalChange`); returns the goal's state.
+        A new goal counts the trades closed from its first checkpoint on. A change already
+        applied (same id) changes nothing."""
+        if msg.id in self.goal_changes:
+            return self._goal(msg.goal).as_dict()
+        at = msg.at
+        if msg.action == "add":
+            if any(g.name == msg.goal for g in self.goals):
+                raise NodeError(f"a goal named {msg.goal!r} exists; give the new goal another name")
+            config = goal_config(msg.config or {})
+            try:
+                tracker = GoalTracker.for_goal(config, self.farm_agents)
+            except GoalError as exc:
+                raise NodeError(str(exc)) from None
+            self.goals.append(tracker)
+            raw = config.model_dump(mode="json")
+            created = GoalCreatedPayload(goal=config.name, goal_type=config.type, target=raw["target"],
+                                         on_complete=config.on_complete, deadline=raw.get("deadline"))
+            self.events.record(EventDraft(f"goal:{config.name}:created", f"goal:{config.name}", at, created))
+            self._goal_assigned(tracker, 0, at)
+        elif msg.action == "assign":
+            tracker = self._goal(msg.goal)
+            if tracker.status is not GoalStatus.ACTIVE:
+                raise NodeError(f"goal {msg.goal!r} is {tracker.status.value}; only an active goal takes assignments")
+            before = len(tracker.config.assign)
+            raw = tracker.config.model_dump(mode="json")
+            raw["assign"] = raw["assign"] + list(msg.assign or [])
+            try:
+                tracker.reassign(goal_config(raw), self.farm_agents)
+            except GoalError as exc:
+                raise NodeError(str(exc)) from None
+            self._goal_assigned(tracker, before, at)
+        else:
+            tracker = self._goal(msg.goal)
+            if tracker.cancel(at) is None:
+                raise NodeError(f"goal {msg.goal!r} is {tracker.status.value}; only an active goal can be cancelled")
+            shown = [tracker.status.value, plain_decimal(tracker.progress), plain_decimal(tracker.collected)]
+            self._goal_shown[tracker.name] = shown
+            data = GoalProgressUpdatePayload(goal=tracker.name, status=shown[0], progress=shown[1], collected=shown[2],
+                                             bars=self.checkpoint_done)
+            self.events.record(EventDraft(f"goal:{tracker.name}:cancelled", f"goal:{tracker.name}", at, data))
+        self.goal_configs = [g.config.model_dump(mode="json") for g in self.goals]
+        self.goal_changes.append(msg.id)
+        return tracker.as_dict()
+
+    def run_change_goal(self, ports: MasterPorts, msg: GoalChange) -> dict[str, Any]:
+        """A goal changed by hand (see :meth:`change_goal`), journaled."""
+        out = self.change_goal(msg)
+        ports.commit()
+        return out
+
+    def _goal(self, name: str) -> GoalTracker:
+        for goal in self.goals:
+            if goal.name == name:
+                return goal
+        names = ", ".join(g.name for g in self.goals) or "none"
+        raise NodeError(f"no goal named {name!r}; goals: {names}")
+
+    def _goal_assigned(self, tracker: GoalTracker, start: int, at: datetime) -> None:
+        for i, a in enumerate(tracker.config.assign[start:], start):
+            data = GoalAssignmentPayload(goal=tracker.name, farm=a.farm, agent=a.agent, weight=Decimal(a.weight))
+            self.events.record(EventDraft(f"goal:{tracker.name}:assigned:{i}", f"goal:{tracker.name}", at, data))
 
     def goal_updates(self, bars: int, now: datetime) -> None:
         """After a checkpoint: an event for each goal whose status, progress or collected

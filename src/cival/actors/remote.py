@@ -49,7 +49,7 @@ from cival.actors.nodes import (
 )
 from cival.actors.performance import PerformanceTracker
 from cival.core.bar import BarBatch
-from cival.core.messages import Allocate, Collect, Halt, Transfer
+from cival.core.messages import Allocate, Collect, GoalChange, Halt, Transfer
 from cival.store.base import StoreLocation
 
 
@@ -346,6 +346,10 @@ class MasterActor:
 
     def goal_states(self) -> list[dict[str, Any]]:
         return self.node.goal_states()
+
+    def change_goal(self, msg: GoalChange) -> dict[str, Any]:
+        """A goal added, reassigned or cancelled by hand (journaled)."""
+        return self.node.run_change_goal(self.ports, msg)
 
     def halt(self, msg: Halt) -> None:
         """A halt (or resume) by hand, for a farm or an agent."""

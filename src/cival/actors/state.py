@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 from typing_extensions import TypedDict
@@ -136,6 +136,10 @@ class MasterState(StateModel):
     goal_shown: dict[str, list[str]]
     checkpoint: CheckpointStep | None
     checkpoint_done: int
+    goal_configs: list[dict[str, Any]] | None = None
+    """Every goal's config, once an operator added, reassigned or cancelled one."""
+    goal_changes: list[str] = []
+    """The goal changes applied (their message ids)."""
 
 
 __all__ = [

@@ -304,7 +304,7 @@ class GoalProgressUpdatePayload(Payload):
 
     event_type: ClassVar[str] = "goal_progress_update"
     goal: Name
-    status: Literal["active", "completed", "failed"]
+    status: Literal["active", "completed", "failed", "cancelled"]
     progress: Amount
     collected: Amount
     bars: Count

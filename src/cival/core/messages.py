@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -124,6 +124,19 @@ class Halt(Message):
     """With ``resume``: lift only a halt for this reason (None: any)."""
 
 
+class GoalChange(Message):
+    """Command: change the master's goals while the run goes on: ``add`` the goal ``config``
+    (as in a config's ``goals``), ``assign`` it further (``assign``: assignments as in a
+    config), or ``cancel`` it. ``id`` makes a repeat change nothing."""
+
+    kind: Literal["goal_change"] = "goal_change"
+    action: Literal["add", "assign", "cancel"]
+    goal: str = Field(min_length=1)
+    config: dict[str, Any] | None = None
+    assign: list[dict[str, Any]] | None = None
+    reason: str = ""
+
+
 class PerformanceReport(Message):
     """Event: an entity's figures at a bar's close."""
 
@@ -148,6 +161,7 @@ __all__ = [
     "Allocate",
     "Collect",
     "Fill",
+    "GoalChange",
     "Halt",
     "Message",
     "OrderIntent",

@@ -21,14 +21,14 @@ import secrets
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cival import __version__
-from cival.config import ConfigError, config_from_dict, parse_yaml
+from cival.config import Assignment, ConfigError, config_from_dict, goal_from_dict, parse_yaml
 from cival.core.errors import CivalError
 from cival.data.feeds import parse_speed
 from cival.server.accounts import Accounts, Principal, Unauthenticated
@@ -144,6 +144,21 @@ class CommandBody(BaseModel):
     """An exact amount, as a string (``"1000.50"``)."""
     reason: str = Field("", max_length=500)
     policy: dict[str, Any] | None = None
+
+
+class GoalAssign(BaseModel):
+    """More farms or agents for a goal (as in a config's ``assign``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assign: list[Assignment] = Field(min_length=1, max_length=100)
+    reason: str = Field("", max_length=500)
+
+
+class GoalCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=500)
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -326,8 +341,45 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         return answer(lambda: host.table(run_id, "fund_allocations", None, None, offset, limit))  # type: ignore[no-any-return]
 
     @app.get(f"{API}/runs/{{run_id}}/goals")
-    def goals(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
-        return answer(lambda: host.table(run_id, "goals", None, None, 0, 1000))  # type: ignore[no-any-return]
+    def goals(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
+        """Every goal of the run: type, target, status, progress (percent), collected, deadline,
+        and its assignments (farm or agent, weight)."""
+        return answer(lambda: host.goals(run_id))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/goals", status_code=201)
+    def add_goal(
+        run_id: str,
+        body: dict[str, Any] = Body(
+            ..., description="A goal, as in a config's goals: name, type, target, assign, on_complete, deadline",
+            openapi_examples={"trades": {"summary": "200 trades of at least 5 profit each", "value": {
+                "name": "busy", "type": "trade_volume", "target": {"trades": 200, "min_profit_per_trade": "5"},
+                "assign": [{"farm": "trend"}], "on_complete": "collect_profit"}}},
+        ),
+        who: str = Depends(operator),
+    ) -> dict[str, Any]:
+        """Set a new goal on a running run: it counts the trades closed from its next
+        checkpoint on. Validated as a config's goals are (422 naming the field)."""
+        try:
+            goal = goal_from_dict(body)
+        except ConfigError as exc:
+            issues = [{"field": i.path or None, "message": i.message} for i in exc.issues]
+            first = issues[0] if issues else {"field": None, "message": "invalid goal"}
+            raise ApiError(422, "invalid_goal", f"{first['field'] or 'goal'}: {first['message']}", first["field"], issues=issues) from None
+        cmd = Command(kind="add_goal", target=goal.name, goal=goal.model_dump(mode="json", exclude_none=True), by=who)
+        return answer(lambda: host.command(run_id, cmd))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/goals/{{name}}/assign")
+    def assign_goal(run_id: str, name: str, body: GoalAssign, who: str = Depends(operator)) -> dict[str, Any]:
+        """Give an active goal to more farms or agents; their trades count from now on."""
+        assign = [a.model_dump(mode="json", exclude_none=True) for a in body.assign]
+        cmd = Command(kind="assign_goal", target=name, goal={"assign": assign}, reason=body.reason, by=who)
+        return answer(lambda: host.command(run_id, cmd))  # type: ignore[no-any-return]
+
+    @app.post(f"{API}/runs/{{run_id}}/goals/{{name}}/cancel")
+    def cancel_goal(run_id: str, name: str, body: GoalCancel | None = None, who: str = Depends(operator)) -> dict[str, Any]:
+        """Stop following an active goal: it counts and collects nothing more."""
+        cmd = Command(kind="cancel_goal", target=name, reason=body.reason if body else "", by=who)
+        return answer(lambda: host.command(run_id, cmd))  # type: ignore[no-any-return]
 
     @app.get(f"{API}/runs/{{run_id}}/trades")
     def trades(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:

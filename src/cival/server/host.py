@@ -243,6 +243,23 @@ class SessionHost:
                   "at": iso_utc(r.at), "data": r.data} for r in rows]
         return {"after": after, "items": items}
 
+    def goals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every goal of the run as the store has it (kept current at each of the master's
+        commits), with its assignments."""
+        run_id = self.summary(run_id)["id"]
+        with self.where.open(read_only=True) as store:
+            goals = store.rows("goals", run_id)
+            assigned = store.rows("farm_goal_assignments", run_id)
+        out = []
+        for goal in goals:
+            row = plain_row(goal)
+            row["assign"] = [
+                {k: v for k, v in plain_row(a).items() if k in ("farm", "agent", "weight") and v is not None}
+                for a in assigned if a["goal"] == goal["name"]
+            ]
+            out.append(row)
+        return out
+
     def trades(self, run_id: str) -> list[dict[str, Any]]:
         """Every agent's closed trades, with its farm and name, oldest exit first."""
         report = self.report(run_id)
