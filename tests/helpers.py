@@ -508,14 +508,18 @@ class Server:
 
     def __init__(
         self, folder: Path, *args: str, token: str | None = TOKEN, env: dict[str, str] | None = None, store_url: str | None = None,
+        cafile: Path | None = None,
     ) -> None:
         import socket
+        import ssl
+
+        self.tls = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
 
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.folder = folder
-        self.url = f"http://127.0.0.1:{self.port}/api/v1"
+        self.url = f"{'https' if cafile else 'http'}://127.0.0.1:{self.port}/api/v1"
         extra = env or {}
         env = dict(os.environ, PYTHONPATH=str(SRC), CIVAL_DATA_DIR=str(folder / "data"), **extra)
         env.pop("CIVAL_SERVER_TOKEN", None)
@@ -550,7 +554,7 @@ class Server:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, method=method, data=data, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=120, context=self.tls) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             body = json.loads(exc.read())

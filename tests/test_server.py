@@ -209,17 +209,17 @@ def test_the_server_stays_on_this_machine_and_keeps_its_token_to_its_owner(tmp_p
     assert kept.read_text().strip() == token
 
 
-def _read(server: Server, run_id: str, last: int | None = None, most: int | None = None):  # type: ignore[no-untyped-def]
+def _read(server: Server, run_id: str, last: int | None = None, most: int | None = None, query: str = "", headers=None):  # type: ignore[no-untyped-def]
     """SSE messages of the run's stream: (id, event, data) up to and including the last one
     that carried an id (a client keeps a group of messages only once it got it whole),
     the connection dropped after ``most`` messages (None: read to the end)."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-    headers = {"Authorization": f"Bearer {server.token}"}
+    headers = {"Authorization": f"Bearer {server.token}"} if headers is None else dict(headers)
     if last is not None:
         headers["Last-Event-ID"] = str(last)
-    conn.request("GET", f"/api/v1/runs/{run_id}/stream", headers=headers)
+    conn.request("GET", f"/api/v1/runs/{run_id}/stream{query}", headers=headers)
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("content-type", "").startswith("text/event-stream")
     got, message, kept = [], {}, 0
@@ -279,6 +279,128 @@ def test_the_stream_resumes_with_last_event_id_and_misses_nothing(tmp_path):
     store.close()
     assert customs == stored == list(range(1, len(stored) + 1))
     assert whole[0][1] == "RUN_STARTED" and [e for _, e, _ in whole].count("STATE_SNAPSHOT") == 1
+
+
+def _signed_in(server: Server, name: str, password: str, cookie: bool = False):  # type: ignore[no-untyped-def]
+    """Sign in by HTTP: (the tokens, the Set-Cookie header or None)."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    body = json.dumps({"name": name, "password": password, "cookie": cookie})
+    conn.request("POST", "/api/v1/auth/login", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    tokens = json.loads(response.read())
+    assert response.status == 200, tokens
+    cookie_header = response.getheader("set-cookie")
+    conn.close()
+    return tokens, cookie_header
+
+
+def _get(server: Server, path: str, headers: dict[str, str], method: str = "GET"):  # type: ignore[no-untyped-def]
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request(method, f"/api/v1{path}", headers=headers)
+    response = conn.getresponse()
+    body = json.loads(response.read() or b"null")
+    conn.close()
+    return response.status, body, response
+
+
+def test_a_browser_opens_the_stream_with_a_stream_token_or_its_session_cookie(tmp_path):
+    store_path = str(tmp_path / "store.sqlite3")
+    env = {**os.environ, "CIVAL_PASSWORD": "vera-password-123", "CIVAL_DATA_DIR": str(tmp_path / "data")}
+    assert run_cival("users", "add", "vera", "--role", "viewer", "--path", store_path, cwd=tmp_path, env=env).returncode == 0
+    server = Server(tmp_path)
+    try:
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 300}})
+        assert status == 201, run
+        run_id = run["id"]
+        _wait(server, run_id, lambda r: r["hosted"]["done"])
+        whole = _read(server, run_id)
+        assert whole[-1][1] == "RUN_FINISHED"
+
+        tokens, cookie = _signed_in(server, "vera", "vera-password-123", cookie=True)
+        assert cookie is not None and cookie.startswith("cival_access=")
+        flags = {part.strip().lower() for part in cookie.split(";")}
+        assert {"httponly", "samesite=strict", "path=/api/v1"} <= flags and "secure" not in flags  # plain HTTP on loopback
+        assert _signed_in(server, "vera", "vera-password-123")[1] is None  # only when asked for
+
+        # A stream token: the stream without any header, for an EventSource.
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        status, minted, _ = _get(server, f"/runs/{run_id}/stream-token", bearer, "POST")
+        assert status == 200 and minted["run_id"] == run_id and minted["expires_in"] == 300
+        assert _read(server, run_id, query=f"?token={minted['token']}", headers={}) == whole
+        # An EventSource opened again cannot send Last-Event-ID: the query says it.
+        middle = whole[len(whole) // 2][0]
+        after = _read(server, run_id, query=f"?token={minted['token']}&last_event_id={middle}", headers={})
+        assert after == whole[[i for i, (seq, _, _) in enumerate(whole) if seq == middle][-1] + 1:]
+        status, body, _ = _get(server, f"/runs/{run_id}/stream?token=not-a-token", {})
+        assert status == 401 and body["error"]["field"] == "token"
+        status, other = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 48}})
+        status, body, _ = _get(server, f"/runs/{other['id']}/stream?token={minted['token']}", {})
+        assert status == 401 and f"not a stream token for run {other['id']}" in body["error"]["message"]
+        status, body, _ = _get(server, f"/runs?token={minted['token']}", {})
+        assert status == 401, "a stream token opened another route"
+
+        # The session cookie: reads and the stream, never a command.
+        jar = {"Cookie": cookie.split(";")[0]}
+        status, runs, _ = _get(server, "/runs", jar)
+        assert status == 200 and run_id in [r["id"] for r in runs]
+        assert _read(server, run_id, headers=jar) == whole
+        status, body, _ = _get(server, f"/runs/{run_id}/pause", jar, "POST")
+        assert status == 401, "a cookie gave a command"
+        status, body, response = _get(server, "/auth/logout", jar, "POST")
+        assert status == 200 and "max-age=0" in (response.getheader("set-cookie") or "").lower()
+        status, body, _ = _get(server, "/runs", {"Cookie": "cival_access=forged"})
+        assert status == 401 and "session cookie" in body["error"]["message"]
+    finally:
+        server.stop()
+
+
+def test_another_host_needs_user_accounts_and_tls(tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+    import urllib.request
+
+    store = tmp_path / "store.sqlite3"
+    env = {**os.environ, "CIVAL_PASSWORD": "ada-password-789", "CIVAL_DATA_DIR": str(tmp_path / "data")}
+    refused = run_cival("serve", "--host", "0.0.0.0", "--path", str(store), cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "has no user accounts" in refused.stderr and "cival users add" in refused.stderr
+    assert not store.exists(), "a refused start left a store behind"
+    assert run_cival("users", "add", "ada", "--role", "admin", "--path", str(store), cwd=tmp_path, env=env).returncode == 0
+    refused = run_cival("serve", "--host", "0.0.0.0", "--path", str(store), cwd=tmp_path, env=env)
+    assert refused.returncode == 1 and "plain HTTP" in refused.stderr and "--tls-cert" in refused.stderr
+    half = run_cival("serve", "--tls-cert", str(tmp_path / "cert.pem"), "--path", str(store), cwd=tmp_path, env=env)
+    assert half.returncode == 1 and "give both --tls-cert and --tls-key" in half.stderr
+
+    # Over TLS (here on 127.0.0.1; the same flags serve another --host).
+    openssl = shutil.which("openssl")
+    assert openssl, "the TLS test makes its certificate with openssl: install it (apt-get install openssl)"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    server = Server(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), cafile=cert)
+    try:
+        status, tokens = server.call("POST", "/auth/login", {"name": "ada", "password": "ada-password-789", "cookie": True}, token=None)
+        assert status == 200 and server.call("GET", "/auth/me", token=tokens["access_token"])[1] == {"name": "ada", "role": "admin"}
+        request = urllib.request.Request(
+            server.url + "/auth/login", method="POST", headers={"Content-Type": "application/json"},
+            data=b'{"name": "ada", "password": "ada-password-789", "cookie": true}',
+        )
+        with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=str(cert)), timeout=60) as response:
+            assert "secure" in {p.strip().lower() for p in response.headers["set-cookie"].split(";")}  # over HTTPS only
+        with pytest.raises(OSError):  # plain HTTP is not served
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/api/v1/health", timeout=10)
+        assert "https://127.0.0.1" in server.output()
+    finally:
+        server.stop()
 
 
 def test_users_sign_in_and_act_by_their_role(tmp_path):

@@ -163,13 +163,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cival.session import SessionConfig
     from cival.store.base import locate
 
-    if not loopback(args.host):
-        raise ServeError(
-            f"--host {args.host}: the API would be reachable from other machines, and user accounts (with TLS in "
-            "front) are not available yet; keep the default 127.0.0.1 and reach it through an SSH tunnel"
-        )
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ServeError("give both --tls-cert and --tls-key (the certificate chain and its private key, PEM files)")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path and not Path(path).is_file():
+            raise ServeError(f"{flag} {path}: no such file")
     configs = [load_config(path) for path in args.configs]  # every config checked before anything starts
     where = locate(args.url, args.path)
+    if not loopback(args.host):
+        # Reachable from other machines: only with accounts to sign in to, over TLS.
+        from cival.store.base import NoStore
+
+        try:
+            users = Accounts(where, "").users()  # read-only: a refusal leaves nothing behind
+        except NoStore:
+            users = []
+        if not users:
+            raise ServeError(
+                f"--host {args.host}: the API would be reachable from other machines, and this store has no user "
+                "accounts; add one first (cival users add NAME --role admin), or keep the default 127.0.0.1"
+            )
+        if not args.tls_cert:
+            raise ServeError(
+                f"--host {args.host}: the API would be reachable from other machines over plain HTTP, which shows "
+                "passwords and tokens to the network; give --tls-cert and --tls-key, or keep 127.0.0.1 behind a TLS proxy"
+            )
     with where.open() as store:
         store.migrate()
     token, kept = server_token()
@@ -182,7 +200,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"resumed run {run_id}", flush=True)
         for path, config in zip(args.configs, configs, strict=True):
             print(f"started run {host.start(config, by='serve')} of {path}", flush=True)
-        print(f"serving the operator API on http://{args.host}:{args.port}{API} ({where.kind} store: {where}); "
+        scheme = "https" if args.tls_cert else "http"
+        print(f"serving the operator API on {scheme}://{args.host}:{args.port}{API} ({where.kind} store: {where}); "
               f"token: {kept}", flush=True)
         # uvicorn stops serving on SIGINT/SIGTERM, then raises the signal again: with this
         # handler in place, that ends here (sessions stopped cleanly), not the process.
@@ -192,7 +211,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         logging.getLogger("asyncio").setLevel(logging.ERROR)
         accounts = Accounts(where, signing_secret())
         try:
-            uvicorn.run(create_app(host, token, accounts), host=args.host, port=args.port, log_level="warning", access_log=False)
+            uvicorn.run(
+                create_app(host, token, accounts), host=args.host, port=args.port, log_level="warning", access_log=False,
+                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+            )
         except KeyboardInterrupt:  # the signal uvicorn raised again: a clean stop
             pass
     finally:
@@ -1215,8 +1237,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("configs", nargs="*", metavar="CONFIG", help="cluster configs to start")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; another needs user accounts and TLS)")
     p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     _add_store_arguments(p)
     _add_ray_arguments(p)
     p.set_defaults(func=cmd_serve)

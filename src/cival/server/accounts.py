@@ -34,6 +34,10 @@ ROLES = ("viewer", "operator", "admin")
 SECRET_ENV = "CIVAL_SECRET_KEY"
 ACCESS_TTL = int(os.environ.get("CIVAL_ACCESS_TTL", "900"))
 """Seconds an access token lasts (15 minutes; ``CIVAL_ACCESS_TTL`` sets another)."""
+SERVER_PRINCIPAL = "server-token"
+"""The name the server's own token acts under (as an admin)."""
+STREAM_TTL = 300
+"""Seconds a stream token may be used to open a run's stream (the stream itself lasts)."""
 REFRESH_TTL = 7 * 24 * 3600
 NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 12
@@ -133,6 +137,30 @@ class Accounts:
                              self.secret, algorithm="HS256")
         return {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": ACCESS_TTL}
 
+    def stream_token(self, who: Principal, run_id: str) -> dict[str, Any]:
+        """A short-lived token that opens one run's stream (``?token=``), for a browser's
+        EventSource, which cannot send an Authorization header."""
+        now = int(time.time())
+        claims = {"sub": who.name, "role": who.role, "iat": now, "typ": "stream", "run": run_id, "exp": now + STREAM_TTL}
+        return {"token": jwt.encode(claims, self.secret, algorithm="HS256"), "run_id": run_id, "expires_in": STREAM_TTL}
+
+    def check_stream_token(self, token: str, run_id: str) -> Principal:
+        """The user a stream token was given to, if it is for ``run_id`` and still valid."""
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], options={"require": ["exp", "sub", "typ", "run"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the stream token has expired: ask for another (POST /api/v1/runs/{id}/stream-token)") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("not a valid stream token") from None
+        if claims.get("typ") != "stream" or claims.get("run") != run_id:
+            raise Unauthenticated(f"not a stream token for run {run_id}")
+        if claims["sub"] == SERVER_PRINCIPAL:
+            return Principal(SERVER_PRINCIPAL, "admin")
+        user = self._user(str(claims["sub"]))
+        if user is None:
+            raise Unauthenticated("the user of this token no longer exists")
+        return Principal(user["name"], user["role"])
+
     def check_token(self, token: str, kind: str = "access") -> Principal:
         """The user a token was given to, as it is now (a removed user's tokens stop working)."""
         try:
@@ -186,5 +214,5 @@ class Accounts:
 
 
 __all__ = [
-    "ACCESS_TTL", "ROLES", "AccountError", "Accounts", "Principal", "Unauthenticated", "signing_secret",
+    "ACCESS_TTL", "ROLES", "SERVER_PRINCIPAL", "STREAM_TTL", "AccountError", "Accounts", "Principal", "Unauthenticated", "signing_secret",
 ]

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,13 +31,16 @@ from cival import __version__
 from cival.config import Assignment, ConfigError, config_from_dict, goal_from_dict, parse_yaml
 from cival.core.errors import CivalError
 from cival.data.feeds import parse_speed
-from cival.server.accounts import Accounts, Principal, Unauthenticated
+from cival.server.accounts import SERVER_PRINCIPAL, Accounts, Principal, Unauthenticated
 from cival.server.host import NotFound, SessionHost
 from cival.server.limits import RateLimited, RateLimits
 from cival.server.stream import Feeds, events, resume_point
 from cival.session import Booked, Command, CommandError, SessionError
 
 API = "/api/v1"
+
+COOKIE = "cival_access"
+"""The session cookie of a browser signed in with ``{"cookie": true}``."""
 
 log = logging.getLogger("cival.server")
 
@@ -169,6 +172,9 @@ class Login(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    cookie: bool = False
+    """Also set the access token as an HttpOnly, SameSite=Strict cookie, which opens the
+    read routes and the stream for a browser (commands still need the Authorization header)."""
 
 
 class Refresh(BaseModel):
@@ -206,10 +212,16 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         value = value.strip()
+        if not given and request.method == "GET" and accounts is not None and request.cookies.get(COOKIE):
+            # A browser signed in with {"cookie": true}: reads only (SameSite=Strict, HttpOnly).
+            try:
+                return accounts.check_token(request.cookies[COOKIE])
+            except Unauthenticated as exc:
+                raise ApiError(401, "unauthenticated", f"the session cookie: {exc}") from None
         if scheme.lower() != "bearer" or not value:
             raise ApiError(401, "unauthenticated", "send a credential: Authorization: Bearer <access token, API key or the server's token>")
         if secrets.compare_digest(value.encode(), token.encode()):
-            return Principal("server-token", "admin")
+            return Principal(SERVER_PRINCIPAL, "admin")
         if accounts is None:
             raise ApiError(401, "unauthenticated", "not this server's token (CIVAL_SERVER_TOKEN, or the file `cival serve` names at start)")
         try:
@@ -217,9 +229,16 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         except Unauthenticated as exc:
             raise ApiError(401, "unauthenticated", str(exc)) from None
 
-    def require(role: str) -> Any:
+    def require(role: str, stream: bool = False) -> Any:
         def check(request: Request) -> str:
-            who = principal(request)
+            query = request.query_params.get("token") if stream else None
+            if query and accounts is not None and not request.headers.get("authorization"):
+                try:
+                    who = accounts.check_stream_token(query, request.path_params.get("run_id", ""))
+                except Unauthenticated as exc:
+                    raise ApiError(401, "unauthenticated", str(exc), "token") from None
+            else:
+                who = principal(request)
             try:
                 rates.hit(rates.user, f"requests by {who.name}", "user", who.name)
             except RateLimited as exc:
@@ -410,14 +429,30 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
 
     feeds = Feeds()
 
+    @app.post(f"{API}/runs/{{run_id}}/stream-token")
+    def stream_token(run_id: str, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
+        """A token that opens this run's stream for 5 minutes (``GET .../stream?token=``):
+        for a browser's EventSource, which cannot send an Authorization header."""
+        record = answer(lambda: host.summary(run_id))
+        return the_accounts().stream_token(request.state.principal, record["id"])  # type: ignore[no-any-return]
+
     @app.get(f"{API}/runs/{{run_id}}/stream", response_class=StreamingResponse)
-    async def stream(run_id: str, request: Request, who: str = Depends(authorised)) -> StreamingResponse:
+    async def stream(
+        run_id: str, request: Request,
+        token: str | None = Query(None, max_length=4096, description="a stream token (POST .../stream-token), instead of a header"),
+        last_event_id: int | None = Query(None, ge=0, le=2**62, description="as the Last-Event-ID header, for a client that cannot send it"),
+        who: str = Depends(require("viewer", stream=True)),
+    ) -> StreamingResponse:
         """The run's AG-UI events as Server-Sent Events, resumable with ``Last-Event-ID``
-        (see :mod:`cival.server.stream`)."""
+        (see :mod:`cival.server.stream`). Opened with a credential in the Authorization
+        header, the session cookie of a browser signed in with ``cookie: true``, or a
+        stream token in ``?token=``."""
         try:
             after = resume_point(request.headers.get("last-event-id"))
         except CivalError as exc:
             raise ApiError(422, "invalid_request", str(exc), "Last-Event-ID") from None
+        if last_event_id is not None and request.headers.get("last-event-id") is None:
+            after = last_event_id
         record = await asyncio.to_thread(answer, lambda: host.summary(run_id))
 
         def running() -> bool:
@@ -446,7 +481,7 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         return accounts
 
     @app.post(f"{API}/auth/login")
-    def login(body: Login, request: Request) -> dict[str, Any]:
+    def login(body: Login, request: Request, response: Response) -> dict[str, Any]:
         try:
             rates.hit(rates.login, "sign-in attempts from this address", "login-address", _address(request))
             rates.hit(rates.login, f"sign-in attempts as {body.name}", "login-name", body.name)
@@ -456,7 +491,19 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
             who = the_accounts().sign_in(body.name, body.password)
         except Unauthenticated as exc:
             raise ApiError(401, "unauthenticated", str(exc)) from None
-        return the_accounts().tokens(who)
+        tokens = the_accounts().tokens(who)
+        if body.cookie:
+            response.set_cookie(
+                COOKIE, tokens["access_token"], max_age=tokens["expires_in"], path=API, httponly=True, samesite="strict",
+                secure=request.url.scheme == "https",
+            )
+        return tokens
+
+    @app.post(f"{API}/auth/logout")
+    def logout(response: Response) -> dict[str, Any]:
+        """Forget the session cookie (tokens themselves end when they expire)."""
+        response.delete_cookie(COOKIE, path=API, httponly=True, samesite="strict")
+        return {"signed_out": True}
 
     @app.post(f"{API}/auth/refresh")
     def refresh(body: Refresh) -> dict[str, Any]:
@@ -473,7 +520,7 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
 
     @app.post(f"{API}/keys", status_code=201)
     def create_key(body: KeyBody, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
-        if request.state.principal.name == "server-token":
+        if request.state.principal.name == SERVER_PRINCIPAL:
             raise ApiError(403, "forbidden", "API keys belong to users: sign in as one (cival users add, then /auth/login)")
         return the_accounts().create_key(request.state.principal, body.label)
 
