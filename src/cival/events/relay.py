@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cival.events.bus import BusStats, EventBus
@@ -49,6 +50,8 @@ class Relay:
         self._unreadable = 0
         self._error: str | None = None
         self._nudged = threading.Event()
+        self.listeners: list[Callable[[], None]] = []
+        """Called (on the relay's thread; quick, never raising) after events were published."""
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"cival-relay-{run_id}", daemon=True)
@@ -77,6 +80,11 @@ class Relay:
                 self._seq = rows[-1].seq
                 self._relayed += len(rows)
                 done += len(rows)
+                for listener in tuple(self.listeners):
+                    try:
+                        listener()
+                    except Exception:  # noqa: BLE001 - a listener's fault is not the relay's
+                        log.exception("a listener of run %s's relay failed", self.run_id)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

@@ -317,13 +317,20 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     def run(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
-    @app.get(f"{API}/runs/{{run_id}}/report")
-    def report(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
-        return answer(lambda: host.report(run_id))  # type: ignore[no-any-return]
+    def view(run_id: str, name: str) -> Response:
+        return Response(answer(lambda: host.view(run_id, name)), media_type="application/json")
 
-    @app.get(f"{API}/runs/{{run_id}}/wallets")
-    def wallets(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
-        return answer(lambda: host.wallets(run_id))  # type: ignore[no-any-return]
+    @app.get(f"{API}/runs/{{run_id}}/report", response_model=dict[str, Any])
+    def report(run_id: str, who: str = Depends(authorised)) -> Response:
+        """The session report: live for a run this server drives, else rebuilt from the store."""
+        return view(run_id, "report")
+
+    @app.get(f"{API}/runs/{{run_id}}/wallets", response_model=list[dict[str, Any]])
+    def wallets(run_id: str, who: str = Depends(authorised)) -> Response:
+        """The wallet tree: the master, then each farm and its agents (cash, equity, net P&L,
+        fees, positions, trades, halted), exact decimal strings. A live run's tree is taken
+        once per state of the run (its bar count and commands) and shared by its readers."""
+        return view(run_id, "wallets")
 
     Offset = Query(0, ge=0, le=2**62, description="items to skip")
     Limit = Query(100, ge=1, le=1000, description="items to return (at most 1,000)")
@@ -400,9 +407,10 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         cmd = Command(kind="cancel_goal", target=name, reason=body.reason if body else "", by=who)
         return answer(lambda: host.command(run_id, cmd))  # type: ignore[no-any-return]
 
-    @app.get(f"{API}/runs/{{run_id}}/trades")
-    def trades(run_id: str, who: str = Depends(authorised)) -> list[dict[str, Any]]:
-        return answer(lambda: host.trades(run_id))  # type: ignore[no-any-return]
+    @app.get(f"{API}/runs/{{run_id}}/trades", response_model=list[dict[str, Any]])
+    def trades(run_id: str, who: str = Depends(authorised)) -> Response:
+        """Every agent's closed trades, with its farm and name, oldest exit first."""
+        return view(run_id, "trades")
 
     @app.get(f"{API}/runs/{{run_id}}/events")
     def stored_events(
@@ -459,7 +467,15 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
             hosted = host.runs.get(record["id"])
             return hosted is not None and not hosted.done
 
-        feed = feeds.feed(host.where, record["id"], running)
+        def attach(callback: Any) -> Any:
+            hosted = host.runs.get(record["id"])
+            relay = hosted.session.relay if hosted is not None and not hosted.done else None
+            if relay is None:
+                return None
+            relay.listeners.append(callback)
+            return lambda: callback in relay.listeners and relay.listeners.remove(callback)
+
+        feed = feeds.feed(host.where, record["id"], running, attach)
         return StreamingResponse(
             events(feed, after, request.is_disconnected), media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

@@ -13,6 +13,7 @@ driving whose driver is gone (``kill -9`` included), as ``cival resume`` would.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,10 @@ class Hosted:
     error: str | None = None
     """Why the session ended with an error (None while it runs, or when it ended well)."""
     done: bool = False
+    views: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
+    """What the reads of the live run answer, encoded once per state of the run:
+    view name -> (the state it was taken at, its JSON)."""
+    view_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class SessionHost:
@@ -194,6 +199,33 @@ class SessionHost:
         """The wallet tree: the master, then each farm and its agents."""
         return wallet_rows(self.report(run_id))
 
+    def view(self, run_id: str, name: str) -> bytes:
+        """The JSON of a read (``report``, ``wallets``, ``trades``), taken once per state of a
+        live run (its bar count and its commands: what changes the books) and shared by
+        every reader until the run moves on; for a run that is not live, built each time."""
+        build = {"report": self.report, "wallets": self.wallets, "trades": self.trades}[name]
+        hosted = self.runs.get(run_id)
+        if hosted is None or hosted.done:
+            return _json(build(run_id))
+        session = hosted.session
+        state = (session.seen, session._command_n, session.ready.is_set())
+        kept = hosted.views.get(name)
+        if kept is not None and kept[0] == state:
+            return kept[1]
+        with hosted.view_lock:  # one reader builds it; the others wait for it, then share it
+            kept = hosted.views.get(name)
+            if kept is not None and kept[0] == state:
+                return kept[1]
+            report = hosted.views.get("_report")
+            if report is None or report[0] != state:
+                report = (state, self.report(run_id))
+                hosted.views["_report"] = report  # type: ignore[assignment]
+            data = report[1]
+            value = {"report": lambda: data, "wallets": lambda: wallet_rows(data), "trades": lambda: trade_rows(data)}[name]()
+            encoded = _json(value)
+            hosted.views[name] = (state, encoded)
+            return encoded
+
     def table(
         self, run_id: str, table: str, where: dict[str, Any] | None = None, columns: list[str] | None = None,
         offset: int = 0, limit: int = 100,
@@ -262,9 +294,7 @@ class SessionHost:
 
     def trades(self, run_id: str) -> list[dict[str, Any]]:
         """Every agent's closed trades, with its farm and name, oldest exit first."""
-        report = self.report(run_id)
-        out = [{"farm": f["name"], "agent": a["name"], **t} for f in report["farms"] for a in f["agents"] for t in a["trades"]]
-        return sorted(out, key=lambda t: (t["exit_time"], t["farm"], t["agent"]))
+        return trade_rows(self.report(run_id))
 
     # -- acting -----------------------------------------------------------------------
 
@@ -305,6 +335,16 @@ class SessionHost:
                 hosted.thread.join(120)
 
 
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def trade_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every agent's closed trades in a session report, with its farm and name, oldest exit first."""
+    out = [{"farm": f["name"], "agent": a["name"], **t} for f in report["farms"] for a in f["agents"] for t in a["trades"]]
+    return sorted(out, key=lambda t: (t["exit_time"], t["farm"], t["agent"]))
+
+
 def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per wallet of a session report: kind, name, parent, cash, equity, net P&L
     (realised + unrealised - fees), fees, open positions, trades, halted (exact decimal
@@ -326,7 +366,7 @@ def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["HOST", "Hosted", "NotFound", "SessionHost", "wallet_rows"]
+__all__ = ["HOST", "Hosted", "NotFound", "SessionHost", "trade_rows", "wallet_rows"]
 
 
 def plain_row(row: dict[str, Any]) -> dict[str, Any]:

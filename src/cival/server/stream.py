@@ -10,7 +10,9 @@ whole, in order, none twice. The deltas a reconnecting client gets apply to the 
 had; one that comes without a ``Last-Event-ID`` starts from the run's beginning.
 
 Events are read from the store, where the session commits every event before anyone can
-see it, by one reader per run that encodes each once (:class:`RunFeed`); every subscriber
+see it, by one reader per run that encodes each once (:class:`RunFeed`), woken by the run's
+event relay as soon as new events are published (for a run this server drives; else it
+looks every :data:`POLL` seconds); every subscriber
 of the run is sent the same text from there, at its own pace: a slow client delays nobody
 but itself, and a hundred cost little more than one.
 """
@@ -69,10 +71,15 @@ class RunFeed:
     subscriber of the run: ``frames`` (sequence number, text) grows as the run goes on;
     ``ended`` once the run is over and its last event read."""
 
-    def __init__(self, where: StoreLocation, run_id: str, running: Any) -> None:
+    def __init__(self, where: StoreLocation, run_id: str, running: Any, attach: Any = None) -> None:
         self.where = where
         self.run_id = run_id
         self.running = running
+        self.attach = attach
+        """``attach(callback)``: have ``callback()`` called when the run's events were published
+        (returns the function that detaches it, or None when it cannot yet); between calls
+        the store is looked at every :data:`POLL` seconds."""
+        self._detach: Any = None
         self.frames: list[tuple[int, str]] = []
         self.ended = False
         self.failed: BaseException | None = None
@@ -86,10 +93,19 @@ class RunFeed:
     async def _read(self) -> None:
         try:
             store: Store = await asyncio.to_thread(self.where.open, False, True)
+            loop = asyncio.get_running_loop()
+            poked = asyncio.Event()
+
+            def poke() -> None:  # on the relay's thread
+                loop.call_soon_threadsafe(poked.set)
+
             try:
                 encoder = AguiEncoder(self.run_id)
                 seen = 0
                 while True:
+                    if self._detach is None and self.attach is not None:
+                        self._detach = self.attach(poke)
+                    poked.clear()
                     rows = await asyncio.to_thread(store.events, self.run_id, seen, PAGE)
                     if rows:
                         texts = await asyncio.to_thread(lambda: [(r.seq, frames(encoder, r)) for r in rows])
@@ -102,8 +118,14 @@ class RunFeed:
                         over = now.status in ENDED or not driver_alive(now)  # a driver that died writes no more
                         if over and not await asyncio.to_thread(store.events, self.run_id, seen, 1):
                             return
-                    await asyncio.sleep(POLL)
+                    try:
+                        await asyncio.wait_for(poked.wait(), POLL)
+                    except TimeoutError:
+                        pass
             finally:
+                if self._detach is not None:
+                    self._detach()
+                    self._detach = None
                 await asyncio.to_thread(store.close)
         except BaseException as exc:  # noqa: BLE001 - told to every subscriber
             self.failed = exc
@@ -125,10 +147,10 @@ class Feeds:
         self.keep = keep
         self.feeds: dict[str, RunFeed] = {}
 
-    def feed(self, where: StoreLocation, run_id: str, running: Any) -> RunFeed:
+    def feed(self, where: StoreLocation, run_id: str, running: Any, attach: Any = None) -> RunFeed:
         feed = self.feeds.get(run_id)
         if feed is None or feed.failed is not None:
-            feed = self.feeds[run_id] = RunFeed(where, run_id, running)
+            feed = self.feeds[run_id] = RunFeed(where, run_id, running, attach)
             for old in [k for k, f in self.feeds.items() if f.ended][: max(0, len(self.feeds) - self.keep)]:
                 del self.feeds[old]
         feed.start()
