@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -191,6 +192,74 @@ class Client:
 
     def cancel_goal(self, run_id: str, name: str, reason: str = "") -> dict[str, Any]:
         return self._call("POST", f"/runs/{run_id}/goals/{name}/cancel", {"reason": reason})  # type: ignore[no-any-return]
+
+    # -- backtests and sweeps, as jobs ---------------------------------------------------
+
+    def backtest(self, strategy: str, data: str, params: dict[str, Any] | None = None, *,
+                 cash: Decimal | str | None = None, engine: str = "auto", **costs: Any) -> dict[str, Any]:
+        """Queue a backtest of ``strategy`` on ``data``: a bars file on the server, or a
+        bundled name (``cival:data/BTCUSDT-1h.csv.gz``). ``costs``: fee_bps, slippage_bps,
+        fraction, stop_loss_pct, take_profit_pct, drop_bad_rows, max_move (as ``cival
+        backtest`` takes them). Returns the job; :meth:`wait` follows it to its result."""
+        body = {"strategy": strategy, "data": data, "params": params or {}, "engine": engine, **costs}
+        if cash is not None:
+            body["cash"] = str(cash)
+        return self._call("POST", "/backtests", body)  # type: ignore[no-any-return]
+
+    def sweep(self, strategy: str, data: str, grid: dict[str, Any], *, metric: str = "sharpe",
+              cash: Decimal | str | None = None, **options: Any) -> dict[str, Any]:
+        """Queue a sweep of ``grid``: each parameter's values as a list, or as ``--grid`` takes
+        them (``"10:30:2"``, ``"8,13,21"``), ranked by ``metric``. ``options``: chunk_size, top
+        (how many of the best the result lists) and the costs :meth:`backtest` takes. Returns
+        the job; :meth:`wait` follows it to its result."""
+        body = {"strategy": strategy, "data": data, "grid": grid, "metric": metric, **options}
+        if cash is not None:
+            body["cash"] = str(cash)
+        return self._call("POST", "/sweeps", body)  # type: ignore[no-any-return]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job: status, progress (done/total) and, once finished, its result."""
+        return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def jobs(self, kind: str | None = None, status: str | None = None, limit: int = 100) -> pd.DataFrame:
+        """The server's jobs, newest first (``kind``: backtest or sweep; ``status``: queued,
+        running, finished, failed or cancelled), one row each."""
+        params = {k: v for k, v in {"kind": kind, "status": status, "limit": limit}.items() if v is not None}
+        rows = [
+            {"id": j["id"], "kind": j["kind"], "status": j["status"], "strategy": j["spec"]["strategy"],
+             "done": j["progress"]["done"], "total": j["progress"]["total"], "submitted_by": j["submitted_by"],
+             "submitted_at": j["submitted_at"], "finished_at": j["finished_at"], "error": j["error"],
+             "saved_id": (j["result"] or {}).get("saved_id")}
+            for j in self._call("GET", "/jobs", params=params)
+        ]
+        return pd.DataFrame(rows).set_index("id") if rows else pd.DataFrame(columns=["kind", "status", "done", "total"])
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued job; a running sweep stops after its chunk, a running backtest when
+        its engine returns (nothing is saved). ClientError (409) for a job that has ended."""
+        return self._call("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
+        """The job's result once it has finished (its ``saved_id`` names it in the store).
+        CivalError if it failed or was cancelled (with why), or is still not done after
+        ``timeout`` seconds (it goes on running: wait again, or cancel it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] == "finished":
+                return job["result"]  # type: ignore[no-any-return]
+            if job["status"] in ("failed", "cancelled"):
+                raise CivalError(f"job {job_id} {job['status']}: {job['error']}")
+            if time.monotonic() > deadline:
+                done, total = job["progress"]["done"], job["progress"]["total"]
+                raise CivalError(f"job {job_id} is still {job['status']} ({done}/{total}) after {timeout:g} s; "
+                                 "wait again, or cancel it (cancel_job)")
+            time.sleep(poll)
+
+    def saved(self, result_id: str) -> dict[str, Any]:
+        """A saved backtest or sweep (a job's ``saved_id``, bt-... or sw-...), as ``cival report
+        ID --json`` prints it: a sweep with every combination."""
+        return self._call("GET", f"/results/{result_id}")  # type: ignore[no-any-return]
 
     # -- the stream ---------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -288,6 +288,7 @@ def sweep(
     progress: bool = False,
     drop_bad_rows: bool = False,
     max_move: float | None = DEFAULT_MAX_MOVE,
+    on_progress: Callable[[int, int], None] | None = None,
     **costs: Any,
 ) -> SweepResult:
     """Backtest every combination of ``grid`` (see the module docstring).
@@ -298,6 +299,11 @@ def sweep(
     ``backend``: ``"ray"``, ``"local"`` or ``"auto"`` (Ray when there is more than one chunk
     and more than one core, or an address). ``address`` (or ``RAY_ADDRESS``) joins an
     existing Ray cluster. Results are the same whichever backend runs.
+
+    ``on_progress(done, total)`` is called in this thread after each chunk: ``done``
+    combinations handled so far (evaluated, or skipped for breaking a rule across
+    parameters; it reaches ``total`` at the end) of the grid's ``total``. An exception
+    it raises stops the sweep there and propagates (a job runner cancels a sweep so).
     """
     strat = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     fm = fill_model(model, **costs)
@@ -325,6 +331,8 @@ def sweep(
 
     started = time.perf_counter()
     bar = progress_bar(combos.total, progress)
+    if on_progress is not None:
+        bar = _reporting(bar, combos, on_progress)
     rows: list[dict[str, Any]] | None = None
     if backend == "ray":
         try:
@@ -399,6 +407,20 @@ def _run_on_ray(bars, strategy_name, chunks, model, address, bar) -> list[dict[s
         return [row for i in sorted(results) for row in results[i]]
     finally:
         session.close()
+
+
+def _reporting(bar, combos: Combinations, report: Callable[[int, int], None]):  # type: ignore[no-untyped-def]
+    """``bar`` that also tells ``report`` how many of the grid's combinations are handled."""
+    evaluated = [0]
+
+    def advance(n: int, done: bool = False) -> None:
+        bar(n, done=done)
+        evaluated[0] += n
+        # Combinations are drawn ahead of their evaluation (on Ray, up to four chunks per
+        # CPU), so the skipped ones may be counted a little early: never beyond the total.
+        report(min(evaluated[0] + combos.skipped, combos.total), combos.total)
+
+    return advance
 
 
 def progress_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]

@@ -549,6 +549,12 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         answer(lambda: the_accounts().revoke_key(request.state.principal, key_id))
         return {"id": key_id, "revoked": True}
 
+    # -- backtest and sweep jobs (cival.server.jobs; the runner stops with the app) ---------
+    from cival.server.jobs import JobRunner, job_routes
+
+    app.state.jobs = JobRunner(host.where)
+    app.include_router(job_routes(app.state.jobs, authorised, operator, ApiError))
+
     return app
 
 
