@@ -165,6 +165,28 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
     assert "of free cash" in actions[1].data["result"]["error"] and actions[3].data["result"]["amount"] == str(amount)
     assert server.token not in (tmp_path / f"serve-{server.port}.log").read_text()
 
+    # The same commands at the same bars, given in one thread to a session of the same
+    # config: the same books, fills, commands and events as through the API while bars flowed.
+    from cival.session import Command, CommandError, Session, SessionConfig
+    from cival.store.base import locate
+    from tests.test_session_commands import _stored
+
+    where = locate(path=tmp_path / "store.sqlite3")
+    again = Session(config_from_dict(RAW), SessionConfig(local=True, max_bars=report["bars"], speed=PACED), store=where).open()
+    for row in commands:
+        if row["bars"] > again.seen:
+            again.step(row["bars"] - again.seen)
+        try:
+            again.command(Command.from_row(row))
+        except CommandError:
+            assert row["status"] == "refused"
+    one_thread = again.run()
+    assert one_thread.bars == report["bars"] and one_thread.audit.ok
+    through_api, in_one_thread = _stored(where, run_id), _stored(where, one_thread.run_id)  # type: ignore[arg-type]
+    for key in through_api:
+        if key != "report":  # one was stopped, the other ran to the same bar
+            assert in_one_thread[key] == through_api[key], f"{key}: commands through the API differ from the same in one thread"
+
 
 def test_a_server_killed_mid_run_takes_the_run_up_again_and_ends_it_as_if_uninterrupted(tmp_path):
     server = Server(tmp_path)
