@@ -657,3 +657,19 @@ def test_a_price_spike_is_refused_and_the_limit_is_a_flag(cival_cli, tmp_path):
     result = cival_cli("signals", "darvas", "--data", str(path), "--out", str(out), "--max-move", "1")
     assert result.returncode == 2
     assert "argument --max-move: '1': give a factor above 1 (e.g. 10) or 'off'" in result.stderr
+
+
+def test_data_flags_take_the_bundled_names_a_config_takes(cival_cli):
+    by_name = cival_cli("backtest", "darvas", "--data", "cival:data/BTCUSDT-1h.csv.gz", "--json")
+    by_path = cival_cli("backtest", "darvas", "--data", str(BUNDLED), "--json")
+    assert by_name.returncode == by_path.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout) == json.loads(by_path.stdout)
+    missing = cival_cli("backtest", "darvas", "--data", "cival:data/nope.csv")
+    assert missing.returncode == 2 and "no bundled data named 'cival:data/nope.csv'; Cival ships cival:data/BTCUSDT-1h.csv.gz" in missing.stderr
+    assert_no_traceback(missing)
+
+
+def test_a_grid_value_that_is_not_a_value_is_refused_by_name(cival_cli):
+    result = cival_cli("sweep", "alligator", "--data", str(BUNDLED), "--grid", "jaw_period=[1]", "--local")
+    assert result.returncode == 1 and "grid for jaw_period: [1] is not a value" in result.stderr, result.stderr
+    assert_no_traceback(result)

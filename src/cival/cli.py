@@ -1071,6 +1071,18 @@ def _move(args: argparse.Namespace) -> float | None:
     return getattr(args, "max_move", DEFAULT_MAX_MOVE)  # type: ignore[no-any-return]
 
 
+def _data_file(text: str) -> str:
+    """A --data argument: a bars file's path, or a file shipped with Cival (``cival:data/NAME``)."""
+    from cival.config import BUNDLED, resolve_data_path
+
+    if not text.startswith(BUNDLED):
+        return text
+    try:
+        return str(resolve_data_path(text, None))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     """A whole number >= 1 (argparse type)."""
     try:
@@ -1103,7 +1115,7 @@ def _add_store_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_session_arguments(p: argparse.ArgumentParser, batch: int) -> None:
-    p.add_argument("--data", metavar="FILE", help="bars to replay (CSV or Parquet; default: the config's data)")
+    p.add_argument("--data", type=_data_file, metavar="FILE", help="bars to replay (CSV or Parquet, or cival:data/NAME; default: the config's data)")
     p.add_argument("--speed", default="max", metavar="max|N", help="max (default: as fast as possible) or N x the bars' pace")
     _add_move_argument(p, from_config=True)
     p.add_argument("--bars", type=_positive_int, default=None, metavar="N", help="replay only the first N bars")
@@ -1365,7 +1377,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
-    p.add_argument("--data", required=True, metavar="FILE", help="bars: CSV or Parquet with a timestamp and OHLC(V)")
+    p.add_argument("--data", required=True, type=_data_file, metavar="FILE", help="bars: CSV or Parquet with a timestamp and OHLC(V), or cival:data/NAME")
     p.add_argument(
         "--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable), e.g. jaw_period=21"
     )
@@ -1385,7 +1397,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
-    p.add_argument("--data", required=True, action="append", metavar="FILE", help="bars file (repeatable)")
+    p.add_argument("--data", required=True, action="append", type=_data_file, metavar="FILE", help="bars file, or cival:data/NAME (repeatable)")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a strategy parameter (repeatable)")
     _add_cost_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -1417,7 +1429,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
-    p.add_argument("--data", required=True, metavar="FILE", help="bars file")
+    p.add_argument("--data", required=True, type=_data_file, metavar="FILE", help="bars file, or cival:data/NAME")
     p.add_argument(
         "--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...",
         help="values of one parameter (repeatable; stop included)",
@@ -1445,7 +1457,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("strategy", metavar="STRATEGY", help="alligator, darvas or elliott")
-    p.add_argument("--data", required=True, metavar="FILE", help="bars file")
+    p.add_argument("--data", required=True, type=_data_file, metavar="FILE", help="bars file, or cival:data/NAME")
     p.add_argument("--grid", required=True, action="append", metavar="NAME=START:STOP:STEP|V1,V2,...")
     p.add_argument("--train", required=True, type=_positive_int, metavar="N", help="bars per train window")
     p.add_argument("--test", required=True, type=_positive_int, metavar="M", help="bars per test window (also the step)")

@@ -105,7 +105,11 @@ def checked_values(strategy: Strategy, grid: Mapping[str, Iterable[Any]]) -> dic
     for name, raw in grid.items():
         if name not in fields:
             raise SweepError(f"{strategy.name} has no parameter {name!r}; parameters are: {', '.join(fields)}")
-        vals = list(dict.fromkeys(raw))  # keep order, drop repeats
+        try:
+            vals = list(dict.fromkeys(raw))  # keep order, drop repeats
+        except TypeError:
+            shown = next((v for v in raw if not isinstance(v, str | int | float | bool | Decimal)), raw)
+            raise SweepError(f"grid for {name}: {shown!r} is not a value; give numbers, true/false or text, e.g. {name}=10,20") from None
         if not vals:
             raise SweepError(f"grid for {name} is empty")
         info = fields[name]
