@@ -972,10 +972,10 @@ class Session:
                 if (stop is not None and stop.is_set()) or self._stopping.is_set() or self._lease_lost():
                     self.interrupted = True
                     break
+                batch = self._next(left)  # a paced feed waits here: not holding the lock, so reads go on meanwhile
+                if batch is None:
+                    break
                 with self._lock:
-                    batch = self._next(left)
-                    if batch is None:
-                        break
                     if self.first is None:
                         self.first = pd.Timestamp(int(batch.ts[0]), tz="UTC")
                     arrived = time.monotonic_ns()
@@ -1405,6 +1405,20 @@ class Session:
         with self._lock:
             report, _ = session_report(self.cluster, self.config, self.spec, self.source, self.seen, self.first, self.last, self.interrupted)
         return report
+
+    def wallet_snapshot(self) -> dict[str, Any]:
+        """The master's and the farms' parts of :meth:`report` (their agents, positions and
+        trades included), and the cluster's total equity, without the ledgers' audit that
+        the report runs (a replay of every transaction): what a wallet tree or a trade
+        list needs, cheaply enough to be read while bars flow."""
+        self._check_open()
+        assert self.cluster is not None
+        with self._lock:
+            master = self.cluster.master_snapshot()
+            farms = self.cluster.farm_snapshots()
+            bars = self.seen
+        total = Decimal(master["cash"]) + sum((Decimal(f["total_equity"]) for f in farms), Decimal(0))
+        return {"bars": bars, "master": master, "farms": farms, "ledger": {"total_equity": dec(total)}}
 
     def audit(self) -> ClusterAudit:
         self._check_open()

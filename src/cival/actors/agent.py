@@ -453,11 +453,23 @@ class Agent:
     # -- reporting ------------------------------------------------------------------
 
     def trades(self) -> list[dict[str, Any]]:
-        """Closed trades, with the backtest's trade columns (the same float arithmetic)."""
+        """Closed trades, with the backtest's trade columns (the same float arithmetic).
+        A closed trade never changes: each is formatted once (the rows are kept for the
+        next call while the executions only grow)."""
+        ex = self.executions
+        kept = getattr(self, "_trade_rows", None)
+        if kept is None or kept[0] is not ex or kept[1] > len(ex) // 2:
+            kept = (ex, 0, [])
+        _, done, rows = kept
+        rows = rows + self._trade_rows_from(2 * done)
+        self._trade_rows = (ex, len(ex) // 2, rows)
+        return list(rows)
+
+    def _trade_rows_from(self, start: int) -> list[dict[str, Any]]:
         out = []
         step = self.model.qty_step
         ex = self.executions
-        for b in range(0, len(ex) - 1, 2):
+        for b in range(start, len(ex) - 1, 2):
             (t_in, buy), (t_out, sell) = ex[b], ex[b + 1]
             n_in, n_out = buy.notional, sell.notional
             pnl = (n_out - n_in) - buy.fee - sell.fee

@@ -216,13 +216,23 @@ class SessionHost:
             kept = hosted.views.get(name)
             if kept is not None and kept[0] == state:
                 return kept[1]
-            report = hosted.views.get("_report")
-            if report is None or report[0] != state:
-                report = (state, self.report(run_id))
-                hosted.views["_report"] = report  # type: ignore[assignment]
-            data = report[1]
-            value = {"report": lambda: data, "wallets": lambda: wallet_rows(data), "trades": lambda: trade_rows(data)}[name]()
+            if name == "report":
+                value: Any = self.report(run_id)
+            else:  # the books' figures without the report's audit
+                snapshot = hosted.views.get("_snapshot")
+                if snapshot is None or snapshot[0] != state:
+                    snapshot = (state, self.live(run_id).wallet_snapshot())  # type: ignore[assignment]
+                    hosted.views["_snapshot"] = snapshot  # type: ignore[assignment]
+                data: Any = snapshot[1]
+                value = wallet_rows(data) if name == "wallets" else trade_rows(data)
+                if name == "trades":  # closed trades only ever grow: as many, the same list
+                    shown = hosted.views.get("_trades")
+                    if shown is not None and shown[0] == len(value):
+                        hosted.views[name] = (state, shown[1])
+                        return shown[1]
             encoded = _json(value)
+            if name == "trades":
+                hosted.views["_trades"] = (len(value), encoded)
             hosted.views[name] = (state, encoded)
             return encoded
 
