@@ -508,7 +508,7 @@ class Server:
 
     def __init__(
         self, folder: Path, *args: str, token: str | None = TOKEN, env: dict[str, str] | None = None, store_url: str | None = None,
-        cafile: Path | None = None,
+        cafile: Path | None = None, local: bool = True,
     ) -> None:
         import socket
         import ssl
@@ -528,7 +528,7 @@ class Server:
         self.token = token
         self.log = open(folder / f"serve-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cival", "serve", "--local", "--port", str(self.port),
+            [sys.executable, "-m", "cival", "serve", *(["--local"] if local else []), "--port", str(self.port),
              *(["--url", store_url] if store_url else ["--path", str(folder / "store.sqlite3")]), *args],
             cwd=folder, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )

@@ -682,3 +682,30 @@ def test_on_postgresql_and_redis_accounts_commands_and_the_stream_work_alike(tmp
         assert status == 401
     finally:
         server.stop()
+
+
+def test_a_server_hosts_its_sessions_on_ray_by_default(tmp_path):
+    server = Server(tmp_path, local=False)
+    try:
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 480, "speed": 3600 * 100}})
+        assert status == 201, run
+        run_id = run["id"]
+        # A second run on the same Ray, longer: the first one's end must not take Ray from under it.
+        status, longer = server.call("POST", "/runs", {"config": {**RAW, "name": "longer"}, "options": {"max_bars": 960, "speed": 3600 * 100}})
+        assert status == 201, longer
+        _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 48, timeout=180)
+        status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "breakout", "amount": "100"})
+        assert status == 200 and booked["amount"] == "100", booked
+        status, added = server.call("POST", f"/runs/{run_id}/goals", {"name": "busy", "type": "trade_volume", "target": {"trades": 2},
+                                                                     "assign": [{"farm": "trend"}]})
+        assert status == 201, added
+        done = _wait(server, run_id, lambda r: r["hosted"]["done"], timeout=300)
+        assert done["status"] == "finished" and done["hosted"]["error"] is None, done
+        status, report = server.call("GET", f"/runs/{run_id}/report")
+        assert status == 200 and report["mode"] == "ray" and report["ledger"]["audit_ok"] and report["bars"] == 480
+        assert "busy" in [g["name"] for g in report["goals"]]
+        other = _wait(server, longer["id"], lambda r: r["hosted"]["done"], timeout=300)
+        assert other["status"] == "finished" and other["hosted"]["error"] is None and other["hosted"]["bars_fed"] == 960, other
+        assert server.call("GET", f"/runs/{longer['id']}/report")[1]["ledger"]["audit_ok"]
+    finally:
+        assert server.stop() == 0, server.output()

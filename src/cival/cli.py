@@ -151,6 +151,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """``cival serve [CONFIG ...]``: host sessions behind the operator API until stopped."""
     import logging
+    import os
     import signal
 
     import uvicorn
@@ -194,6 +195,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {"local": True} if args.local else {}
     if args.address:
         options["address"] = args.address
+    ray_session = None
+    if not args.local:
+        # The server holds Ray for all its sessions, from its main thread: a session that
+        # started Ray would shut it down when it ends, under the others still running.
+        from cival.rayconnect import connect
+
+        print("starting Ray for the sessions (--local runs them in this process instead)", flush=True)
+        ray_session = connect(args.address, num_cpus=os.cpu_count(), logging_level=logging.WARNING)
     host = SessionHost(where, SessionConfig(**options))
     try:
         for run_id in host.take_up():
@@ -220,6 +229,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         print("stopping: every session ends at its next batch boundary, recorded as interrupted", flush=True)
         host.close()
+        if ray_session is not None:
+            ray_session.close()
     return 0
 
 
