@@ -131,10 +131,12 @@ def test_a_run_is_started_steered_and_stopped_through_the_api(tmp_path):
         # The kill switch: every farm halted; at the next open every agent has sold.
         status, killed = server.call("POST", f"/runs/{run_id}/commands", {"kind": "kill", "reason": "market closed"})
         assert status == 200 and killed["halted"] == ["trend", "breakout"], killed
+        tree = server.call("GET", f"/runs/{run_id}/wallets")[1]  # published by the command itself
+        assert all(r["halted"] == "market closed" for r in tree if r["kind"] == "farm")
         at = server.call("GET", f"/runs/{run_id}")[1]["hosted"]["bars_fed"]
         _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= at + 3)
+        time.sleep(0.3)  # the tree is published at most 0.1 s apart while bars flow
         tree = server.call("GET", f"/runs/{run_id}/wallets")[1]
-        assert all(r["halted"] == "market closed" for r in tree if r["kind"] == "farm")
         assert all(not r["positions"] for r in tree if r["kind"] == "agent"), tree
 
         status, stopped = server.call("POST", f"/runs/{run_id}/stop")

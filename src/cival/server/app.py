@@ -199,14 +199,24 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     app.state.host = host
     rates = limits or RateLimits.from_environment()
 
-    @app.middleware("http")
-    async def per_address(request: Request, call_next: Any) -> Any:
-        if request.url.path != f"{API}/health":
-            try:
-                rates.hit(rates.address, "requests from this address", "address", _address(request))
-            except RateLimited as exc:
-                return _limited(exc)
-        return await call_next(request)
+    class PerAddress:
+        """The per-address rate limit, as plain ASGI (Starlette's BaseHTTPMiddleware costs
+        every request a task and a copy of its body stream)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope.get("path") != f"{API}/health":
+                client = scope.get("client")
+                try:
+                    rates.hit(rates.address, "requests from this address", "address", client[0] if client else "unknown")
+                except RateLimited as exc:
+                    await _limited(exc)(scope, receive, send)
+                    return
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(PerAddress)
 
     def principal(request: Request) -> Principal:
         given = request.headers.get("authorization", "")
@@ -317,20 +327,24 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     def run(run_id: str, who: str = Depends(authorised)) -> dict[str, Any]:
         return answer(lambda: host.summary(run_id))  # type: ignore[no-any-return]
 
-    def view(run_id: str, name: str) -> Response:
-        return Response(answer(lambda: host.view(run_id, name)), media_type="application/json")
+    async def view(run_id: str, name: str) -> Response:
+        published = host.published(run_id, name)  # a live run's tree and trades: no thread needed
+        if published is None:
+            published = await asyncio.to_thread(answer, lambda: host.view(run_id, name))
+        return Response(published, media_type="application/json")
 
     @app.get(f"{API}/runs/{{run_id}}/report", response_model=dict[str, Any])
-    def report(run_id: str, who: str = Depends(authorised)) -> Response:
+    async def report(run_id: str, who: str = Depends(authorised)) -> Response:
         """The session report: live for a run this server drives, else rebuilt from the store."""
-        return view(run_id, "report")
+        return await view(run_id, "report")
 
     @app.get(f"{API}/runs/{{run_id}}/wallets", response_model=list[dict[str, Any]])
-    def wallets(run_id: str, who: str = Depends(authorised)) -> Response:
+    async def wallets(run_id: str, who: str = Depends(authorised)) -> Response:
         """The wallet tree: the master, then each farm and its agents (cash, equity, net P&L,
-        fees, positions, trades, halted), exact decimal strings. A live run's tree is taken
-        once per state of the run (its bar count and commands) and shared by its readers."""
-        return view(run_id, "wallets")
+        fees, positions, trades, halted), exact decimal strings. A live run's tree is
+        published by the run at most 0.1 s apart while bars flow, and at once after a
+        command or a pause."""
+        return await view(run_id, "wallets")
 
     Offset = Query(0, ge=0, le=2**62, description="items to skip")
     Limit = Query(100, ge=1, le=1000, description="items to return (at most 1,000)")
@@ -408,9 +422,9 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         return answer(lambda: host.command(run_id, cmd))  # type: ignore[no-any-return]
 
     @app.get(f"{API}/runs/{{run_id}}/trades", response_model=list[dict[str, Any]])
-    def trades(run_id: str, who: str = Depends(authorised)) -> Response:
+    async def trades(run_id: str, who: str = Depends(authorised)) -> Response:
         """Every agent's closed trades, with its farm and name, oldest exit first."""
-        return view(run_id, "trades")
+        return await view(run_id, "trades")
 
     @app.get(f"{API}/runs/{{run_id}}/events")
     def stored_events(

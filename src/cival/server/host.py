@@ -39,6 +39,10 @@ from cival.store.base import StoreLocation
 HOST = "serve"
 """The name the server writes into the leases of the runs it drives."""
 
+PUBLISH_EVERY = 0.1
+"""Seconds between two publications of a live run's wallet tree and trades (see
+:meth:`SessionHost.publish`)."""
+
 
 class NotFound(CivalError):
     """No run by that id (or not one this server drives, for what only a live run does)."""
@@ -55,9 +59,11 @@ class Hosted:
     """Why the session ended with an error (None while it runs, or when it ended well)."""
     done: bool = False
     views: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
-    """What the reads of the live run answer, encoded once per state of the run:
-    view name -> (the state it was taken at, its JSON)."""
+    """What the reads of the live run answer, encoded once: view name -> (the state of the
+    run it was taken at, its JSON)."""
     view_lock: threading.Lock = field(default_factory=threading.Lock)
+    published: float = 0.0
+    """When the wallet tree and trades were last published (time.monotonic)."""
 
 
 class SessionHost:
@@ -107,6 +113,7 @@ class SessionHost:
         """Run the session in a thread of its own (opening it there, when it is not yet:
         ``recorded`` is set once its run is in the store)."""
         session = hosted.session
+        session.on_progress = lambda progress: self._boundary(hosted)
 
         def drive() -> None:
             try:
@@ -200,13 +207,18 @@ class SessionHost:
         return wallet_rows(self.report(run_id))
 
     def view(self, run_id: str, name: str) -> bytes:
-        """The JSON of a read (``report``, ``wallets``, ``trades``), taken once per state of a
-        live run (its bar count and its commands: what changes the books) and shared by
-        every reader until the run moves on; for a run that is not live, built each time."""
+        """The JSON of a read: ``report`` (taken once per state of a live run: its bar count
+        and its commands), ``wallets`` or ``trades`` (what the run last published: see
+        :meth:`publish`); for a run that is not live, built from the store each time."""
         build = {"report": self.report, "wallets": self.wallets, "trades": self.trades}[name]
         hosted = self.runs.get(run_id)
         if hosted is None or hosted.done:
             return _json(build(run_id))
+        if name != "report":
+            if name not in hosted.views:
+                self.live(run_id)  # waits for a run that is starting
+                self.publish(hosted)
+            return hosted.views[name][1]
         session = hosted.session
         state = (session.seen, session._command_n, session.ready.is_set())
         kept = hosted.views.get(name)
@@ -216,25 +228,44 @@ class SessionHost:
             kept = hosted.views.get(name)
             if kept is not None and kept[0] == state:
                 return kept[1]
-            if name == "report":
-                value: Any = self.report(run_id)
-            else:  # the books' figures without the report's audit
-                snapshot = hosted.views.get("_snapshot")
-                if snapshot is None or snapshot[0] != state:
-                    snapshot = (state, self.live(run_id).wallet_snapshot())  # type: ignore[assignment]
-                    hosted.views["_snapshot"] = snapshot  # type: ignore[assignment]
-                data: Any = snapshot[1]
-                value = wallet_rows(data) if name == "wallets" else trade_rows(data)
-                if name == "trades":  # closed trades only ever grow: as many, the same list
-                    shown = hosted.views.get("_trades")
-                    if shown is not None and shown[0] == len(value):
-                        hosted.views[name] = (state, shown[1])
-                        return shown[1]
-            encoded = _json(value)
-            if name == "trades":
-                hosted.views["_trades"] = (len(value), encoded)
+            encoded = _json(self.report(run_id))
             hosted.views[name] = (state, encoded)
             return encoded
+
+    def published(self, run_id: str, name: str) -> bytes | None:
+        """What a live run last published for ``name`` (``wallets``, ``trades``), or None."""
+        hosted = self.runs.get(run_id)
+        if hosted is None or hosted.done or name == "report":
+            return None
+        kept = hosted.views.get(name)
+        return kept[1] if kept is not None else None
+
+    def publish(self, hosted: Hosted) -> None:
+        """Take a live run's wallet tree and trades for its readers, from the nodes'
+        snapshots (no ledger audit), encoded once: the reads of ``wallets`` and ``trades``
+        answer these bytes without touching the session. The session publishes at batch
+        boundaries, at most every :data:`PUBLISH_EVERY` seconds, and at once after a
+        command or a pause: a read is at most that far behind the feed, and never behind
+        a command it follows."""
+        with hosted.view_lock:
+            session = hosted.session
+            state = (session.seen, session._command_n)
+            data = session.wallet_snapshot()
+            trades = trade_rows(data)
+            shown = hosted.views.get("trades")
+            # Closed trades only ever grow: as many, the same list.
+            encoded = shown[1] if shown is not None and shown[0][2] == len(trades) else _json(trades)
+            hosted.views["wallets"] = (state, _json(wallet_rows(data)))
+            hosted.views["trades"] = ((*state, len(trades)), encoded)
+            hosted.published = time.monotonic()
+
+    def _boundary(self, hosted: Hosted) -> None:
+        """After each batch (on the session's thread): publish when it is time."""
+        if time.monotonic() - hosted.published >= PUBLISH_EVERY:
+            try:
+                self.publish(hosted)
+            except CivalError:  # the session is closing: the store has it all
+                pass
 
     def table(
         self, run_id: str, table: str, where: dict[str, Any] | None = None, columns: list[str] | None = None,
@@ -309,7 +340,19 @@ class SessionHost:
     # -- acting -----------------------------------------------------------------------
 
     def command(self, run_id: str, command: Command) -> Any:
-        return self.live(run_id).command(command, timeout=60)
+        try:
+            return self.live(run_id).command(command, timeout=60)
+        finally:
+            self._republish(run_id)
+
+    def _republish(self, run_id: str) -> None:
+        """Publish at once (after a command, a pause): a read that follows sees it."""
+        hosted = self.runs.get(run_id)
+        if hosted is not None and not hosted.done:
+            try:
+                self.publish(hosted)
+            except CivalError:
+                pass
 
     def pause(self, run_id: str, wait: float = 60.0) -> None:
         """Hold the feed at its next batch boundary; returns once it holds there (or the
@@ -321,6 +364,7 @@ class SessionHost:
         while not session.holding.wait(0.05) and not hosted.done:
             if time.monotonic() > deadline:
                 raise SessionError(f"run {run_id} did not reach a batch boundary within {wait:.0f} s; it will hold there")
+        self._republish(run_id)
 
     def unpause(self, run_id: str) -> None:
         self.live(run_id).unpause()
@@ -376,7 +420,7 @@ def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["HOST", "Hosted", "NotFound", "SessionHost", "trade_rows", "wallet_rows"]
+__all__ = ["HOST", "PUBLISH_EVERY", "Hosted", "NotFound", "SessionHost", "trade_rows", "wallet_rows"]
 
 
 def plain_row(row: dict[str, Any]) -> dict[str, Any]:
