@@ -223,6 +223,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run(
                 create_app(host, token, accounts), host=args.host, port=args.port, log_level="warning", access_log=False,
                 ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+                timeout_graceful_shutdown=3,  # open streams do not hold a stop: their clients reconnect elsewhere
             )
         except KeyboardInterrupt:  # the signal uvicorn raised again: a clean stop
             pass

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from pathlib import Path
 from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -181,6 +183,8 @@ class Refresh(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     refresh_token: str = Field(min_length=1, max_length=4096)
+    cookie: bool = False
+    """Also set the new access token as the session cookie (see Login.cookie)."""
 
 
 class KeyBody(BaseModel):
@@ -523,10 +527,7 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
             raise ApiError(401, "unauthenticated", str(exc)) from None
         tokens = the_accounts().tokens(who)
         if body.cookie:
-            response.set_cookie(
-                COOKIE, tokens["access_token"], max_age=tokens["expires_in"], path=API, httponly=True, samesite="strict",
-                secure=request.url.scheme == "https",
-            )
+            set_cookie(request, response, tokens)
         return tokens
 
     @app.post(f"{API}/auth/logout")
@@ -536,12 +537,21 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
         return {"signed_out": True}
 
     @app.post(f"{API}/auth/refresh")
-    def refresh(body: Refresh) -> dict[str, Any]:
+    def refresh(body: Refresh, request: Request, response: Response) -> dict[str, Any]:
         try:
             who = the_accounts().check_token(body.refresh_token, "refresh")
         except Unauthenticated as exc:
             raise ApiError(401, "unauthenticated", str(exc)) from None
-        return the_accounts().tokens(who)
+        tokens = the_accounts().tokens(who)
+        if body.cookie:
+            set_cookie(request, response, tokens)
+        return tokens
+
+    def set_cookie(request: Request, response: Response, tokens: dict[str, Any]) -> None:
+        response.set_cookie(
+            COOKIE, tokens["access_token"], max_age=tokens["expires_in"], path=API, httponly=True, samesite="strict",
+            secure=request.url.scheme == "https",
+        )
 
     @app.get(f"{API}/auth/me")
     def me(request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
@@ -562,6 +572,15 @@ def create_app(host: SessionHost, token: str, accounts: Accounts | None = None, 
     def revoke_key(key_id: str, request: Request, who: str = Depends(authorised)) -> dict[str, Any]:
         answer(lambda: the_accounts().revoke_key(request.state.principal, key_id))
         return {"id": key_id, "revoked": True}
+
+    # -- the dashboard (static files shipped in the package) ------------------------------
+    static = Path(__file__).with_name("static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
 
     # -- backtest and sweep jobs (cival.server.jobs; the runner stops with the app) ---------
     from cival.server.jobs import JobRunner, job_routes

@@ -401,15 +401,22 @@ def trade_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per wallet of a session report: kind, name, parent, cash, equity, net P&L
-    (realised + unrealised - fees), fees, open positions, trades, halted (exact decimal
-    strings)."""
+    (realised + unrealised - fees), fees (exact decimal strings), open positions, trades,
+    halted; an agent's strategy; the win rate of the closed trades, the Sharpe ratio and
+    the maximum drawdown (floats, None before there is any)."""
 
     def row(kind: str, entity: dict[str, Any], parent: str | None, equity: str) -> dict[str, Any]:
         net = Decimal(entity["realized_pnl"]) + Decimal(entity["unrealized_pnl"]) - Decimal(entity["fees"])
+        closed = entity.get("trades") or []
+        if kind == "farm":
+            closed = [t for a in entity.get("agents", []) for t in a.get("trades", [])]
+        wins = sum(1 for t in closed if Decimal(t["pnl"]) > 0)
         return {
             "kind": kind, "name": entity["name"], "parent": parent, "cash": entity["cash"], "equity": equity,
             "net_pnl": str(net), "fees": entity["fees"], "positions": entity.get("positions", []),
-            "trades": entity.get("trade_count"), "halted": entity.get("halted"),
+            "trades": entity.get("trade_count"), "halted": entity.get("halted"), "strategy": entity.get("strategy"),
+            "win_rate": wins / len(closed) if closed else None, "sharpe": entity.get("sharpe"),
+            "max_drawdown": entity.get("max_drawdown"),
         }
 
     master = report["master"]
