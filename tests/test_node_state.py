@@ -99,9 +99,19 @@ SCALARS: dict[Any, st.SearchStrategy[Any]] = {
 }
 
 
+JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+"""What a state keeps as plain JSON (``Any``: a goal's config, say)."""
+
+
 def values_of(tp: Any) -> st.SearchStrategy[Any]:
     """Values of the type ``tp`` as a state model declares it (plain Python values, which
     the model validates)."""
+    if tp is Any:
+        return JSON_VALUES
     origin, args = get_origin(tp), get_args(tp)
     if origin is Annotated:
         return values_of(args[0])

@@ -275,8 +275,8 @@ class MasterNode:
         self.goals = [GoalTracker.for_goal(g, self.farm_agents) for g in config.goals]
         self.goal_configs: list[dict[str, Any]] | None = None
         """Every goal's config now, once an operator changed them (None: the cluster config's)."""
-        self.goal_changes: list[str] = []
-        """Ids of the :class:`GoalChange` messages applied (each applies once)."""
+        self.goal_changes: list[str] | None = None
+        """Ids of the :class:`GoalChange` messages applied (each applies once; None: none yet)."""
         self.events = EventLog()
         """What happened that the books do not say, for the journal to take."""
         self._liquidating: list[tuple[str, str]] = []
@@ -313,7 +313,7 @@ class MasterNode:
         """Add, reassign or cancel a goal (see :class:`GoalChange`); returns the goal's state.
         A new goal counts the trades closed from its first checkpoint on. A change already
         applied (same id) changes nothing."""
-        if msg.id in self.goal_changes:
+        if msg.id in (self.goal_changes or ()):
             return self._goal(msg.goal).as_dict()
         at = msg.at
         if msg.action == "add":
@@ -352,7 +352,7 @@ class MasterNode:
                                              bars=self.checkpoint_done)
             self.events.record(EventDraft(f"goal:{tracker.name}:cancelled", f"goal:{tracker.name}", at, data))
         self.goal_configs = [g.config.model_dump(mode="json") for g in self.goals]
-        self.goal_changes.append(msg.id)
+        self.goal_changes = [*(self.goal_changes or ()), msg.id]
         return tracker.as_dict()
 
     def run_change_goal(self, ports: MasterPorts, msg: GoalChange) -> dict[str, Any]:

@@ -138,8 +138,8 @@ class MasterState(StateModel):
     checkpoint_done: int
     goal_configs: list[dict[str, Any]] | None = None
     """Every goal's config, once an operator added, reassigned or cancelled one."""
-    goal_changes: list[str] = []
-    """The goal changes applied (their message ids)."""
+    goal_changes: list[str] | None = None
+    """The goal changes applied (their message ids; None: none yet)."""
 
 
 __all__ = [
