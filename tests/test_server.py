@@ -214,6 +214,38 @@ def test_a_server_killed_mid_run_takes_the_run_up_again_and_ends_it_as_if_uninte
     assert a == b
 
 
+def test_a_server_stopped_cleanly_takes_its_runs_up_when_it_starts_but_not_one_an_operator_stopped(tmp_path):
+    server = Server(tmp_path)
+    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}})
+    assert status == 201, run
+    run_id = run["id"]
+    status, halted = server.call("POST", "/runs", {"config": {**RAW, "name": "stopped-by-hand"}, "options": {"speed": PACED}})
+    assert status == 201, halted
+    _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 500)
+    assert server.call("POST", f"/runs/{halted['id']}/stop")[1]["status"] == "interrupted"
+    assert server.stop() == 0, server.output()  # SIGTERM: every session stops at a boundary
+
+    again = Server(tmp_path)
+    try:
+        assert f"resumed run {run_id}" in again.output() and halted["id"] not in again.output(), again.output()
+        finished = _wait(again, run_id, lambda r: r["status"] != "running", timeout=180)
+        assert finished["status"] == "finished", again.output()
+        report = again.call("GET", f"/runs/{run_id}/report")[1]
+        assert again.call("GET", f"/runs/{halted['id']}")[1]["status"] == "interrupted"
+    finally:
+        assert again.stop() == 0, again.output()
+    third = Server(tmp_path)  # taken up once: a finished run is not resumed again
+    try:
+        assert "resumed run" not in third.output(), third.output()
+    finally:
+        third.stop()
+    whole = run_paper(config_from_dict(RAW), local=True, persist=False).report
+    a, b = comparable(report), comparable(whole)
+    for r in (a, b):
+        r.pop("interrupted", None)
+    assert a == b
+
+
 def test_the_server_stays_on_this_machine_and_keeps_its_token_to_its_owner(tmp_path):
     refused = run_cival("serve", "--host", "0.0.0.0", "--path", str(tmp_path / "s.sqlite3"), cwd=tmp_path)
     assert refused.returncode == 1 and "--host 0.0.0.0" in refused.stderr and "Traceback" not in refused.stderr

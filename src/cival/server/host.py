@@ -39,6 +39,9 @@ from cival.store.base import StoreLocation
 HOST = "serve"
 """The name the server writes into the leases of the runs it drives."""
 
+TAKE_UP = "take_up"
+"""The run meta naming the server that stopped the run and takes it up when it starts."""
+
 PUBLISH_EVERY = 0.1
 """Seconds between two publications of a live run's wallet tree and trades (see
 :meth:`SessionHost.publish`)."""
@@ -58,6 +61,8 @@ class Hosted:
     error: str | None = None
     """Why the session ended with an error (None while it runs, or when it ended well)."""
     done: bool = False
+    stopped: bool = False
+    """Stopped by an operator (not taken up when the server starts again)."""
     views: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
     """What the reads of the live run answer, encoded once: view name -> (the state of the
     run it was taken at, its JSON)."""
@@ -90,13 +95,21 @@ class SessionHost:
         return self._launch(Hosted(session), recorded)
 
     def take_up(self) -> list[str]:
-        """Resume the runs this server was driving when it stopped (its lease on them, its
-        process gone); returns their ids. A run that cannot be resumed is left as it is."""
+        """Resume the runs this server was driving when it stopped: those it stopped itself
+        (a clean stop marks them, see :meth:`close`), and those whose driver died with it
+        (its lease on them, its process gone: ``kill -9``); returns their ids. A run an
+        operator stopped stays stopped; a run that cannot be resumed is left as it is."""
         db = self.where.open()
         try:
             if not db.readable():
                 return []
-            orphans = [r for r in db.runs() if r.status == "running" and hosted_by(r, HOST) and not driver_alive(r)]
+            orphans = [
+                r for r in db.runs()
+                if (r.status == "running" and hosted_by(r, HOST) and not driver_alive(r))
+                or (r.status == "interrupted" and r.meta.get(TAKE_UP) == HOST)
+            ]
+            for record in orphans:
+                db.update_run(record.id, meta={TAKE_UP: None})  # taken up once
         finally:
             db.close()
         resumed = []
@@ -370,8 +383,10 @@ class SessionHost:
         self.live(run_id).unpause()
 
     def stop(self, run_id: str, wait: float = 60.0) -> None:
-        """Stop the run at its next batch boundary (recorded as interrupted)."""
+        """Stop the run at its next batch boundary (recorded as interrupted; the server does
+        not take it up again when it starts)."""
         hosted = self.hosted(run_id)
+        hosted.stopped = True
         hosted.stop.set()
         hosted.session.unpause()
         if hosted.thread is not None:
@@ -379,14 +394,20 @@ class SessionHost:
 
     def close(self) -> None:
         """Stop every session (each ends at a batch boundary, recorded as interrupted,
-        resumable) and wait for their threads."""
-        for hosted in list(self.runs.values()):
+        resumable) and wait for their threads; the runs stopped so are marked for
+        :meth:`take_up` when the server starts again."""
+        stopping = [(run_id, h) for run_id, h in self.runs.items() if not h.done]
+        for _, hosted in stopping:
             hosted.stop.set()
-            if not hosted.done:
-                hosted.session.unpause()
+            hosted.session.unpause()
         for hosted in list(self.runs.values()):
             if hosted.thread is not None:
                 hosted.thread.join(120)
+        marked = [run_id for run_id, h in stopping if not h.stopped and h.session.interrupted]
+        if marked:
+            with self.where.open() as db:
+                for run_id in marked:
+                    db.update_run(run_id, meta={TAKE_UP: HOST})
 
 
 def _json(value: Any) -> bytes:
