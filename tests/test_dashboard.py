@@ -103,7 +103,7 @@ def served(tmp_path_factory, chromium):  # type: ignore[no-untyped-def]
                           env={**os.environ, "CIVAL_PASSWORD": password, "CIVAL_DATA_DIR": str(folder / "data")})
         assert added.returncode == 0, added.stderr
     server = Server(folder)
-    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": 3600 * 40}})
+    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": 3600 * 12}})
     assert status == 201, run
     server.run_id = run["id"]  # type: ignore[attr-defined]
     proxy = Proxy(server.port)

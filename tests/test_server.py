@@ -216,12 +216,12 @@ def test_a_server_killed_mid_run_takes_the_run_up_again_and_ends_it_as_if_uninte
 
 def test_a_server_stopped_cleanly_takes_its_runs_up_when_it_starts_but_not_one_an_operator_stopped(tmp_path):
     server = Server(tmp_path)
-    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED}})
+    status, run = server.call("POST", "/runs", {"config": RAW, "options": {"speed": PACED, "max_bars": 1200}})
     assert status == 201, run
     run_id = run["id"]
-    status, halted = server.call("POST", "/runs", {"config": {**RAW, "name": "stopped-by-hand"}, "options": {"speed": PACED}})
+    status, halted = server.call("POST", "/runs", {"config": {**RAW, "name": "stopped-by-hand"}, "options": {"speed": PACED, "max_bars": 1200}})
     assert status == 201, halted
-    _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 500)
+    _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 300)
     assert server.call("POST", f"/runs/{halted['id']}/stop")[1]["status"] == "interrupted"
     assert server.stop() == 0, server.output()  # SIGTERM: every session stops at a boundary
 
@@ -239,7 +239,7 @@ def test_a_server_stopped_cleanly_takes_its_runs_up_when_it_starts_but_not_one_a
         assert "resumed run" not in third.output(), third.output()
     finally:
         third.stop()
-    whole = run_paper(config_from_dict(RAW), local=True, persist=False).report
+    whole = run_paper(config_from_dict(RAW), local=True, persist=False, max_bars=1200).report
     a, b = comparable(report), comparable(whole)
     for r in (a, b):
         r.pop("interrupted", None)
@@ -721,11 +721,11 @@ def test_on_postgresql_and_redis_accounts_commands_and_the_stream_work_alike(tmp
 def test_a_server_hosts_its_sessions_on_ray_by_default(tmp_path):
     server = Server(tmp_path, local=False)
     try:
-        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 480, "speed": 3600 * 100}})
+        status, run = server.call("POST", "/runs", {"config": RAW, "options": {"max_bars": 480, "speed": 3600 * 300}})
         assert status == 201, run
         run_id = run["id"]
         # A second run on the same Ray, longer: the first one's end must not take Ray from under it.
-        status, longer = server.call("POST", "/runs", {"config": {**RAW, "name": "longer"}, "options": {"max_bars": 960, "speed": 3600 * 100}})
+        status, longer = server.call("POST", "/runs", {"config": {**RAW, "name": "longer"}, "options": {"max_bars": 960, "speed": 3600 * 300}})
         assert status == 201, longer
         _wait(server, run_id, lambda r: r["hosted"]["bars_fed"] >= 48, timeout=180)
         status, booked = server.call("POST", f"/runs/{run_id}/commands", {"kind": "allocate", "target": "breakout", "amount": "100"})
