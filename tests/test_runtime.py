@@ -75,6 +75,8 @@ def test_paper_session_trades_exactly_as_the_backtest(shared_data, path, strateg
     # are taken in another order, hence the tolerance).
     assert agent["sharpe"] == pytest.approx(expected.metrics["sharpe"], rel=1e-9)
     assert agent["max_drawdown"] == pytest.approx(expected.metrics["max_drawdown"], rel=1e-12)
+    for key in ("total_return", "cagr", "sortino", "calmar"):
+        assert agent[key] == pytest.approx(expected.metrics[key], rel=1e-9), key
 
 
 def test_every_fill_is_booked_with_the_backtests_quantity_price_and_fee(shared_data):

@@ -582,10 +582,7 @@ class Agent:
             "trades": self.trades(),
             "trade_count": len(self.executions) // 2,
             "bars": self.performance.bars,
-            "max_drawdown": self.performance.max_drawdown
-            if self.performance.bars
-            else None,
-            "sharpe": self.performance.sharpe,
+            **self.performance.figures(),  # max_drawdown, sharpe, total_return, cagr, sortino, calmar
             "halts": list(self.halts),
             "halted": self.halted,
         }

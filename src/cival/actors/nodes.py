@@ -1278,10 +1278,7 @@ class FarmNode:
             "fees": plain_decimal(sum((Decimal(a["fees"]) for a in agents), Decimal(0))),
             "trades": [],
             "trade_count": sum(a["trade_count"] for a in agents),
-            "max_drawdown": self.performance.max_drawdown
-            if self.performance.bars
-            else None,
-            "sharpe": self.performance.sharpe,
+            **self.performance.figures(),  # max_drawdown, sharpe, total_return, cagr, sortino, calmar
             "halts": list(self.halts),
             "halted": self.halted,
             "rebalances": list(self.rebalances),

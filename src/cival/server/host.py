@@ -423,21 +423,29 @@ def trade_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def wallet_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per wallet of a session report: kind, name, parent, cash, equity, net P&L
     (realised + unrealised - fees), fees (exact decimal strings), open positions, trades,
-    halted; an agent's strategy; the win rate of the closed trades, the Sharpe ratio and
-    the maximum drawdown (floats, None before there is any)."""
+    halted; an agent's strategy; and the figures of :mod:`cival.backtest.metrics`, as
+    floats, None while undefined: of the closed trades (a farm's: its agents'), the win
+    rate and the profit factor (winning pnl / |losing pnl|, summed exactly; None with no
+    losing trade); of the wallet's equity curve, as its node tracks it, the total return
+    (time-weighted: allocations and collections are not returns), CAGR, Sharpe, Sortino
+    and Calmar ratios and the maximum drawdown (the master tracks no curve: None)."""
 
     def row(kind: str, entity: dict[str, Any], parent: str | None, equity: str) -> dict[str, Any]:
         net = Decimal(entity["realized_pnl"]) + Decimal(entity["unrealized_pnl"]) - Decimal(entity["fees"])
         closed = entity.get("trades") or []
         if kind == "farm":
             closed = [t for a in entity.get("agents", []) for t in a.get("trades", [])]
-        wins = sum(1 for t in closed if Decimal(t["pnl"]) > 0)
+        pnl = [Decimal(t["pnl"]) for t in closed]
+        wins = [p for p in pnl if p > 0]
+        lost = -sum((p for p in pnl if p < 0), Decimal(0))
         return {
             "kind": kind, "name": entity["name"], "parent": parent, "cash": entity["cash"], "equity": equity,
             "net_pnl": str(net), "fees": entity["fees"], "positions": entity.get("positions", []),
             "trades": entity.get("trade_count"), "halted": entity.get("halted"), "strategy": entity.get("strategy"),
-            "win_rate": wins / len(closed) if closed else None, "sharpe": entity.get("sharpe"),
-            "max_drawdown": entity.get("max_drawdown"),
+            "win_rate": len(wins) / len(closed) if closed else None,
+            "profit_factor": float(sum(wins, Decimal(0)) / lost) if lost > 0 else None,
+            "total_return": entity.get("total_return"), "cagr": entity.get("cagr"), "sharpe": entity.get("sharpe"),
+            "sortino": entity.get("sortino"), "calmar": entity.get("calmar"), "max_drawdown": entity.get("max_drawdown"),
         }
 
     master = report["master"]
